@@ -1,0 +1,3 @@
+module example.com/cairn
+
+go 1.26.8

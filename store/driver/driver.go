@@ -1,0 +1,103 @@
+// Package driver defines the interface storage backends implement.
+//
+// Application code should use package store. This package is for authors of
+// backends (filestore, memstore, and later object stores); the portable
+// [store.Bucket] holds every piece of shared logic — key validation, error
+// wrapping, retries — so that drivers stay small.
+package driver
+
+import (
+	"context"
+	"iter"
+)
+
+// Version identifies one stored revision of an object. It is opaque to
+// callers: a content digest for local files, a generation number for GCS, an
+// ETag for S3. Two reads of an unchanged object return the same Version; any
+// successful write produces a Version different from every Version the key
+// held before, as long as the written bytes differ.
+type Version string
+
+// ConditionKind says which precondition a write or delete carries.
+type ConditionKind int
+
+const (
+	// Always applies the operation unconditionally.
+	Always ConditionKind = iota
+	// IfAbsent applies the operation only if the key does not exist.
+	IfAbsent
+	// IfVersion applies the operation only if the key exists and its current
+	// Version equals Condition.Version.
+	IfVersion
+)
+
+// Condition is the precondition of a Write or Delete. The zero value means
+// "unconditionally".
+type Condition struct {
+	Kind    ConditionKind
+	Version Version // used only when Kind == IfVersion
+}
+
+// Code classifies a driver error so the portable layer can wrap it once.
+type Code int
+
+const (
+	// Unknown is any error the driver cannot classify; it is not retried.
+	Unknown Code = iota
+	// NotExist means the key does not exist.
+	NotExist
+	// Precondition means the Condition of a Write or Delete did not hold.
+	Precondition
+	// Transient means the operation may succeed if retried (timeouts, 5xx, 429).
+	Transient
+	// Permission means the caller is not allowed to perform the operation or
+	// the bucket does not exist; retrying will not help.
+	Permission
+)
+
+// Attributes describe a stored object without its content.
+type Attributes struct {
+	Size    int64
+	Version Version
+	// ModTime is the last modification time in Unix nanoseconds, or 0 when the
+	// backend does not know it.
+	ModTime int64
+}
+
+// Bucket is implemented by storage backends. Keys are slash-separated
+// relative paths already validated by package store: non-empty, no leading or
+// trailing slash, no empty, "." or ".." segments.
+//
+// Implementations must be safe for concurrent use by multiple goroutines.
+type Bucket interface {
+	// Read returns the object's bytes and version. If key does not exist, the
+	// error must satisfy ErrorCode(err) == NotExist. A reader must never observe
+	// a partially written object.
+	Read(ctx context.Context, key string) ([]byte, Version, error)
+
+	// Stat returns the object's attributes; NotExist if it does not exist.
+	Stat(ctx context.Context, key string) (Attributes, error)
+
+	// Write stores data at key if cond holds, atomically with respect to every
+	// other writer of key — other goroutines and other processes alike. If the
+	// condition does not hold, nothing is written and ErrorCode(err) ==
+	// Precondition. On success it returns the new Version. A crash at any point
+	// leaves either the old or the new content, never a mix.
+	Write(ctx context.Context, key string, data []byte, cond Condition) (Version, error)
+
+	// Delete removes key if cond holds (IfAbsent is invalid for Delete).
+	// Deleting a key that does not exist with Kind == Always succeeds; with
+	// Kind == IfVersion it fails with Precondition.
+	Delete(ctx context.Context, key string, cond Condition) error
+
+	// List yields every key under prefix (a key prefix ending in "/" or "" for
+	// all keys), recursively, in lexical order. Backends must not yield their own
+	// temporary or internal objects.
+	List(ctx context.Context, prefix string) iter.Seq2[string, error]
+
+	// ErrorCode classifies an error returned by this driver.
+	ErrorCode(err error) Code
+
+	// Close releases resources held by the bucket.
+	Close() error
+}

@@ -1,0 +1,247 @@
+// Package store provides portable access to the shared storage under a
+// pipeline prefix: a local directory, an in-memory namespace, and (through
+// further backends) object stores.
+//
+// A [Bucket] is a view of a backend rooted at a key prefix. Every operation
+// takes a slash-separated key relative to that root. Conditional writes
+// ([Bucket.WriteIf]) are atomic with respect to every other writer, in this
+// process or another; the lease protocol of package lease depends on it.
+//
+// # Errors
+//
+// Errors returned by a Bucket wrap the driver's error once and satisfy
+// errors.Is with one of [ErrNotExist], [ErrPrecondition], [ErrTransient] or
+// [ErrPermission] when the driver can classify them. The driver's own error
+// stays reachable with errors.As.
+//
+// # URLs
+//
+// [URLMux] opens buckets from URLs ("file:///data/x", "/data/x", "mem://ns/x")
+// through openers the caller registers explicitly; there is no default mux.
+package store
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"iter"
+	"strings"
+	"unicode/utf8"
+
+	"example.com/cairn/store/driver"
+)
+
+// Sentinel errors; test with errors.Is.
+var (
+	// ErrNotExist: the key does not exist.
+	ErrNotExist = errors.New("object does not exist")
+	// ErrPrecondition: the condition of a conditional write or delete did not hold.
+	ErrPrecondition = errors.New("precondition failed")
+	// ErrTransient: the backend failed in a way that may succeed if retried.
+	ErrTransient = errors.New("transient storage error")
+	// ErrPermission: access denied or the bucket does not exist.
+	ErrPermission = errors.New("storage permission denied")
+	// ErrInvalidKey: the key is not a valid relative slash-separated path.
+	ErrInvalidKey = errors.New("invalid key")
+)
+
+// Version re-exports driver.Version: an opaque revision identifier.
+type Version = driver.Version
+
+// Condition re-exports driver.Condition.
+type Condition = driver.Condition
+
+// Attributes re-exports driver.Attributes.
+type Attributes = driver.Attributes
+
+// IfAbsent is the condition "only if the key does not exist".
+func IfAbsent() Condition { return Condition{Kind: driver.IfAbsent} }
+
+// IfVersion is the condition "only if the key currently has version v".
+func IfVersion(v Version) Condition { return Condition{Kind: driver.IfVersion, Version: v} }
+
+// Bucket is a portable handle on a storage backend rooted at a key prefix.
+// It is safe for concurrent use. Buckets returned by [Bucket.Sub] share the
+// driver of their parent; closing any of them closes the shared driver.
+type Bucket struct {
+	drv    driver.Bucket
+	prefix string // "" or a key prefix ending in "/"
+	url    string // for error messages and String
+}
+
+// NewBucket wraps a driver. url names the root for messages (for example
+// "/data/prefix" or "mem://test"); it may be empty.
+func NewBucket(drv driver.Bucket, url string) *Bucket {
+	return &Bucket{drv: drv, url: url}
+}
+
+// String returns the URL of the bucket's root.
+func (b *Bucket) String() string { return b.url }
+
+// Sub returns a view of b rooted at the relative path dir. An empty dir
+// returns b itself.
+func (b *Bucket) Sub(dir string) (*Bucket, error) {
+	dir = strings.Trim(dir, "/")
+	if dir == "" {
+		return b, nil
+	}
+	if err := ValidateKey(dir); err != nil {
+		return nil, fmt.Errorf("store: sub %q of %s: %w", dir, b.url, err)
+	}
+	return &Bucket{drv: b.drv, prefix: b.prefix + dir + "/", url: joinURL(b.url, dir)}, nil
+}
+
+// URL returns the URL (or local path) of key under b.
+func (b *Bucket) URL(key string) string { return joinURL(b.url, key) }
+
+func joinURL(base, rel string) string {
+	if base == "" {
+		return rel
+	}
+	return strings.TrimSuffix(base, "/") + "/" + rel
+}
+
+// ValidateKey reports whether key is a valid relative slash-separated path:
+// non-empty, valid UTF-8, no NUL or backslash, no leading or trailing slash,
+// and no empty, "." or ".." segments. The error satisfies
+// errors.Is(err, ErrInvalidKey).
+func ValidateKey(key string) error {
+	switch {
+	case key == "":
+		return fmt.Errorf("%w: empty", ErrInvalidKey)
+	case !utf8.ValidString(key):
+		return fmt.Errorf("%w %q: not valid UTF-8", ErrInvalidKey, key)
+	case strings.ContainsAny(key, "\x00\\"):
+		return fmt.Errorf("%w %q: contains NUL or backslash", ErrInvalidKey, key)
+	case strings.HasPrefix(key, "/") || strings.HasSuffix(key, "/"):
+		return fmt.Errorf("%w %q: leading or trailing slash", ErrInvalidKey, key)
+	}
+	for seg := range strings.SplitSeq(key, "/") {
+		if seg == "" || seg == "." || seg == ".." {
+			return fmt.Errorf("%w %q: empty, \".\" or \"..\" path segment", ErrInvalidKey, key)
+		}
+	}
+	return nil
+}
+
+func (b *Bucket) key(op, key string) (string, error) {
+	if err := ValidateKey(key); err != nil {
+		return "", fmt.Errorf("store: %s %s: %w", op, b.URL(key), err)
+	}
+	return b.prefix + key, nil
+}
+
+// wrap classifies a driver error once and adds the operation and location.
+func (b *Bucket) wrap(op, key string, err error) error {
+	if err == nil {
+		return nil
+	}
+	var kind error
+	switch b.drv.ErrorCode(err) {
+	case driver.NotExist:
+		kind = ErrNotExist
+	case driver.Precondition:
+		kind = ErrPrecondition
+	case driver.Transient:
+		kind = ErrTransient
+	case driver.Permission:
+		kind = ErrPermission
+	}
+	if kind == nil {
+		return fmt.Errorf("store: %s %s: %w", op, b.URL(key), err)
+	}
+	return fmt.Errorf("store: %s %s: %w: %w", op, b.URL(key), kind, err)
+}
+
+// Read returns the content and version of key. A missing key gives an error
+// satisfying errors.Is(err, ErrNotExist).
+func (b *Bucket) Read(ctx context.Context, key string) ([]byte, Version, error) {
+	k, err := b.key("read", key)
+	if err != nil {
+		return nil, "", err
+	}
+	data, v, err := b.drv.Read(ctx, k)
+	return data, v, b.wrap("read", key, err)
+}
+
+// Stat returns the attributes of key; ErrNotExist if it is missing.
+func (b *Bucket) Stat(ctx context.Context, key string) (Attributes, error) {
+	k, err := b.key("stat", key)
+	if err != nil {
+		return Attributes{}, err
+	}
+	a, err := b.drv.Stat(ctx, k)
+	return a, b.wrap("stat", key, err)
+}
+
+// Exists reports whether key exists.
+func (b *Bucket) Exists(ctx context.Context, key string) (bool, error) {
+	_, err := b.Stat(ctx, key)
+	if errors.Is(err, ErrNotExist) {
+		return false, nil
+	}
+	return err == nil, err
+}
+
+// Write stores data at key unconditionally and atomically: readers see the
+// old or the new content, never a mix.
+func (b *Bucket) Write(ctx context.Context, key string, data []byte) (Version, error) {
+	return b.WriteIf(ctx, key, data, Condition{})
+}
+
+// WriteIf stores data at key only if cond holds, atomically with respect to
+// every other writer. If it does not hold, nothing is written and the error
+// satisfies errors.Is(err, ErrPrecondition).
+func (b *Bucket) WriteIf(ctx context.Context, key string, data []byte, cond Condition) (Version, error) {
+	k, err := b.key("write", key)
+	if err != nil {
+		return "", err
+	}
+	v, err := b.drv.Write(ctx, k, data, cond)
+	return v, b.wrap("write", key, err)
+}
+
+// Delete removes key; deleting a missing key is not an error.
+func (b *Bucket) Delete(ctx context.Context, key string) error {
+	return b.DeleteIf(ctx, key, Condition{})
+}
+
+// DeleteIf removes key only if cond holds (a Condition made by IfVersion);
+// otherwise the error satisfies errors.Is(err, ErrPrecondition).
+func (b *Bucket) DeleteIf(ctx context.Context, key string, cond Condition) error {
+	if cond.Kind == driver.IfAbsent {
+		return fmt.Errorf("store: delete %s: IfAbsent is not a valid delete condition", b.URL(key))
+	}
+	k, err := b.key("delete", key)
+	if err != nil {
+		return err
+	}
+	return b.wrap("delete", key, b.drv.Delete(ctx, k, cond))
+}
+
+// List yields the keys under dir (relative to b, "" for all), recursively and
+// in lexical order. Yielded keys are relative to b.
+func (b *Bucket) List(ctx context.Context, dir string) iter.Seq2[string, error] {
+	return func(yield func(string, error) bool) {
+		p := b.prefix
+		if dir = strings.Trim(dir, "/"); dir != "" {
+			if err := ValidateKey(dir); err != nil {
+				yield("", fmt.Errorf("store: list %s: %w", b.URL(dir), err))
+				return
+			}
+			p += dir + "/"
+		}
+		for k, err := range b.drv.List(ctx, p) {
+			if err != nil {
+				yield("", b.wrap("list", dir, err))
+				return
+			}
+			if !yield(strings.TrimPrefix(k, b.prefix), nil) {
+				return
+			}
+		}
+	}
+}
+
+// Close closes the underlying driver.
+func (b *Bucket) Close() error { return b.drv.Close() }
