@@ -1,0 +1,270 @@
+// Package cli gives pipeline programs a standard command line, and
+// implements the generic cairn command.
+//
+// A pipeline program's main is one call:
+//
+//	func main() { os.Exit(cli.Main(cairn.Steps(report), nil)) }
+//
+// The program then accepts:
+//
+//	prog [run] [flags]      run the pipeline (the default)
+//	prog status [--json]    list the steps under the prefix
+//
+// with the flags --prefix, --dry-run, --force-run-failed, --max-concurrent,
+// --run-only (repeatable), --log-level and --log-format, plus lease timing
+// flags for tests and operators.
+//
+// # Exit codes
+//
+//	0   every step succeeded (or the dry run found nothing wrong)
+//	1   one or more steps failed
+//	2   usage error (unknown flag, bad value)
+//	3   invalid pipeline (cycle, bad name or attributes, duplicate output
+//	    path, --run-only matching nothing)
+//	4   storage could not be opened
+//	130 interrupted (SIGINT or SIGTERM); running steps were stopped and their
+//	    leases released
+//
+// Main installs handlers for SIGINT and SIGTERM for the duration of the run:
+// the first signal cancels the run, a second one is left to the default
+// handler.
+package cli
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"iter"
+	"log/slog"
+	"os"
+	"os/signal"
+	"regexp"
+	"strings"
+	"syscall"
+	"text/tabwriter"
+	"time"
+
+	"example.com/cairn"
+	"example.com/cairn/lease"
+	"example.com/cairn/store"
+	"example.com/cairn/store/filestore"
+)
+
+// Exit codes.
+const (
+	ExitOK          = 0
+	ExitFailed      = 1
+	ExitUsage       = 2
+	ExitInvalid     = 3
+	ExitStorage     = 4
+	ExitInterrupted = 130
+)
+
+// Options configure Main and Tool. A nil *Options means all defaults.
+type Options struct {
+	// Args are the command-line arguments without the program name; nil
+	// means os.Args[1:].
+	Args []string
+	// Stdout and Stderr default to os.Stdout and os.Stderr.
+	Stdout, Stderr io.Writer
+	// Getenv looks up environment variables (CAIRN_PREFIX, MARIN_PREFIX);
+	// nil means os.Getenv.
+	Getenv func(string) string
+	// Storage opens prefixes and output paths; nil means a mux with the
+	// local-disk backend ("file" scheme and plain paths).
+	Storage *store.URLMux
+	// Context, if set, is the parent context of the run; nil means
+	// context.Background(). Signals cancel the run either way.
+	Context context.Context
+}
+
+func (o *Options) withDefaults() Options {
+	var c Options
+	if o != nil {
+		c = *o
+	}
+	if c.Args == nil {
+		c.Args = os.Args[1:]
+	}
+	if c.Stdout == nil {
+		c.Stdout = os.Stdout
+	}
+	if c.Stderr == nil {
+		c.Stderr = os.Stderr
+	}
+	if c.Getenv == nil {
+		c.Getenv = os.Getenv
+	}
+	if c.Storage == nil {
+		c.Storage = DefaultStorage()
+	}
+	if c.Context == nil {
+		c.Context = context.Background()
+	}
+	return c
+}
+
+// DefaultStorage returns a mux with the backends every cairn binary has: the
+// local disk for plain paths and file:// URLs.
+func DefaultStorage() *store.URLMux {
+	mux := new(store.URLMux)
+	mux.Register("file", &filestore.URLOpener{})
+	return mux
+}
+
+// regexpList is a repeatable --run-only flag.
+type regexpList []*regexp.Regexp
+
+func (l *regexpList) String() string { return fmt.Sprint([]*regexp.Regexp(*l)) }
+func (l *regexpList) Set(s string) error {
+	re, err := regexp.Compile(s)
+	if err != nil {
+		return err
+	}
+	*l = append(*l, re)
+	return nil
+}
+
+// Main runs a pipeline program's command line over steps and returns the
+// process exit code (see the package doc). It never calls os.Exit.
+func Main(steps iter.Seq[*cairn.Step], opts *Options) int {
+	o := opts.withDefaults()
+	args := o.Args
+	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
+		switch args[0] {
+		case "run":
+			args = args[1:]
+		case "status":
+			return runStatus(o, args[1:], "")
+		default:
+			fmt.Fprintf(o.Stderr, "unknown command %q; commands: run (default), status\n", args[0])
+			return ExitUsage
+		}
+	}
+
+	fs := flag.NewFlagSet("run", flag.ContinueOnError)
+	fs.SetOutput(o.Stderr)
+	var (
+		prefix         = fs.String("prefix", "", "storage root: a directory or URL (default $CAIRN_PREFIX, else $MARIN_PREFIX, else ./"+cairn.DefaultLocalPrefix+")")
+		dryRun         = fs.Bool("dry-run", false, "print what would run; write nothing")
+		forceRunFailed = fs.Bool("force-run-failed", true, "re-run steps that failed in an earlier run; if false, such a step is an error")
+		maxConcurrent  = fs.Int("max-concurrent", cairn.DefaultMaxConcurrent, "steps executing at once in this process")
+		logLevel       = fs.String("log-level", "info", "log level: debug, info, warn or error")
+		logFormat      = fs.String("log-format", "text", "log format: text or json")
+		poll           = fs.Duration("poll-interval", cairn.DefaultPollInterval, "how often to re-check a step another worker holds")
+		heartbeat      = fs.Duration("lease-interval", lease.DefaultInterval, "how often a running step's lease is refreshed")
+		staleAfter     = fs.Duration("lease-stale-after", lease.DefaultStaleAfter, "how long after its last refresh a lease may be taken over")
+		runOnly        regexpList
+	)
+	fs.Var(&runOnly, "run-only", "run only steps whose name matches this regular expression, plus the dependencies they need (repeatable)")
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return ExitOK
+		}
+		return ExitUsage
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(o.Stderr, "unexpected arguments: %q\n", fs.Args())
+		return ExitUsage
+	}
+	if *maxConcurrent < 1 {
+		fmt.Fprintf(o.Stderr, "--max-concurrent must be >= 1, got %d\n", *maxConcurrent)
+		return ExitUsage
+	}
+	logger, err := newLogger(o.Stderr, *logLevel, *logFormat)
+	if err != nil {
+		fmt.Fprintln(o.Stderr, err)
+		return ExitUsage
+	}
+	if *prefix == "" {
+		*prefix = cairn.PrefixFromEnv(o.Getenv)
+	}
+
+	ctx, stop := signal.NotifyContext(o.Context, os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	start := time.Now()
+	report, err := cairn.Run(ctx, steps, &cairn.RunOptions{
+		Prefix:                 *prefix,
+		Storage:                o.Storage,
+		MaxConcurrent:          *maxConcurrent,
+		DryRun:                 *dryRun,
+		RejectPreviouslyFailed: !*forceRunFailed,
+		RunOnly:                runOnly,
+		Lease:                  &lease.Options{Interval: *heartbeat, StaleAfter: *staleAfter},
+		PollInterval:           *poll,
+		Logger:                 logger,
+	})
+	if *dryRun {
+		printPlan(o.Stdout, report)
+	}
+	printSummary(o.Stderr, report, *prefix, time.Since(start))
+	return exitCode(ctx, err, o.Stderr)
+}
+
+func exitCode(ctx context.Context, err error, stderr io.Writer) int {
+	if err == nil {
+		return ExitOK
+	}
+	fmt.Fprintf(stderr, "error: %v\n", err)
+	switch {
+	case ctx.Err() != nil:
+		return ExitInterrupted
+	case errors.Is(err, cairn.ErrInvalidPipeline):
+		return ExitInvalid
+	case errors.As(err, new(*cairn.RunError)):
+		return ExitFailed
+	case errors.Is(err, store.ErrPermission):
+		return ExitStorage
+	}
+	return ExitFailed
+}
+
+func newLogger(w io.Writer, level, format string) (*slog.Logger, error) {
+	var lv slog.Level
+	if err := lv.UnmarshalText([]byte(level)); err != nil {
+		return nil, fmt.Errorf("--log-level %q: want debug, info, warn or error", level)
+	}
+	ho := &slog.HandlerOptions{Level: lv}
+	switch format {
+	case "text":
+		return slog.New(slog.NewTextHandler(w, ho)), nil
+	case "json":
+		return slog.New(slog.NewJSONHandler(w, ho)), nil
+	}
+	return nil, fmt.Errorf("--log-format %q: want text or json", format)
+}
+
+// printPlan writes the dry-run plan as a table.
+func printPlan(w io.Writer, r *cairn.Report) {
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "STEP\tPLAN\tDETAIL")
+	for _, s := range r.Steps {
+		detail := ""
+		switch {
+		case s.Outcome == cairn.RunningElsewhere:
+			detail = fmt.Sprintf("holder %s, lease refreshed %s ago", s.Holder, s.LeaseAge.Round(time.Second))
+		case s.Err != nil:
+			detail = s.Err.Error()
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\n", s.Step, s.Outcome, detail)
+	}
+	tw.Flush()
+}
+
+// printSummary writes one line counting outcomes.
+func printSummary(w io.Writer, r *cairn.Report, prefix string, elapsed time.Duration) {
+	order := []cairn.Outcome{cairn.Ran, cairn.TookOver, cairn.Cached, cairn.CompletedElsewhere, cairn.Failed,
+		cairn.Skipped, cairn.Interrupted, cairn.Unfinished, cairn.WouldRun, cairn.RunningElsewhere, cairn.FailedBefore}
+	var parts []string
+	for _, oc := range order {
+		if n := r.Count(oc); n > 0 {
+			parts = append(parts, fmt.Sprintf("%d %s", n, oc))
+		}
+	}
+	if len(parts) == 0 {
+		parts = []string{"nothing to do"}
+	}
+	fmt.Fprintf(w, "cairn: %d step(s) under %s: %s (%s)\n", len(r.Steps), prefix, strings.Join(parts, ", "), elapsed.Round(time.Millisecond))
+}

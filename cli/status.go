@@ -1,0 +1,164 @@
+package cli
+
+import (
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"example.com/cairn"
+	"example.com/cairn/lease"
+)
+
+// runStatus implements "status [PREFIX] [--json]". Without a positional
+// prefix it uses --prefix, then the environment.
+func runStatus(o Options, args []string, _ string) int {
+	fs := flag.NewFlagSet("status", flag.ContinueOnError)
+	fs.SetOutput(o.Stderr)
+	prefix := fs.String("prefix", "", "storage root (default $CAIRN_PREFIX, else $MARIN_PREFIX, else ./"+cairn.DefaultLocalPrefix+")")
+	asJSON := fs.Bool("json", false, "print JSON instead of a table")
+	staleAfter := fs.Duration("lease-stale-after", lease.DefaultStaleAfter, "lease age after which a holder counts as dead")
+	if err := fs.Parse(interleave(fs, args)); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return ExitOK
+		}
+		return ExitUsage
+	}
+	switch {
+	case fs.NArg() == 1:
+		*prefix = fs.Arg(0)
+	case fs.NArg() > 1:
+		fmt.Fprintf(o.Stderr, "status takes one prefix, got %q\n", fs.Args())
+		return ExitUsage
+	case *prefix == "":
+		*prefix = cairn.PrefixFromEnv(o.Getenv)
+	}
+	ctx := o.Context
+	b, err := o.Storage.OpenBucket(ctx, *prefix)
+	if err != nil {
+		fmt.Fprintf(o.Stderr, "error: %v\n", err)
+		return ExitStorage
+	}
+	states, err := cairn.Inspect(ctx, b, &cairn.InspectOptions{StaleAfter: *staleAfter})
+	if err != nil {
+		fmt.Fprintf(o.Stderr, "error: %v\n", err)
+		return ExitStorage
+	}
+	if *asJSON {
+		return printStatusJSON(o.Stdout, o.Stderr, states)
+	}
+	printStatusTable(o.Stdout, states)
+	return ExitOK
+}
+
+// interleave moves positional arguments after flags so that both
+// "status PREFIX --json" and "status --json PREFIX" work.
+func interleave(fs *flag.FlagSet, args []string) []string {
+	var flags, pos []string
+	for i := 0; i < len(args); i++ {
+		a := args[i]
+		if a == "--" {
+			pos = append(pos, args[i+1:]...)
+			break
+		}
+		if !strings.HasPrefix(a, "-") || a == "-" {
+			pos = append(pos, a)
+			continue
+		}
+		flags = append(flags, a)
+		name := strings.TrimLeft(a, "-")
+		if strings.Contains(name, "=") {
+			continue
+		}
+		if f := fs.Lookup(name); f != nil {
+			if bf, ok := f.Value.(interface{ IsBoolFlag() bool }); !ok || !bf.IsBoolFlag() {
+				if i+1 < len(args) {
+					flags = append(flags, args[i+1])
+					i++
+				}
+			}
+		}
+	}
+	return append(flags, pos...)
+}
+
+type statusJSON struct {
+	Step       string   `json:"step"`
+	Status     string   `json:"status"`
+	Holder     string   `json:"lease_holder,omitempty"`
+	LeaseAgeS  *float64 `json:"lease_age_s,omitempty"`
+	LeaseStale bool     `json:"lease_stale,omitempty"`
+	LastChange string   `json:"last_change,omitempty"`
+	Error      string   `json:"error,omitempty"`
+	Problem    string   `json:"problem,omitempty"`
+}
+
+func statusWord(s cairn.Status) string {
+	if s == cairn.StatusNone {
+		return "NONE"
+	}
+	return string(s)
+}
+
+func printStatusJSON(stdout, stderr io.Writer, states []cairn.StepState) int {
+	out := make([]statusJSON, 0, len(states))
+	for _, s := range states {
+		j := statusJSON{Step: s.Dir, Status: statusWord(s.Status), Holder: s.Holder, LeaseStale: s.LeaseStale, Error: s.Error, Problem: s.Problem}
+		if s.Holder != "" {
+			age := s.LeaseAge.Seconds()
+			j.LeaseAgeS = &age
+		}
+		if !s.LastChange.IsZero() {
+			j.LastChange = s.LastChange.UTC().Format(time.RFC3339Nano)
+		}
+		out = append(out, j)
+	}
+	enc := json.NewEncoder(stdout)
+	enc.SetIndent("", "  ")
+	if err := enc.Encode(out); err != nil {
+		fmt.Fprintf(stderr, "error: %v\n", err)
+		return ExitFailed
+	}
+	return ExitOK
+}
+
+func printStatusTable(w io.Writer, states []cairn.StepState) {
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "STEP\tSTATUS\tLEASE\tLAST CHANGE\tNOTE")
+	now := time.Now()
+	for _, s := range states {
+		leaseCol := "-"
+		if s.Holder != "" {
+			leaseCol = fmt.Sprintf("%s (%s ago", s.Holder, s.LeaseAge.Round(time.Second))
+			if s.LeaseStale {
+				leaseCol += ", stale"
+			}
+			leaseCol += ")"
+		}
+		changed := "-"
+		if !s.LastChange.IsZero() {
+			changed = fmt.Sprintf("%s ago", now.Sub(s.LastChange).Round(time.Second))
+		}
+		note := s.Error
+		if s.Problem != "" {
+			note = s.Problem
+		}
+		if s.Status == cairn.StatusRunning && (s.Holder == "" || s.LeaseStale) && note == "" {
+			note = "no live lease: the next run takes it over"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", s.Dir, statusWord(s.Status), leaseCol, changed, oneLine(note))
+	}
+	tw.Flush()
+}
+
+func oneLine(s string) string {
+	s = strings.ReplaceAll(s, "\n", " ")
+	if len(s) > 120 {
+		s = s[:120] + "…"
+	}
+	return s
+}

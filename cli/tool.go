@@ -1,0 +1,113 @@
+package cli
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"strings"
+
+	"example.com/cairn"
+)
+
+// Tool runs the generic cairn command and returns its exit code:
+//
+//	cairn path NAME [--attrs JSON] [--dep NAME_WITH_HASH]... [--prefix P] [--json]
+//	cairn status [PREFIX] [--json]
+func Tool(opts *Options) int {
+	o := opts.withDefaults()
+	if len(o.Args) == 0 {
+		toolUsage(o)
+		return ExitUsage
+	}
+	switch o.Args[0] {
+	case "path":
+		return runPath(o, o.Args[1:])
+	case "status":
+		return runStatus(o, o.Args[1:], "")
+	case "help", "-h", "-help", "--help":
+		toolUsage(o)
+		return ExitOK
+	}
+	fmt.Fprintf(o.Stderr, "cairn: unknown command %q\n", o.Args[0])
+	toolUsage(o)
+	return ExitUsage
+}
+
+func toolUsage(o Options) {
+	fmt.Fprint(o.Stderr, `usage:
+  cairn path NAME [--attrs JSON] [--dep NAME_WITH_HASH]... [--prefix P] [--json]
+      print where a step writes (its output path)
+  cairn status [PREFIX] [--json]
+      list the steps under PREFIX with status, lease holder and age
+`)
+}
+
+type stringList []string
+
+func (l *stringList) String() string     { return strings.Join(*l, ",") }
+func (l *stringList) Set(s string) error { *l = append(*l, s); return nil }
+
+// runPath implements "cairn path".
+func runPath(o Options, args []string) int {
+	fs := flag.NewFlagSet("path", flag.ContinueOnError)
+	fs.SetOutput(o.Stderr)
+	attrs := fs.String("attrs", "{}", "the step's attributes as a JSON object")
+	prefix := fs.String("prefix", "", "storage root (default $CAIRN_PREFIX, else $MARIN_PREFIX, else ./"+cairn.DefaultLocalPrefix+")")
+	asJSON := fs.Bool("json", false, "print hash_id, name_with_hash and output_path as JSON")
+	var deps stringList
+	fs.Var(&deps, "dep", "a dependency's name_with_hash (repeatable)")
+	if err := fs.Parse(interleave(fs, args)); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return ExitOK
+		}
+		return ExitUsage
+	}
+	if fs.NArg() != 1 {
+		fmt.Fprintln(o.Stderr, "path takes exactly one step NAME")
+		return ExitUsage
+	}
+	name := fs.Arg(0)
+	dec := json.NewDecoder(strings.NewReader(*attrs))
+	dec.UseNumber() // keep integers of any size exact
+	var a any
+	if err := dec.Decode(&a); err != nil || dec.More() {
+		fmt.Fprintf(o.Stderr, "--attrs: not a JSON value: %q\n", *attrs)
+		return ExitUsage
+	}
+	if _, ok := a.(map[string]any); !ok {
+		fmt.Fprintf(o.Stderr, "--attrs must be a JSON object, got %s\n", *attrs)
+		return ExitUsage
+	}
+	for _, d := range deps {
+		if i := strings.LastIndex(d, "_"); i <= 0 || len(d)-i-1 != 8 {
+			fmt.Fprintf(o.Stderr, "--dep %q: want a dependency's name_with_hash, like raw_547180fc\n", d)
+			return ExitUsage
+		}
+	}
+	h, err := cairn.HashID(name, a, deps)
+	if err != nil {
+		fmt.Fprintf(o.Stderr, "error: %v\n", err)
+		return ExitInvalid
+	}
+	if *prefix == "" {
+		*prefix = cairn.PrefixFromEnv(o.Getenv)
+	}
+	nwh := name + "_" + h
+	out := strings.TrimSuffix(*prefix, "/") + "/" + nwh
+	if !*asJSON {
+		fmt.Fprintln(o.Stdout, out)
+		return ExitOK
+	}
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetEscapeHTML(false)
+	_ = enc.Encode(struct {
+		HashID       string `json:"hash_id"`
+		NameWithHash string `json:"name_with_hash"`
+		OutputPath   string `json:"output_path"`
+	}{h, nwh, out})
+	o.Stdout.Write(buf.Bytes())
+	return ExitOK
+}

@@ -1,0 +1,92 @@
+package cairn
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+
+	"example.com/cairn/lease"
+)
+
+var (
+	// ErrInvalidPipeline marks a definition error: an invalid name, attributes
+	// that cannot be hashed, a dependency cycle, two different steps with one
+	// output path, or invalid options. Nothing is written for such a pipeline.
+	ErrInvalidPipeline = errors.New("invalid pipeline")
+
+	// ErrPreviouslyFailed is returned for a step whose status is FAILED or
+	// DEP_FAILED from an earlier run when RunOptions.RejectPreviouslyFailed
+	// is set.
+	ErrPreviouslyFailed = errors.New("step failed previously")
+
+	// ErrDepFailed is the cause recorded for a step that was skipped because
+	// one of its dependencies failed.
+	ErrDepFailed = errors.New("dependency failed")
+
+	// ErrLeaseLost is the cause of a step failure when another worker took
+	// over the step's lease while it ran (for example because this process
+	// could not refresh it in time). It is lease.ErrLost.
+	ErrLeaseLost = lease.ErrLost
+
+	// ErrNoArtifact is returned by Load for a step that saved no artifact.
+	ErrNoArtifact = errors.New("step has no artifact")
+)
+
+// StepError is the failure of one step. Err is the root cause: the error the
+// step's function returned, a *PanicError, or an error satisfying
+// ErrLeaseLost, ErrPreviouslyFailed or ErrDepFailed.
+type StepError struct {
+	// Step is the step's ID (name_with_hash).
+	Step string
+	// Path is the step's output path.
+	Path string
+	Err  error
+}
+
+func (e *StepError) Error() string { return fmt.Sprintf("step %s: %v", e.Step, e.Err) }
+func (e *StepError) Unwrap() error { return e.Err }
+
+// RunError aggregates the failures of a run. Unwrap exposes every
+// *StepError, so errors.Is and errors.As reach each root cause.
+type RunError struct {
+	// Failed are the steps that failed, in the order they failed.
+	Failed []*StepError
+	// Skipped are the IDs of steps not run because a dependency failed.
+	Skipped []string
+}
+
+func (e *RunError) Error() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "%d step(s) failed", len(e.Failed))
+	if len(e.Skipped) > 0 {
+		fmt.Fprintf(&b, " and %d dependent step(s) were skipped", len(e.Skipped))
+	}
+	for i, f := range e.Failed {
+		if i == 5 {
+			fmt.Fprintf(&b, "; and %d more", len(e.Failed)-i)
+			break
+		}
+		fmt.Fprintf(&b, "; %v", f)
+	}
+	return b.String()
+}
+
+// Unwrap returns the step errors.
+func (e *RunError) Unwrap() []error {
+	errs := make([]error, len(e.Failed))
+	for i, f := range e.Failed {
+		errs[i] = f
+	}
+	return errs
+}
+
+// PanicError is the cause of a step failure when its function panicked. The
+// runner recovers such panics so that one step cannot take down a process
+// that holds other steps' leases (they would stall until their leases went
+// stale); errgroup makes the opposite choice for a general-purpose group.
+type PanicError struct {
+	Value any
+	Stack []byte
+}
+
+func (e *PanicError) Error() string { return fmt.Sprintf("panic: %v", e.Value) }

@@ -1,0 +1,355 @@
+package cairn
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"reflect"
+	"runtime"
+	"runtime/debug"
+	"sync/atomic"
+	"time"
+
+	"example.com/cairn/internal/statusfile"
+	"example.com/cairn/lease"
+	"example.com/cairn/store"
+)
+
+// BucketOpener opens the storage rooted at a location (a local path or a
+// URL). *store.URLMux implements it.
+type BucketOpener interface {
+	OpenBucket(ctx context.Context, location string) (*store.Bucket, error)
+}
+
+// Output is what a step's function receives: where to write, and how to read
+// its dependencies' artifacts.
+type Output struct {
+	// Path is the step's output path: a local directory or a URL.
+	Path string
+	// Bucket is the storage rooted at Path. Control files (names starting
+	// with ".executor" or ".cairn") belong to cairn.
+	Bucket *store.Bucket
+	// Logger logs with the step's ID attached.
+	Logger *slog.Logger
+	// WorkerID identifies this attempt in the step's lease.
+	WorkerID string
+
+	storage BucketOpener
+	prefix  string
+}
+
+// Load decodes the artifact of dep, a dependency of the running step, into a
+// value of type T. It fails with an error satisfying
+// errors.Is(err, ErrNoArtifact) if dep saved none.
+func Load[T any](ctx context.Context, out *Output, dep *Step) (T, error) {
+	return LoadArtifact[T](ctx, out.storage, out.prefix, dep)
+}
+
+// LoadArtifact decodes the artifact of step s, stored under prefix, into a
+// value of type T. Use it outside step functions, for example after Run.
+func LoadArtifact[T any](ctx context.Context, storage BucketOpener, prefix string, s *Step) (T, error) {
+	var v T
+	path, err := s.OutputPath(prefix)
+	if err != nil {
+		return v, err
+	}
+	b, err := storage.OpenBucket(ctx, path)
+	if err != nil {
+		return v, err
+	}
+	data, err := statusfile.ReadArtifact(ctx, b)
+	if errors.Is(err, store.ErrNotExist) {
+		return v, fmt.Errorf("load %s: %w", s, ErrNoArtifact)
+	}
+	if err != nil {
+		return v, fmt.Errorf("load %s: %w", s, err)
+	}
+	if err := json.Unmarshal(data, &v); err != nil {
+		return v, fmt.Errorf("load %s: decode artifact as %s: %w", s, reflect.TypeFor[T](), err)
+	}
+	return v, nil
+}
+
+// executor runs single steps with the cache, lease and status protocol. It is
+// the step's execution strategy: the scheduler in run.go only calls attempt
+// and waits, knowing nothing of caches or leases.
+type executor struct {
+	storage      BucketOpener
+	prefix       string
+	leaseOpts    lease.Options
+	rejectFailed bool
+	logger       *slog.Logger
+
+	workerBase string        // host-pid-token, unique per executor
+	attempts   atomic.Uint64 // attempt counter for worker ids
+}
+
+func newExecutor(opts *RunOptions) *executor {
+	x := &executor{
+		storage:      opts.Storage,
+		prefix:       opts.Prefix,
+		rejectFailed: opts.RejectPreviouslyFailed,
+		logger:       opts.logger(),
+		workerBase:   opts.WorkerID,
+	}
+	if opts.Lease != nil {
+		x.leaseOpts = *opts.Lease
+	}
+	if x.workerBase == "" {
+		x.workerBase = defaultWorkerBase()
+	}
+	return x
+}
+
+// defaultWorkerBase names this process: host, pid and a random token, so
+// that two processes with the same pid on hosts with the same name (common
+// in containers) still differ.
+func defaultWorkerBase() string {
+	host, err := os.Hostname()
+	if err != nil {
+		host = "unknown-host"
+	}
+	var tok [3]byte
+	_, _ = rand.Read(tok[:]) // crypto/rand.Read never fails on Linux
+	return fmt.Sprintf("%s-%d-%s", host, os.Getpid(), hex.EncodeToString(tok[:]))
+}
+
+// newWorkerID returns a worker id unique to one attempt of one step.
+func (x *executor) newWorkerID() string {
+	return fmt.Sprintf("%s.%d", x.workerBase, x.attempts.Add(1))
+}
+
+// attemptResult is the result of one attempt. held != nil means another
+// worker holds the step: the caller should retry later.
+type attemptResult struct {
+	outcome  Outcome
+	err      error
+	held     *lease.HeldError
+	holder   string
+	leaseAge time.Duration
+	duration time.Duration
+}
+
+// cleanupTimeout bounds the status and lease writes made after a step's
+// function returns, including after the run was cancelled.
+const cleanupTimeout = 30 * time.Second
+
+// attempt makes one attempt at step s (ID id) whose output is b: cache check,
+// lease, function, artifact, terminal status, release. waited says an earlier
+// attempt found the step held by another worker.
+func (x *executor) attempt(ctx context.Context, s *Step, id, path string, b *store.Bucket, waited bool) attemptResult {
+	cached := Cached
+	if waited {
+		cached = CompletedElsewhere
+	}
+	status, err := statusfile.ReadStatus(ctx, b)
+	if err != nil {
+		return attemptResult{outcome: Failed, err: err}
+	}
+	switch status {
+	case statusfile.Success:
+		return attemptResult{outcome: cached}
+	case statusfile.Failed, statusfile.DepFailed:
+		if x.rejectFailed {
+			return attemptResult{outcome: Failed, err: fmt.Errorf("%w (status %s); re-run with force-run-failed to retry it", ErrPreviouslyFailed, status)}
+		}
+	}
+	if s.Func == nil {
+		return attemptResult{outcome: Failed, err: fmt.Errorf("%w: step %s has no Func", ErrInvalidPipeline, id)}
+	}
+	worker := x.newWorkerID()
+	l, err := lease.Acquire(ctx, b, statusfile.LockKey, worker, &x.leaseOpts)
+	if held, ok := errors.AsType[*lease.HeldError](err); ok {
+		return attemptResult{held: held, holder: held.Holder.WorkerID, leaseAge: held.Age}
+	}
+	if err != nil {
+		return attemptResult{outcome: Failed, err: err}
+	}
+	cleanupCtx, cancelCleanup := context.WithTimeout(context.WithoutCancel(ctx), cleanupTimeout)
+	defer cancelCleanup()
+	release := func(r attemptResult) attemptResult {
+		if err := l.Release(cleanupCtx); err != nil && r.err == nil {
+			r.outcome, r.err = Failed, err
+		}
+		return r
+	}
+
+	// Double-check under the lease: another worker may have finished between
+	// our status read and our acquisition.
+	status, err = statusfile.ReadStatus(ctx, b)
+	if err != nil {
+		return release(attemptResult{outcome: Failed, err: err})
+	}
+	if status == statusfile.Success {
+		return release(attemptResult{outcome: cached})
+	}
+	res := attemptResult{outcome: Ran}
+	if l.TookOver || status == statusfile.Running {
+		res.outcome = TookOver
+		res.holder = l.Previous.WorkerID
+		if l.TookOver {
+			res.leaseAge = l.Previous.Age(time.Now())
+		}
+	}
+	if _, err := statusfile.WriteInfoIfAbsent(ctx, b, x.info(s, path)); err != nil {
+		return release(attemptResult{outcome: Failed, err: err})
+	}
+	if err := statusfile.WriteStatus(ctx, b, statusfile.Running); err != nil {
+		return release(attemptResult{outcome: Failed, err: err})
+	}
+
+	start := time.Now()
+	stepCtx, cancel := l.Context(ctx)
+	out := &Output{
+		Path:     path,
+		Bucket:   b,
+		Logger:   x.logger.With("step", id),
+		WorkerID: worker,
+		storage:  x.storage,
+		prefix:   x.prefix,
+	}
+	val, ferr := callFunc(stepCtx, s.Func, out)
+	cancel()
+	res.duration = time.Since(start)
+
+	if lerr := l.Err(); lerr != nil {
+		// Another worker owns the step now; its status is theirs to write.
+		l.Stop()
+		return attemptResult{outcome: Failed, err: lerr, duration: res.duration}
+	}
+	if ferr != nil && ctx.Err() != nil {
+		// Interrupted: put the status back as it was so the next run starts
+		// the step at once instead of waiting for a stale lease.
+		if status == "" {
+			err = statusfile.DeleteStatus(cleanupCtx, b)
+		} else {
+			err = statusfile.WriteStatus(cleanupCtx, b, status)
+		}
+		return release(attemptResult{outcome: Interrupted, err: errors.Join(context.Cause(ctx), err), duration: res.duration})
+	}
+	if ferr == nil && val != nil && !isNilValue(val) {
+		if err := statusfile.WriteArtifact(cleanupCtx, b, val); err != nil {
+			ferr = fmt.Errorf("save artifact: %w", err)
+		}
+	}
+	if err := l.Confirm(cleanupCtx); err != nil {
+		l.Stop()
+		return attemptResult{outcome: Failed, err: err, duration: res.duration}
+	}
+	if ferr != nil {
+		f := statusfile.Failure{Error: ferr.Error(), WorkerID: worker, Time: time.Now().UTC()}
+		if pe, ok := errors.AsType[*PanicError](ferr); ok {
+			f.Stack = string(pe.Stack)
+		}
+		// The failure record is best effort; the status is what matters.
+		_ = statusfile.WriteFailure(cleanupCtx, b, f)
+		err := statusfile.WriteStatus(cleanupCtx, b, statusfile.Failed)
+		return release(attemptResult{outcome: Failed, err: errors.Join(ferr, err), duration: res.duration})
+	}
+	if err := statusfile.WriteStatus(cleanupCtx, b, statusfile.Success); err != nil {
+		return release(attemptResult{outcome: Failed, err: err, duration: res.duration})
+	}
+	return release(res)
+}
+
+func isNilValue(v any) bool {
+	rv := reflect.ValueOf(v)
+	switch rv.Kind() {
+	case reflect.Pointer, reflect.Map, reflect.Slice, reflect.Interface, reflect.Func, reflect.Chan:
+		return rv.IsNil()
+	}
+	return false
+}
+
+// callFunc runs f, turning a panic into a *PanicError (see its doc for why).
+func callFunc(ctx context.Context, f Func, out *Output) (v any, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			v, err = nil, &PanicError{Value: r, Stack: debug.Stack()}
+		}
+	}()
+	return f(ctx, out)
+}
+
+// info builds the `.executor_info` record of s.
+func (x *executor) info(s *Step, path string) statusfile.Info {
+	id := s.identity()
+	deps := make([]string, 0, len(s.Deps))
+	for _, d := range s.Deps {
+		if p, err := d.OutputPath(x.prefix); err == nil {
+			deps = append(deps, p)
+		}
+	}
+	var override *string
+	if s.OverridePath != "" {
+		override = &s.OverridePath
+	}
+	fn := "None"
+	if s.Func != nil {
+		if f := runtime.FuncForPC(reflect.ValueOf(s.Func).Pointer()); f != nil {
+			fn = f.Name()
+		}
+	}
+	return statusfile.Info{
+		ExecutorVersion:    "step_runner",
+		Name:               s.Name,
+		FnName:             fn,
+		Config:             json.RawMessage(id.attrs),
+		OverrideOutputPath: override,
+		Dependencies:       deps,
+		OutputPath:         path,
+	}
+}
+
+// RunStep runs the single step s with the full cache and lease protocol,
+// waiting while another worker holds it. It does not run s's dependencies;
+// use [Run] for that. The returned error is a *StepError.
+func RunStep(ctx context.Context, s *Step, opts *RunOptions) (StepResult, error) {
+	if opts == nil {
+		opts = &RunOptions{}
+	}
+	if err := opts.validate(); err != nil {
+		return StepResult{}, err
+	}
+	x := newExecutor(opts)
+	id, err := s.ID()
+	if err != nil {
+		return StepResult{}, err
+	}
+	path, err := s.OutputPath(opts.Prefix)
+	if err != nil {
+		return StepResult{}, err
+	}
+	b, err := opts.Storage.OpenBucket(ctx, path)
+	if err != nil {
+		return StepResult{}, err
+	}
+	r := StepResult{Step: id, Name: s.Name, Path: path}
+	waited := false
+	for {
+		res := x.attempt(ctx, s, id, path, b, waited)
+		if res.held == nil {
+			r.Outcome, r.Err, r.Duration = res.outcome, res.err, res.duration
+			r.Holder, r.LeaseAge = res.holder, res.leaseAge
+			if r.Err != nil {
+				return r, &StepError{Step: id, Path: path, Err: r.Err}
+			}
+			return r, nil
+		}
+		if !waited {
+			x.logger.Info("waiting for another worker", "step", id, "holder", res.holder, "lease_age", res.leaseAge.Round(time.Millisecond))
+		}
+		waited = true
+		select {
+		case <-ctx.Done():
+			r.Outcome, r.Err = Interrupted, context.Cause(ctx)
+			return r, &StepError{Step: id, Path: path, Err: r.Err}
+		case <-time.After(opts.pollInterval()):
+		}
+	}
+}

@@ -1,0 +1,551 @@
+package cairn
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"iter"
+	"log/slog"
+	"regexp"
+	"slices"
+	"strings"
+	"time"
+
+	"example.com/cairn/internal/statusfile"
+	"example.com/cairn/lease"
+	"example.com/cairn/store"
+)
+
+// DefaultMaxConcurrent is the number of steps a run executes at once when
+// RunOptions.MaxConcurrent is 0.
+const DefaultMaxConcurrent = 8
+
+// DefaultPollInterval is how often a run re-checks a step that another
+// worker holds.
+const DefaultPollInterval = 5 * time.Second
+
+// RunOptions configure Run and RunStep. A nil *RunOptions is not valid for
+// Run because Storage is required.
+type RunOptions struct {
+	// Prefix is the storage root: a local directory or a URL. Steps write
+	// under PREFIX/NAME_HASH unless they carry their own Prefix or an
+	// absolute OverridePath.
+	Prefix string
+	// Storage opens buckets for output paths. Required; package cli wires
+	// one with the local-disk and in-memory backends.
+	Storage BucketOpener
+	// MaxConcurrent bounds the steps executing at once in this process; 0
+	// means DefaultMaxConcurrent, a negative value is an error.
+	MaxConcurrent int
+	// DryRun reports, for every step, what would happen, and writes nothing.
+	DryRun bool
+	// RejectPreviouslyFailed makes a step that failed in an earlier run an
+	// error (ErrPreviouslyFailed) instead of running it again. Marin calls
+	// the opposite force_run_failed, which defaults to true.
+	RejectPreviouslyFailed bool
+	// RunOnly, if not empty, restricts the run to steps whose name or ID
+	// matches one of the patterns, plus the dependencies they need. It is an
+	// error if no step matches.
+	RunOnly []*regexp.Regexp
+	// Lease configures the lease heartbeat and staleness; nil means Marin's
+	// defaults (refresh every 30 s, stale after 90 s).
+	Lease *lease.Options
+	// PollInterval is how often a step held by another worker is re-checked;
+	// 0 means DefaultPollInterval.
+	PollInterval time.Duration
+	// WorkerID, if set, is the prefix of this run's lease holder ids;
+	// the default is "HOST-PID-RANDOM". Each step attempt appends ".N".
+	WorkerID string
+	// Logger receives structured logs naming each step by its ID; nil means
+	// slog.Default().
+	Logger *slog.Logger
+	// OnEvent, if set, receives progress events, from one goroutine at a time.
+	OnEvent func(Event)
+}
+
+func (o *RunOptions) validate() error {
+	switch {
+	case o.Storage == nil:
+		return fmt.Errorf("%w: RunOptions.Storage is nil", ErrInvalidPipeline)
+	case o.MaxConcurrent < 0:
+		return fmt.Errorf("%w: max_concurrent must be >= 1, got %d", ErrInvalidPipeline, o.MaxConcurrent)
+	case o.PollInterval < 0:
+		return fmt.Errorf("%w: negative PollInterval %s", ErrInvalidPipeline, o.PollInterval)
+	}
+	return nil
+}
+
+func (o *RunOptions) logger() *slog.Logger {
+	if o.Logger == nil {
+		return slog.Default()
+	}
+	return o.Logger
+}
+
+func (o *RunOptions) pollInterval() time.Duration {
+	if o.PollInterval == 0 {
+		return DefaultPollInterval
+	}
+	return o.PollInterval
+}
+
+func (o *RunOptions) maxConcurrent() int {
+	if o.MaxConcurrent == 0 {
+		return DefaultMaxConcurrent
+	}
+	return o.MaxConcurrent
+}
+
+// Run runs steps and, first, every dependency of theirs not seen before,
+// in dependency order, with at most MaxConcurrent steps executing at once.
+//
+// steps is consumed lazily and may be unbounded: Run pulls a step only when
+// it has room for more pending work, and stops when the sequence ends and
+// everything pulled has finished. Steps are deduplicated by output path. A
+// step starts the moment its last dependency succeeds. Steps that already
+// succeeded are skipped; steps another worker is executing are waited for;
+// steps whose worker died are taken over once its lease is stale.
+//
+// A failed step does not stop independent steps; its dependents are skipped.
+// Run returns a Report of every step it considered and:
+//   - nil if every step succeeded;
+//   - a *RunError listing every failed step (each a *StepError whose root
+//     cause is reachable with errors.Is and errors.As) and the skipped ones;
+//   - an error satisfying errors.Is(err, ErrInvalidPipeline) for an invalid
+//     definition (cycle, bad name or attributes, duplicate output path, no
+//     step matching RunOnly); no step starts after it is found;
+//   - the context's cause if ctx is cancelled; running steps are stopped,
+//     their leases released and their statuses restored.
+func Run(ctx context.Context, steps iter.Seq[*Step], opts *RunOptions) (*Report, error) {
+	if opts == nil {
+		opts = &RunOptions{}
+	}
+	if err := opts.validate(); err != nil {
+		return &Report{}, err
+	}
+	sc := &scheduler{
+		opts:   opts,
+		x:      newExecutor(opts),
+		log:    opts.logger(),
+		byStep: make(map[*Step]*node),
+		byPath: make(map[string]*node),
+		done:   make(chan completion),
+		retry:  make(chan *node),
+		quit:   make(chan struct{}),
+	}
+	defer close(sc.quit)
+	return sc.run(ctx, steps)
+}
+
+// Steps adapts a list of steps to the sequence Run consumes.
+func Steps(steps ...*Step) iter.Seq[*Step] { return slices.Values(steps) }
+
+type nodeState int
+
+const (
+	waiting   nodeState = iota // deps unfinished, or not selected by RunOnly
+	ready                      // queued for a slot
+	running                    // an attempt is in flight
+	deferred                   // held by another worker; retry scheduled
+	succeeded                  // done, output in place
+	failed                     // done, failed or interrupted
+	skipped                    // a dependency failed
+)
+
+// node is the scheduler's record of one step (one output path).
+type node struct {
+	step       *Step
+	id, path   string
+	deps       []*node
+	dependents []*node
+	pending    int // deps not yet succeeded
+	state      nodeState
+	selected   bool
+	waited     bool          // an attempt found it held by another worker
+	failedDep  string        // ID of a dependency that failed or was skipped
+	bucket     *store.Bucket // opened by the first attempt
+}
+
+type completion struct {
+	n   *node
+	res attemptResult
+}
+
+// scheduler is the state of one Run. All fields are owned by the goroutine
+// executing run; step attempts run in their own goroutines and report back
+// on done.
+type scheduler struct {
+	opts *RunOptions
+	x    *executor
+	log  *slog.Logger
+
+	byStep map[*Step]*node
+	byPath map[string]*node
+
+	queue    []*node // ready nodes, FIFO
+	inFlight int     // attempts running
+	deferred int     // nodes waiting for a retry timer
+	active   int     // selected nodes not yet finished
+
+	done  chan completion
+	retry chan *node
+	quit  chan struct{} // closed when Run returns; stops retry timers
+
+	report     Report
+	failures   []*StepError
+	skippedIDs []string
+	matched    bool
+}
+
+// window bounds how many unfinished steps Run pulls ahead of execution, so
+// that an unbounded sequence is not drained into memory.
+func (sc *scheduler) window() int { return 4096 + 16*sc.opts.maxConcurrent() }
+
+func (sc *scheduler) run(ctx context.Context, steps iter.Seq[*Step]) (*Report, error) {
+	next, stopPull := iter.Pull(steps)
+	defer stopPull()
+	var (
+		exhausted bool
+		stopErr   error // definition error or interruption: start nothing new
+		ctxDone   = ctx.Done()
+	)
+	for {
+		for stopErr == nil && sc.inFlight < sc.opts.maxConcurrent() && len(sc.queue) > 0 {
+			n := sc.queue[0]
+			sc.queue = sc.queue[1:]
+			sc.start(ctx, n)
+		}
+		if stopErr == nil && !exhausted && sc.active < sc.window() {
+			s, ok := next()
+			if !ok {
+				exhausted = true
+			} else if err := sc.add(s); err != nil {
+				stopErr = err
+			}
+			continue
+		}
+		if sc.inFlight == 0 && (stopErr != nil || sc.deferred == 0 && len(sc.queue) == 0) {
+			break
+		}
+		select {
+		case c := <-sc.done:
+			sc.inFlight--
+			sc.finish(c.n, c.res)
+		case n := <-sc.retry:
+			sc.deferred--
+			if stopErr == nil {
+				n.state = ready
+				sc.queue = append(sc.queue, n)
+			}
+		case <-ctxDone:
+			ctxDone = nil
+			stopErr = context.Cause(ctx)
+		}
+	}
+	if stopErr == nil && len(sc.opts.RunOnly) > 0 && !sc.matched {
+		stopErr = fmt.Errorf("%w: --run-only %s matched no step", ErrInvalidPipeline, patterns(sc.opts.RunOnly))
+	}
+	if stopErr == nil && sc.active > 0 {
+		// Cannot happen: every selected node's deps are selected and scheduled.
+		stopErr = fmt.Errorf("cairn: internal error: %d step(s) never became ready", sc.active)
+	}
+	for _, n := range sc.byPath {
+		if n.selected && (n.state == waiting || n.state == ready || n.state == deferred) {
+			sc.report.Steps = append(sc.report.Steps, StepResult{Step: n.id, Name: n.step.Name, Path: n.path, Outcome: Unfinished})
+		}
+	}
+	switch {
+	case stopErr != nil && len(sc.failures) > 0 && !errors.Is(stopErr, ErrInvalidPipeline):
+		return &sc.report, errors.Join(stopErr, &RunError{Failed: sc.failures, Skipped: sc.skippedIDs})
+	case stopErr != nil:
+		return &sc.report, stopErr
+	case len(sc.failures) > 0:
+		return &sc.report, &RunError{Failed: sc.failures, Skipped: sc.skippedIDs}
+	}
+	return &sc.report, nil
+}
+
+func patterns(res []*regexp.Regexp) string {
+	s := make([]string, len(res))
+	for i, re := range res {
+		s[i] = fmt.Sprintf("%q", re.String())
+	}
+	return strings.Join(s, ", ")
+}
+
+// add expands s and its unseen transitive dependencies into nodes, deps
+// first, deduplicating by output path.
+func (sc *scheduler) add(s *Step) error {
+	if s == nil {
+		return fmt.Errorf("%w: nil step in sequence", ErrInvalidPipeline)
+	}
+	if _, seen := sc.byStep[s]; seen {
+		return nil
+	}
+	if _, err := s.ID(); err != nil { // also rejects cycles
+		return err
+	}
+	type frame struct {
+		step *Step
+		next int
+	}
+	stack := []frame{{step: s}}
+	for len(stack) > 0 {
+		top := &stack[len(stack)-1]
+		if top.next < len(top.step.Deps) {
+			d := top.step.Deps[top.next]
+			top.next++
+			if _, seen := sc.byStep[d]; !seen {
+				stack = append(stack, frame{step: d})
+			}
+			continue
+		}
+		stack = stack[:len(stack)-1]
+		if _, seen := sc.byStep[top.step]; seen { // reached twice via a diamond
+			continue
+		}
+		if err := sc.addNode(top.step); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// addNode creates the node of st, whose deps all have nodes.
+func (sc *scheduler) addNode(st *Step) error {
+	id, _ := st.ID()
+	path, err := st.OutputPath(sc.opts.Prefix)
+	if err != nil {
+		return err
+	}
+	if n, ok := sc.byPath[path]; ok {
+		if n.id != id {
+			return fmt.Errorf("%w: steps %s and %s both write to %s; give one of them another name or OverridePath", ErrInvalidPipeline, n.id, id, path)
+		}
+		sc.byStep[st] = n
+		return nil
+	}
+	n := &node{step: st, id: id, path: path}
+	sc.byStep[st] = n
+	sc.byPath[path] = n
+	for _, d := range st.Deps {
+		dn := sc.byStep[d]
+		if slices.Contains(n.deps, dn) {
+			continue
+		}
+		n.deps = append(n.deps, dn)
+		dn.dependents = append(dn.dependents, n)
+		switch dn.state {
+		case succeeded:
+		case failed, skipped:
+			n.failedDep = dn.id
+		default:
+			if !sc.opts.DryRun { // a dry run probes every step at once
+				n.pending++
+			}
+		}
+	}
+	if len(sc.opts.RunOnly) == 0 || sc.matches(n) {
+		sc.matched = sc.matched || len(sc.opts.RunOnly) > 0
+		sc.selectNode(n)
+	}
+	return nil
+}
+
+func (sc *scheduler) matches(n *node) bool {
+	for _, re := range sc.opts.RunOnly {
+		if re.MatchString(n.step.Name) || re.MatchString(n.id) {
+			return true
+		}
+	}
+	return false
+}
+
+// selectNode marks n and its unselected transitive deps as part of the run.
+func (sc *scheduler) selectNode(n *node) {
+	todo := []*node{n}
+	for len(todo) > 0 {
+		m := todo[len(todo)-1]
+		todo = todo[:len(todo)-1]
+		if m.selected {
+			continue
+		}
+		m.selected = true
+		if m.state == waiting {
+			if m.failedDep != "" {
+				sc.markSkipped(m)
+				continue
+			}
+			sc.active++
+			if m.pending == 0 {
+				m.state = ready
+				sc.queue = append(sc.queue, m)
+			}
+		}
+		todo = append(todo, m.deps...)
+	}
+}
+
+// start launches one attempt (or, in a dry run, one probe) of n.
+func (sc *scheduler) start(ctx context.Context, n *node) {
+	n.state = running
+	sc.inFlight++
+	if !n.waited {
+		sc.emit(Event{Kind: StepStarted, Step: n.id, Path: n.path})
+	}
+	go func() {
+		var res attemptResult
+		if n.bucket == nil {
+			b, err := sc.opts.Storage.OpenBucket(ctx, n.path)
+			if err != nil {
+				sc.done <- completion{n, attemptResult{outcome: Failed, err: err}}
+				return
+			}
+			n.bucket = b
+		}
+		if sc.opts.DryRun {
+			res = sc.x.probe(ctx, n.bucket)
+		} else {
+			res = sc.x.attempt(ctx, n.step, n.id, n.path, n.bucket, n.waited)
+		}
+		sc.done <- completion{n, res}
+	}()
+}
+
+// finish records the result of an attempt and releases what it unblocks.
+func (sc *scheduler) finish(n *node, res attemptResult) {
+	if res.held != nil {
+		if !n.waited {
+			sc.log.Info("waiting for another worker", "step", n.id, "holder", res.holder, "lease_age", res.leaseAge.Round(time.Millisecond))
+			sc.emit(Event{Kind: StepWaiting, Step: n.id, Path: n.path, Holder: res.holder, LeaseAge: res.leaseAge})
+		}
+		n.waited = true
+		n.state = deferred
+		sc.deferred++
+		time.AfterFunc(sc.opts.pollInterval(), func() {
+			select {
+			case sc.retry <- n:
+			case <-sc.quit:
+			}
+		})
+		return
+	}
+	sc.active--
+	r := StepResult{Step: n.id, Name: n.step.Name, Path: n.path, Outcome: res.outcome, Err: res.err,
+		Holder: res.holder, LeaseAge: res.leaseAge, Duration: res.duration}
+	sc.report.Steps = append(sc.report.Steps, r)
+	kind := StepFinished
+	if sc.opts.DryRun {
+		kind = StepPlanned
+	}
+	sc.emit(Event{Kind: kind, Step: n.id, Path: n.path, Outcome: res.outcome, Err: res.err,
+		Holder: res.holder, LeaseAge: res.leaseAge, Duration: res.duration})
+	sc.logResult(r)
+	if res.err != nil || !res.outcome.Succeeded() && !sc.opts.DryRun {
+		n.state = failed
+		err := res.err
+		if err == nil {
+			err = errors.New(res.outcome.String())
+		}
+		if res.outcome != Interrupted {
+			sc.failures = append(sc.failures, &StepError{Step: n.id, Path: n.path, Err: err})
+		}
+		for _, d := range n.dependents {
+			sc.skip(d, n.id)
+		}
+		return
+	}
+	n.state = succeeded
+	for _, d := range n.dependents {
+		d.pending--
+		if d.pending == 0 && d.selected && d.state == waiting {
+			d.state = ready
+			sc.queue = append(sc.queue, d)
+		}
+	}
+}
+
+// skip records that dep failed for n and its transitive dependents, and
+// skips those that are selected and waiting. Unselected ones are skipped if
+// they are selected later.
+func (sc *scheduler) skip(n *node, dep string) {
+	todo := []*node{n}
+	for len(todo) > 0 {
+		m := todo[len(todo)-1]
+		todo = todo[:len(todo)-1]
+		if m.state != waiting || m.failedDep != "" {
+			continue
+		}
+		m.failedDep = dep
+		if m.selected {
+			sc.active--
+			sc.markSkipped(m)
+		}
+		todo = append(todo, m.dependents...)
+	}
+}
+
+func (sc *scheduler) markSkipped(m *node) {
+	m.state = skipped
+	sc.skippedIDs = append(sc.skippedIDs, m.id)
+	err := fmt.Errorf("%w: %s", ErrDepFailed, m.failedDep)
+	sc.report.Steps = append(sc.report.Steps, StepResult{Step: m.id, Name: m.step.Name, Path: m.path, Outcome: Skipped, Err: err})
+	sc.emit(Event{Kind: StepFinished, Step: m.id, Path: m.path, Outcome: Skipped, Err: err})
+	sc.log.Warn("step skipped", "step", m.id, "failed_dependency", m.failedDep)
+}
+
+func (sc *scheduler) emit(e Event) {
+	if sc.opts.OnEvent != nil {
+		e.Time = time.Now()
+		sc.opts.OnEvent(e)
+	}
+}
+
+func (sc *scheduler) logResult(r StepResult) {
+	attrs := []any{"step", r.Step}
+	switch r.Outcome {
+	case Ran:
+		sc.log.Info("step ran", append(attrs, "duration", r.Duration.Round(time.Microsecond))...)
+	case TookOver:
+		sc.log.Info("step ran after taking over", append(attrs, "previous_holder", r.Holder, "lease_age", r.LeaseAge.Round(time.Millisecond), "duration", r.Duration.Round(time.Microsecond))...)
+	case Cached:
+		sc.log.Info("step cached", attrs...)
+	case CompletedElsewhere:
+		sc.log.Info("step completed by another worker", attrs...)
+	case Failed:
+		sc.log.Error("step failed", append(attrs, "path", r.Path, "error", r.Err)...)
+	case Interrupted:
+		sc.log.Warn("step interrupted", attrs...)
+	case WouldRun, FailedBefore:
+		sc.log.Info("dry run: step "+r.Outcome.String(), append(attrs, "path", r.Path)...)
+	case RunningElsewhere:
+		sc.log.Info("dry run: step running elsewhere", append(attrs, "holder", r.Holder, "lease_age", r.LeaseAge.Round(time.Millisecond))...)
+	}
+}
+
+// probe reports, without writing anything, what running the step at b would
+// do. It is the dry-run half of the step's execution strategy.
+func (x *executor) probe(ctx context.Context, b *store.Bucket) attemptResult {
+	status, err := statusfile.ReadStatus(ctx, b)
+	if err != nil {
+		return attemptResult{outcome: Failed, err: err}
+	}
+	if status == statusfile.Success {
+		return attemptResult{outcome: Cached}
+	}
+	rec, ok, err := lease.Inspect(ctx, b, statusfile.LockKey)
+	if err != nil {
+		return attemptResult{outcome: Failed, err: err}
+	}
+	now := time.Now()
+	if ok && !rec.Stale(now, x.leaseOpts.WithDefaults().StaleAfter) {
+		return attemptResult{outcome: RunningElsewhere, holder: rec.WorkerID, leaseAge: rec.Age(now)}
+	}
+	if status == statusfile.Failed || status == statusfile.DepFailed {
+		if x.rejectFailed {
+			return attemptResult{outcome: Failed, err: fmt.Errorf("%w (status %s)", ErrPreviouslyFailed, status)}
+		}
+		return attemptResult{outcome: FailedBefore}
+	}
+	return attemptResult{outcome: WouldRun}
+}

@@ -1,0 +1,289 @@
+package cairn
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"net/url"
+	"slices"
+	"strings"
+	"sync/atomic"
+	"unicode"
+	"unicode/utf8"
+
+	"example.com/cairn/internal/canonjson"
+)
+
+// Func is the function of a step. It writes the step's output under
+// out.Path (through out.Bucket or, for a local prefix, the file system) and
+// may return a value that is saved as the step's artifact (JSON) and can be
+// loaded, typed, with [Load]. A nil value saves no artifact.
+//
+// ctx is cancelled when the run is interrupted or when the step's lease is
+// lost (context.Cause then satisfies errors.Is(cause, ErrLeaseLost)); a
+// function that does long work should watch it.
+type Func func(ctx context.Context, out *Output) (any, error)
+
+// A Step is one cached unit of work. Its identity is a hash of its Name,
+// Attrs and the identities of its Deps; it writes its output under
+// PREFIX/NAME_HASH. Steps are compared by output path: two Step values with
+// the same output path are the same step.
+//
+// A Step must not be modified after its identity has been computed (by
+// [Step.ID], [Step.OutputPath] or [Run]); identities are memoised.
+type Step struct {
+	// Name is a human-readable name; it goes into the output path and may
+	// contain "/" to group steps (for example "tokenized/wiki").
+	Name string
+	// Attrs is everything that should change the step's identity: a map or
+	// struct that encodes to a JSON object (nil means {}). It is hashed as
+	// Python's json.dumps(attrs, sort_keys=True) would encode it, so hashes
+	// match Marin's. NaN, infinities, channels, functions and cyclic values
+	// are rejected.
+	Attrs any
+	// Deps are the steps whose outputs this step reads. Their identities are
+	// part of this step's identity; their order is not.
+	Deps []*Step
+	// Prefix, if set, is the storage root for this step instead of the run's
+	// prefix (Marin's output_path_prefix).
+	Prefix string
+	// OverridePath, if set, is the output path instead of PREFIX/NAME_HASH.
+	// A relative path is joined to the prefix; an absolute path or URL is
+	// used as is.
+	OverridePath string
+	// Func produces the step's output. It is required to run the step.
+	Func Func
+
+	id atomic.Pointer[identity]
+}
+
+type identity struct {
+	hashID string
+	nwh    string // name_with_hash
+	attrs  []byte // canonical JSON of Attrs
+	err    error
+}
+
+// ID returns the step's name_with_hash: Name + "_" + the first 8 hex digits
+// of the SHA-256 of
+//
+//	json.dumps({"attrs": Attrs, "deps": sorted(dep IDs), "name": Name}, sort_keys=True)
+//
+// It fails with an error satisfying errors.Is(err, ErrInvalidPipeline) if
+// the name is invalid, the attributes cannot be encoded, or the dependency
+// graph has a cycle.
+func (s *Step) ID() (string, error) {
+	id := s.identity()
+	return id.nwh, id.err
+}
+
+// HashID returns the 8-hex-digit hash part of [Step.ID].
+func (s *Step) HashID() (string, error) {
+	id := s.identity()
+	return id.hashID, id.err
+}
+
+// String returns the step's ID, or its name if the ID cannot be computed.
+func (s *Step) String() string {
+	if id := s.identity(); id.err == nil {
+		return id.nwh
+	}
+	return s.Name
+}
+
+// identity computes and memoises identities of s and its transitive deps,
+// depth first without recursion (deep chains must not exhaust the stack),
+// detecting cycles.
+func (s *Step) identity() *identity {
+	if id := s.id.Load(); id != nil {
+		return id
+	}
+	type frame struct {
+		step *Step
+		next int // index of the next dep to visit
+	}
+	onStack := map[*Step]bool{s: true}
+	stack := []frame{{step: s}}
+	for len(stack) > 0 {
+		top := &stack[len(stack)-1]
+		if top.next < len(top.step.Deps) {
+			dep := top.step.Deps[top.next]
+			top.next++
+			if dep == nil || dep.id.Load() != nil {
+				continue
+			}
+			if onStack[dep] {
+				cycle := []string{dep.Name}
+				for i := len(stack) - 1; i >= 0 && stack[i].step != dep; i-- {
+					cycle = append(cycle, stack[i].step.Name)
+				}
+				cycle = append(cycle, dep.Name)
+				slices.Reverse(cycle)
+				err := fmt.Errorf("%w: dependency cycle: %s", ErrInvalidPipeline, strings.Join(cycle, " -> "))
+				for _, f := range stack {
+					f.step.id.CompareAndSwap(nil, &identity{err: err})
+				}
+				return s.id.Load()
+			}
+			onStack[dep] = true
+			stack = append(stack, frame{step: dep})
+			continue
+		}
+		top.step.id.CompareAndSwap(nil, computeIdentity(top.step))
+		delete(onStack, top.step)
+		stack = stack[:len(stack)-1]
+	}
+	return s.id.Load()
+}
+
+// computeIdentity hashes s; the identities of its deps are already known.
+func computeIdentity(s *Step) *identity {
+	fail := func(format string, args ...any) *identity {
+		return &identity{err: fmt.Errorf("%w: step %q: %s", ErrInvalidPipeline, s.Name, fmt.Sprintf(format, args...))}
+	}
+	if err := ValidateName(s.Name); err != nil {
+		return &identity{err: fmt.Errorf("%w: %w", ErrInvalidPipeline, err)}
+	}
+	deps := make([]string, 0, len(s.Deps))
+	for i, d := range s.Deps {
+		if d == nil {
+			return fail("Deps[%d] is nil", i)
+		}
+		did := d.id.Load()
+		if did.err != nil {
+			return fail("dependency %q: %v", d.Name, unwrapInvalid(did.err))
+		}
+		deps = append(deps, did.nwh)
+	}
+	h, attrs, err := hashIdentity(s.Name, s.Attrs, deps)
+	if err != nil {
+		return fail("%s", err)
+	}
+	return &identity{hashID: h, nwh: s.Name + "_" + h, attrs: attrs}
+}
+
+// HashID computes the 8-hex-digit identity hash of a step with the given
+// name, attributes and dependency IDs (name_with_hash values, in any order),
+// without building a Step. cairn path uses it.
+func HashID(name string, attrs any, depIDs []string) (string, error) {
+	if err := ValidateName(name); err != nil {
+		return "", fmt.Errorf("%w: %w", ErrInvalidPipeline, err)
+	}
+	h, _, err := hashIdentity(name, attrs, depIDs)
+	if err != nil {
+		return "", fmt.Errorf("%w: step %q: %s", ErrInvalidPipeline, name, err)
+	}
+	return h, nil
+}
+
+// hashIdentity hashes {"attrs": attrs, "deps": sorted(deps), "name": name}
+// encoded as Python's json.dumps(sort_keys=True). It returns the hash and the
+// canonical encoding of attrs.
+func hashIdentity(name string, attrs any, deps []string) (string, []byte, error) {
+	deps = slices.Sorted(slices.Values(deps))
+	attrsJSON := []byte("{}")
+	if attrs != nil {
+		var err error
+		attrsJSON, err = canonjson.Marshal(attrs)
+		if err != nil {
+			if pe, ok := errors.AsType[*canonjson.PathError](err); ok && pe.Path != "" {
+				return "", nil, fmt.Errorf("attribute %s: %s", pe.Path, pe.Reason)
+			}
+			return "", nil, fmt.Errorf("attributes: %v", err)
+		}
+		if len(attrsJSON) == 0 || attrsJSON[0] != '{' {
+			return "", nil, fmt.Errorf("attrs must encode to a JSON object (a map or struct), got %s", truncate(string(attrsJSON), 60))
+		}
+	}
+	depsJSON, err := canonjson.Marshal(deps)
+	if err != nil {
+		return "", nil, fmt.Errorf("dependency IDs: %v", err)
+	}
+	nameJSON, err := canonjson.Marshal(name)
+	if err != nil {
+		return "", nil, fmt.Errorf("name: %v", err)
+	}
+	var buf bytes.Buffer
+	buf.WriteString(`{"attrs": `)
+	buf.Write(attrsJSON)
+	buf.WriteString(`, "deps": `)
+	buf.Write(depsJSON)
+	buf.WriteString(`, "name": `)
+	buf.Write(nameJSON)
+	buf.WriteString(`}`)
+	sum := sha256.Sum256(buf.Bytes())
+	return hex.EncodeToString(sum[:])[:8], attrsJSON, nil
+}
+
+// unwrapInvalid strips the ErrInvalidPipeline prefix from a nested message.
+func unwrapInvalid(err error) string {
+	return strings.TrimPrefix(err.Error(), ErrInvalidPipeline.Error()+": ")
+}
+
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n] + "…"
+}
+
+// ValidateName reports whether name can be a step name: non-empty, valid
+// UTF-8 without control characters or backslashes, and a relative
+// slash-separated path without empty, "." or ".." segments.
+func ValidateName(name string) error {
+	bad := func(why string) error { return fmt.Errorf("invalid step name %q: %s", name, why) }
+	switch {
+	case name == "":
+		return bad("empty")
+	case !utf8.ValidString(name):
+		return bad("not valid UTF-8")
+	case strings.HasPrefix(name, "/") || strings.HasSuffix(name, "/"):
+		return bad("leading or trailing slash")
+	case strings.Contains(name, "\\"):
+		return bad("backslash")
+	case strings.IndexFunc(name, unicode.IsControl) >= 0:
+		return bad("control character")
+	}
+	for seg := range strings.SplitSeq(name, "/") {
+		if seg == "" || seg == "." || seg == ".." {
+			return bad(`empty, "." or ".." path segment`)
+		}
+	}
+	return nil
+}
+
+// OutputPath returns where the step writes, given the run's prefix: the
+// override path (joined to the prefix if relative) or PREFIX/NAME_HASH.
+// The step's own Prefix, if set, takes precedence over prefix.
+func (s *Step) OutputPath(prefix string) (string, error) {
+	id := s.identity()
+	if id.err != nil {
+		return "", id.err
+	}
+	if s.Prefix != "" {
+		prefix = s.Prefix
+	}
+	if s.OverridePath != "" && !isRelative(s.OverridePath) {
+		return s.OverridePath, nil
+	}
+	if prefix == "" {
+		return "", fmt.Errorf("%w: step %q: no prefix: set RunOptions.Prefix (or CAIRN_PREFIX for programs using package cli)", ErrInvalidPipeline, id.nwh)
+	}
+	rel := id.nwh
+	if s.OverridePath != "" {
+		rel = s.OverridePath
+	}
+	return strings.TrimSuffix(prefix, "/") + "/" + rel, nil
+}
+
+// isRelative follows Marin: no URL scheme and not starting with "/".
+func isRelative(p string) bool {
+	if strings.HasPrefix(p, "/") {
+		return false
+	}
+	u, err := url.Parse(p)
+	return err != nil || u.Scheme == ""
+}
