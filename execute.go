@@ -43,6 +43,16 @@ type Output struct {
 	prefix  string
 }
 
+// OpenDep opens the output of dep (normally one of the running step's
+// dependencies) for reading.
+func (o *Output) OpenDep(ctx context.Context, dep *Step) (*store.Bucket, error) {
+	path, err := dep.OutputPath(o.prefix)
+	if err != nil {
+		return nil, err
+	}
+	return o.storage.OpenBucket(ctx, path)
+}
+
 // Load decodes the artifact of dep, a dependency of the running step, into a
 // value of type T. It fails with an error satisfying
 // errors.Is(err, ErrNoArtifact) if dep saved none.
