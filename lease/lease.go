@@ -442,7 +442,8 @@ func (l *Lease) Stop() {
 
 // Release stops the heartbeat and deletes the record if it is still ours. It
 // returns an error satisfying errors.Is(err, ErrLost) if the lease had been
-// lost (the record is then left to its new holder). Release is idempotent.
+// lost to another worker (the record is then left to its new holder); a
+// record that someone deleted is not an error. Release is idempotent.
 func (l *Lease) Release(ctx context.Context) error {
 	l.Stop()
 	if err := l.Err(); err != nil {
@@ -458,6 +459,9 @@ func (l *Lease) Release(ctx context.Context) error {
 	l.mu.Unlock()
 	err := l.bucket.DeleteIf(ctx, l.key, store.IfVersion(ver))
 	if errors.Is(err, store.ErrPrecondition) {
+		if _, ok, ierr := Inspect(ctx, l.bucket, l.key); ierr == nil && !ok {
+			return nil // deleted by someone else: nothing left to release
+		}
 		lost := l.explainLoss(ctx)
 		l.markLost(lost)
 		return lost

@@ -1,0 +1,138 @@
+package statusfile_test
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"os"
+	"path/filepath"
+	"slices"
+	"testing"
+	"time"
+
+	"example.com/cairn/internal/statusfile"
+	"example.com/cairn/lease"
+	"example.com/cairn/store/filestore"
+	"example.com/cairn/store/memstore"
+)
+
+func TestParseStatus(t *testing.T) {
+	for _, tc := range []struct {
+		in, want string
+	}{
+		{"SUCCESS", "SUCCESS"},
+		{"FAILED\n", "FAILED"},
+		{"  RUNNING  ", "RUNNING"},
+		{"DEP_FAILED", "DEP_FAILED"},
+		{"", ""},
+		{"\n\n", ""},
+		// Several bare lines: Marin takes the last one.
+		{"RUNNING\nFAILED", "FAILED"},
+		// Scenario 45: the legacy JSON-lines event log.
+		{`{"date": "d", "status": "WAITING", "message": null}
+{"date": "d", "status": "RUNNING", "message": null}
+{"date": "d", "status": "SUCCESS", "message": null}`, "SUCCESS"},
+		{`{"date": "d", "status": "RUNNING"}
+not json
+{"date": "d"}`, "RUNNING"},
+	} {
+		got, err := statusfile.ParseStatus([]byte(tc.in))
+		if err != nil || got != tc.want {
+			t.Errorf("ParseStatus(%q) = %q, %v; want %q", tc.in, got, err, tc.want)
+		}
+	}
+	for _, bad := range []string{"GARBAGE", `{"status": "WAITING"}`, "success"} {
+		if _, err := statusfile.ParseStatus([]byte(bad)); !errors.Is(err, statusfile.ErrCorrupt) {
+			t.Errorf("ParseStatus(%q) err = %v, want ErrCorrupt", bad, err)
+		}
+	}
+}
+
+// A step directory written by Marin (Python) reads correctly.
+func TestReadsMarinOutput(t *testing.T) {
+	ctx := context.Background()
+	b, err := filestore.Open("testdata/marin/tokenize_abcd1234", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s, err := statusfile.ReadStatus(ctx, b); err != nil || s != statusfile.Success {
+		t.Errorf("ReadStatus = %q, %v", s, err)
+	}
+	rec, ok, err := lease.Inspect(ctx, b, statusfile.LockKey)
+	if err != nil || !ok || rec.WorkerID != "marin-host-140230113" || rec.Timestamp.UnixMilli() != 1740000000123 {
+		t.Errorf("lease = %+v, %v, %v", rec, ok, err)
+	}
+	info, ok, err := statusfile.ReadInfo(ctx, b)
+	if err != nil || !ok || info["name"] != "tokenize" || info["executor_version"] != "step_runner" {
+		t.Errorf("info = %v, %v, %v", info, ok, err)
+	}
+	art, err := statusfile.ReadArtifact(ctx, b)
+	var payload struct {
+		NumTokens int `json:"num_tokens"`
+	}
+	if err != nil || json.Unmarshal(art, &payload) != nil || payload.NumTokens != 42 {
+		t.Errorf("artifact = %s, %v", art, err)
+	}
+}
+
+// What cairn writes is what Marin reads: a bare token, and an info record
+// with exactly Marin's keys.
+func TestWritesMarinFormats(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	b, err := filestore.Open(dir, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := statusfile.WriteStatus(ctx, b, statusfile.Success); err != nil {
+		t.Fatal(err)
+	}
+	if data, _ := os.ReadFile(filepath.Join(dir, ".executor_status")); string(data) != "SUCCESS" {
+		t.Errorf(".executor_status = %q, want the bare token", data)
+	}
+	info := statusfile.Info{ExecutorVersion: "step_runner", Name: "tok", FnName: "main.tok",
+		Config: json.RawMessage(`{"a": 1}`), OutputPath: dir}
+	wrote, err := statusfile.WriteInfoIfAbsent(ctx, b, info)
+	if err != nil || !wrote {
+		t.Fatalf("WriteInfoIfAbsent = %v, %v", wrote, err)
+	}
+	data, _ := os.ReadFile(filepath.Join(dir, ".executor_info"))
+	var m map[string]any
+	if err := json.Unmarshal(data, &m); err != nil {
+		t.Fatal(err)
+	}
+	var keys []string
+	for k := range m {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	want := []string{"config", "dependencies", "description", "executor_version", "fn_name", "name", "output_path", "override_output_path", "version"}
+	if !slices.Equal(keys, want) {
+		t.Errorf(".executor_info keys = %v, want %v", keys, want)
+	}
+	if deps, ok := m["dependencies"].([]any); !ok || len(deps) != 0 {
+		t.Errorf("dependencies = %v, want []", m["dependencies"])
+	}
+	// Written once: a richer record written first is kept.
+	wrote, err = statusfile.WriteInfoIfAbsent(ctx, b, statusfile.Info{Name: "other"})
+	if err != nil || wrote {
+		t.Errorf("second WriteInfoIfAbsent = %v, %v; want not written", wrote, err)
+	}
+}
+
+func TestFailureRecord(t *testing.T) {
+	ctx := context.Background()
+	b := memstore.New().Bucket("s")
+	if _, ok, err := statusfile.ReadFailure(ctx, b); ok || err != nil {
+		t.Fatalf("ReadFailure on empty = %v, %v", ok, err)
+	}
+	f := statusfile.Failure{Error: "boom", WorkerID: "w", Time: time.Unix(1, 0).UTC(), Stack: "trace"}
+	if err := statusfile.WriteFailure(ctx, b, f); err != nil {
+		t.Fatal(err)
+	}
+	got, ok, err := statusfile.ReadFailure(ctx, b)
+	f.Format = statusfile.FailureFormat
+	if err != nil || !ok || got != f {
+		t.Errorf("ReadFailure = %+v, %v, %v; want %+v", got, ok, err, f)
+	}
+}
