@@ -1,0 +1,60 @@
+package cairn_test
+
+import (
+	"os/exec"
+	"slices"
+	"strings"
+	"testing"
+)
+
+// importPolicy lists, for every package of the module, the module packages
+// it may import (in its non-test files). It states the layering of
+// docs/style.md §2.2 — vocabulary and orchestration over portable
+// infrastructure over backends — and must not be relaxed just to make a
+// build pass: the core never imports a backend; only composition roots do.
+var importPolicy = map[string][]string{
+	"":                    {"store", "lease", "internal/statusfile", "internal/canonjson"},
+	"store":               {"store/driver"},
+	"store/driver":        {},
+	"store/storetest":     {"store", "store/driver"},
+	"store/memstore":      {"store", "store/driver"},
+	"store/filestore":     {"store", "store/driver"},
+	"lease":               {"store"},
+	"internal/statusfile": {"store"},
+	"internal/canonjson":  {},
+	"cairntest":           {"", "store", "store/memstore"},
+	"cli":                 {"", "store", "lease", "store/filestore", "store/memstore"},
+	"cmd/cairn":           {"cli", "store", "store/filestore", "store/memstore"},
+	"examples/ngram":      {"", "cli", "store"},
+	"bench":               {"", "cli", "store", "store/filestore"},
+}
+
+const module = "example.com/cairn"
+
+func TestImportPolicy(t *testing.T) {
+	out, err := exec.Command("go", "list", "-f", `{{.ImportPath}}{{range .Imports}} {{.}}{{end}}`, module+"/...").Output()
+	if err != nil {
+		t.Fatalf("go list: %v", err)
+	}
+	for line := range strings.SplitSeq(strings.TrimSpace(string(out)), "\n") {
+		fields := strings.Fields(line)
+		pkg := rel(fields[0])
+		allowed, known := importPolicy[pkg]
+		if !known {
+			t.Errorf("package %q is not in the import policy (deps_test.go): add it with the packages it may import", pkg)
+			continue
+		}
+		for _, imp := range fields[1:] {
+			if imp != module && !strings.HasPrefix(imp, module+"/") {
+				continue
+			}
+			if r := rel(imp); !slices.Contains(allowed, r) {
+				t.Errorf("%s imports %s, which the policy does not allow", fields[0], imp)
+			}
+		}
+	}
+}
+
+func rel(path string) string {
+	return strings.TrimPrefix(strings.TrimPrefix(path, module), "/")
+}
