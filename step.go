@@ -183,7 +183,8 @@ func HashID(name string, attrs any, depIDs []string) (string, error) {
 // encoded as Python's json.dumps(sort_keys=True). It returns the hash and the
 // canonical encoding of attrs.
 func hashIdentity(name string, attrs any, deps []string) (string, []byte, error) {
-	deps = slices.Sorted(slices.Values(deps))
+	deps = append([]string{}, deps...) // never nil: Python writes []
+	slices.Sort(deps)
 	attrsJSON := []byte("{}")
 	if attrs != nil {
 		var err error
