@@ -29,6 +29,8 @@ type BucketOpener interface {
 // Output is what a step's function receives: where to write, and how to read
 // its dependencies' artifacts.
 type Output struct {
+	// ID is the running step's name_with_hash.
+	ID string
 	// Path is the step's output path: a local directory or a URL.
 	Path string
 	// Bucket is the storage rooted at Path. Control files (names starting
@@ -216,6 +218,7 @@ func (x *executor) attempt(ctx context.Context, s *Step, id, path string, b *sto
 	start := time.Now()
 	stepCtx, cancel := l.Context(ctx)
 	out := &Output{
+		ID:       id,
 		Path:     path,
 		Bucket:   b,
 		Logger:   x.logger.With("step", id),
