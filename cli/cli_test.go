@@ -29,8 +29,8 @@ func TestMain(m *testing.M) {
 	os.Exit(m.Run())
 }
 
-// testPipeline is a fan-out of 24 steps over a root, joined by a final
-// step, plus a "victim" step that blocks while CAIRN_TEST_BLOCK names a
+// testPipeline is a fan-out of 24 steps over a root, joined by a step,
+// followed by a "victim" step that blocks while CAIRN_TEST_BLOCK names a
 // file to create. Every execution appends "ID START END PID" to the file
 // CAIRN_TEST_LOG.
 func testPipeline() []*cairn.Step {
@@ -59,7 +59,9 @@ func testPipeline() []*cairn.Step {
 		leaves = append(leaves, &cairn.Step{Name: fmt.Sprintf("leaf/%02d", i), Attrs: map[string]int{"i": i}, Deps: []*cairn.Step{root}, Func: work("leaf")})
 	}
 	join := &cairn.Step{Name: "join", Deps: leaves, Func: work("join")}
-	victim := &cairn.Step{Name: "victim", Deps: []*cairn.Step{root}, Func: func(ctx context.Context, out *cairn.Output) (any, error) {
+	// victim runs after join, so when a test kills the process while victim
+	// blocks, every other step has finished and recorded its status.
+	victim := &cairn.Step{Name: "victim", Deps: []*cairn.Step{join}, Func: func(ctx context.Context, out *cairn.Output) (any, error) {
 		start := time.Now()
 		if marker := os.Getenv("CAIRN_TEST_BLOCK"); marker != "" {
 			if err := os.WriteFile(marker, []byte(out.WorkerID), 0o644); err != nil {
@@ -70,7 +72,7 @@ func testPipeline() []*cairn.Step {
 		}
 		return nil, record(filepath.Base(out.Path), start)
 	}}
-	return []*cairn.Step{join, victim}
+	return []*cairn.Step{victim}
 }
 
 type execution struct {
@@ -249,9 +251,9 @@ func TestDryRunThenRunThenCached(t *testing.T) {
 
 func TestRunOnlyAndExitCodes(t *testing.T) {
 	prefix := filepath.Join(t.TempDir(), "p")
-	code, _, errOut := runCLI(t, "--prefix", prefix, "--run-only", "^victim$")
-	if code != cli.ExitOK || !strings.Contains(errOut, "2 ran") {
-		t.Errorf("--run-only victim: code %d\n%s", code, errOut)
+	code, _, errOut := runCLI(t, "--prefix", prefix, "--run-only", "^leaf/0[0-2]$")
+	if code != cli.ExitOK || !strings.Contains(errOut, "4 ran") {
+		t.Errorf("--run-only three leaves: code %d\n%s", code, errOut)
 	}
 	if code, _, _ := runCLI(t, "--prefix", prefix, "--run-only", "^nomatch$"); code != cli.ExitInvalid {
 		t.Errorf("unmatched --run-only: code %d, want %d", code, cli.ExitInvalid)

@@ -1,0 +1,42 @@
+package memstore_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"example.com/cairn/store"
+	"example.com/cairn/store/memstore"
+)
+
+func Example() {
+	ctx := context.Background()
+	ns := memstore.New()
+	b := ns.Bucket("pipeline")
+
+	v, err := b.WriteIf(ctx, "step/lease", []byte("worker-1"), store.IfAbsent())
+	fmt.Println("worker-1 acquires:", err)
+	_, err = b.WriteIf(ctx, "step/lease", []byte("worker-2"), store.IfAbsent())
+	fmt.Println("worker-2 acquires:", errors.Is(err, store.ErrPrecondition))
+	_, err = b.WriteIf(ctx, "step/lease", []byte("worker-1, renewed"), store.IfVersion(v))
+	fmt.Println("worker-1 renews:", err)
+	// Output:
+	// worker-1 acquires: <nil>
+	// worker-2 acquires: true
+	// worker-1 renews: <nil>
+}
+
+func ExampleNamespace_SetFaults() {
+	ctx := context.Background()
+	ns := memstore.New()
+	b := ns.Bucket("")
+	ns.SetFaults(memstore.Faults{FailConditional: 1})
+
+	_, err := b.WriteIf(ctx, "k", []byte("x"), store.IfAbsent())
+	fmt.Println(errors.Is(err, store.ErrTransient))
+	_, err = b.WriteIf(ctx, "k", []byte("x"), store.IfAbsent())
+	fmt.Println(err)
+	// Output:
+	// true
+	// <nil>
+}
