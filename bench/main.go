@@ -1,0 +1,288 @@
+// Command bench compares cairn's scheduling overhead with ninja and make.
+//
+// It runs no-op steps in DAGs of several shapes, on a local-disk directory
+// under a temporary directory, with each tool as a child process:
+//
+//	chain          1,000 steps, each depending on the previous one
+//	fanout         1 root + 10,000 leaves depending only on it (10,001 steps)
+//	grid           100 layers x 100 steps; step j of layer i>0 depends on
+//	               steps j and (j+1)%100 of layer i-1
+//	fanout-cached  a re-run of fanout over its existing outputs: cairn finds
+//	               every step cached, ninja and make have nothing to do
+//
+// cairn runs in a re-executed copy of this binary calling cairn.Run with
+// the local-disk storage of package cli; ninja and make run a generated
+// build.ninja or Makefile whose every step is `touch OUT`. Every tool is
+// started and measured in the same way, by a minimal launcher process (this
+// binary again): wall time from fork to reaped exit, so it includes process
+// start for every tool, and peak RSS (ru_maxrss). cairn's child also
+// reports the time spent in cairn.Run itself (inproc_wall_s). See spawnFlag
+// for why a launcher.
+//
+// Every run is checked, and a failed check is a fatal error: in a cold run
+// every step must have run (cairn's report says so; ninja and make created
+// every output), in a cached run none (cairn reports every step cached;
+// ninja and make changed no output).
+//
+// Output is one JSON line per tool and shape on stdout, then a table and the
+// ratios the performance targets are about on stderr.
+//
+// Usage:
+//
+//	go run ./bench [-shapes chain,fanout,grid,fanout-cached] [-tools cairn,ninja,make]
+//	               [-repeat N] [-max-concurrent N] [-j N] [-scale F] [-keep] [-cpuprofile DIR]
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"strings"
+
+	"example.com/cairn"
+)
+
+func main() {
+	if code, ok := subprocessMain(os.Args[1:]); ok {
+		os.Exit(code)
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
+	err := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
+	stop()
+	switch {
+	case errors.Is(err, flag.ErrHelp):
+	case err != nil:
+		fmt.Fprintf(os.Stderr, "bench: %v\n", err)
+		os.Exit(1)
+	}
+}
+
+// subprocessMain runs the hidden modes in which the bench re-executes
+// itself: the cairn child and the launcher. ok is false if args select
+// neither.
+func subprocessMain(args []string) (code int, ok bool) {
+	if len(args) == 0 {
+		return 0, false
+	}
+	switch args[0] {
+	case childFlag:
+		return childMain(args[1:], os.Stdout, os.Stderr), true
+	case spawnFlag:
+		report := os.NewFile(3, "report")
+		defer report.Close()
+		return spawnMain(args[1:], os.Stderr, report), true
+	}
+	return 0, false
+}
+
+// config is the parsed command line.
+type config struct {
+	shapes        []string
+	tools         []string
+	repeat        int
+	maxConcurrent int
+	jobs          int
+	scale         float64
+	keep          bool
+	profileDir    string
+}
+
+// toolNames returns the tools, in the order they run.
+func toolNames() []string { return []string{"cairn", "ninja", "make"} }
+
+func parseFlags(args []string, stderr io.Writer) (config, error) {
+	var (
+		c                   config
+		shapeList, toolList string
+		shapeNames          []string
+		fs                  = flag.NewFlagSet("bench", flag.ContinueOnError)
+	)
+	for _, s := range shapes() {
+		shapeNames = append(shapeNames, s.name)
+	}
+	fs.SetOutput(stderr)
+	fs.StringVar(&shapeList, "shapes", strings.Join(shapeNames, ","), "comma-separated shapes to run")
+	fs.StringVar(&toolList, "tools", strings.Join(toolNames(), ","), "comma-separated tools to run; a tool whose binary is missing is skipped")
+	fs.IntVar(&c.repeat, "repeat", 1, "runs per tool and shape; the median is reported")
+	fs.IntVar(&c.maxConcurrent, "max-concurrent", cairn.DefaultMaxConcurrent, "cairn RunOptions.MaxConcurrent")
+	fs.IntVar(&c.jobs, "j", 2, "parallel jobs for ninja and make (-j)")
+	fs.Float64Var(&c.scale, "scale", 1, "multiplier of every shape's step count (for a quick run, e.g. 0.01)")
+	fs.BoolVar(&c.keep, "keep", false, "keep the temporary directory and print its path")
+	fs.StringVar(&c.profileDir, "cpuprofile", "", "directory where each cairn child writes a CPU profile of cairn.Run (cairn-SHAPE-N.pprof)")
+	if err := fs.Parse(args); err != nil {
+		return c, err
+	}
+	var err error
+	switch {
+	case fs.NArg() > 0:
+		return c, fmt.Errorf("unexpected arguments %q", fs.Args())
+	case c.repeat < 1:
+		return c, fmt.Errorf("-repeat must be >= 1, got %d", c.repeat)
+	case c.maxConcurrent < 1 || c.jobs < 1:
+		return c, errors.New("-max-concurrent and -j must be >= 1")
+	case !(c.scale > 0):
+		return c, fmt.Errorf("-scale must be > 0, got %g", c.scale)
+	}
+	if c.shapes, err = parseList("shapes", shapeList, shapeNames); err != nil {
+		return c, err
+	}
+	if c.tools, err = parseList("tools", toolList, toolNames()); err != nil {
+		return c, err
+	}
+	return c, nil
+}
+
+// run is the command: it parses args, runs every selected tool over every
+// selected shape, and writes JSON lines to stdout and the summary to stderr.
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	cfg, err := parseFlags(args, stderr)
+	if err != nil {
+		return err
+	}
+	tools, err := newTools(cfg, stderr)
+	if err != nil {
+		return err
+	}
+	root, err := os.MkdirTemp("", "cairn-bench-")
+	if err != nil {
+		return err
+	}
+	if cfg.keep {
+		fmt.Fprintf(stderr, "bench: keeping %s\n", root)
+	} else {
+		defer os.RemoveAll(root)
+	}
+	if cfg.profileDir != "" {
+		if err := os.MkdirAll(cfg.profileDir, 0o755); err != nil {
+			return err
+		}
+	}
+
+	b := &bench{cfg: cfg, root: root, coldDirs: map[string]string{}}
+	enc := json.NewEncoder(stdout)
+	var results []result
+	for _, name := range cfg.shapes {
+		sh, err := lookupShape(name)
+		if err != nil {
+			return err
+		}
+		for _, t := range tools {
+			r, err := b.measure(ctx, t, sh)
+			if err != nil {
+				return err
+			}
+			if err := enc.Encode(r); err != nil {
+				return err
+			}
+			results = append(results, r)
+		}
+	}
+	if len(results) > 0 {
+		printSummary(stderr, results, cfg.scale)
+	}
+	return nil
+}
+
+// newTools returns the selected tools, skipping (with a message on stderr)
+// those whose binary is missing.
+func newTools(cfg config, stderr io.Writer) ([]tool, error) {
+	exe, err := os.Executable()
+	if err != nil {
+		return nil, err
+	}
+	l := launcher{exe: exe}
+	var tools []tool
+	for _, name := range cfg.tools {
+		var (
+			t   tool
+			err error
+		)
+		switch name {
+		case "cairn":
+			t = &cairnTool{launch: l, scale: cfg.scale, maxConcurrent: cfg.maxConcurrent, profileDir: cfg.profileDir}
+		case "ninja":
+			t, err = newNinja(l, cfg.jobs)
+		case "make":
+			t, err = newMake(l, cfg.jobs)
+		}
+		switch {
+		case errors.Is(err, exec.ErrNotFound):
+			fmt.Fprintf(stderr, "bench: skipping %s: binary not found in $PATH\n", name)
+		case err != nil:
+			return nil, fmt.Errorf("%s: %w", name, err)
+		default:
+			tools = append(tools, t)
+		}
+	}
+	return tools, nil
+}
+
+// bench is the state of one invocation.
+type bench struct {
+	cfg  config
+	root string
+	// coldDirs maps "TOOL/SHAPE" to the directory of the tool's last cold
+	// run of the shape, for cached shapes to re-run.
+	coldDirs map[string]string
+}
+
+// measure runs t over sh cfg.repeat times and summarizes the runs.
+func (b *bench) measure(ctx context.Context, t tool, sh shape) (result, error) {
+	g, desc := sh.build(b.cfg.scale)
+	samples := make([]sample, 0, b.cfg.repeat)
+	var j job
+	for i := range b.cfg.repeat {
+		var err error
+		if j, err = b.newJob(ctx, t, sh, g, i); err != nil {
+			return result{}, err
+		}
+		s, err := t.run(ctx, j)
+		if err != nil {
+			return result{}, err
+		}
+		samples = append(samples, s)
+	}
+	return summarize(t, j, desc, b.cfg.scale, samples), nil
+}
+
+// newJob returns the i-th run of t over sh. A cold run gets a fresh
+// directory; a cached run re-uses the last cold run of its base shape,
+// making one first (untimed) if there was none.
+func (b *bench) newJob(ctx context.Context, t tool, sh shape, g *graph, i int) (job, error) {
+	label := fmt.Sprintf("%s-%d", sh.name, i)
+	if !sh.cached {
+		dir := filepath.Join(b.root, t.name(), label)
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			return job{}, err
+		}
+		if err := t.prepare(dir, g); err != nil {
+			return job{}, fmt.Errorf("%s: preparing %s: %w", t.name(), label, err)
+		}
+		b.coldDirs[t.name()+"/"+sh.name] = dir
+		return job{shape: sh, graph: g, dir: dir, label: label}, nil
+	}
+	dir, ok := b.coldDirs[t.name()+"/"+sh.base]
+	if !ok {
+		base, err := lookupShape(sh.base)
+		if err != nil {
+			return job{}, err
+		}
+		bg, _ := base.build(b.cfg.scale)
+		setup, err := b.newJob(ctx, t, base, bg, 0)
+		if err != nil {
+			return job{}, err
+		}
+		if _, err := t.run(ctx, setup); err != nil {
+			return job{}, fmt.Errorf("setting up %s: %w", sh.name, err)
+		}
+		dir = setup.dir
+	}
+	return job{shape: sh, graph: g, dir: dir, cached: true, label: label}, nil
+}
