@@ -9,6 +9,7 @@ import (
 	"regexp"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"example.com/cairn/internal/statusfile"
@@ -129,11 +130,16 @@ func Run(ctx context.Context, steps iter.Seq[*Step], opts *RunOptions) (*Report,
 		log:    opts.logger(),
 		byStep: make(map[*Step]*node),
 		byPath: make(map[string]*node),
-		done:   make(chan completion),
+		work:   make(chan *node, opts.maxConcurrent()),
+		done:   make(chan completion, opts.maxConcurrent()),
 		retry:  make(chan *node),
 		quit:   make(chan struct{}),
 	}
-	defer close(sc.quit)
+	defer func() {
+		close(sc.quit)
+		close(sc.work) // no attempt is in flight when run returns
+		sc.wg.Wait()
+	}()
 	return sc.run(ctx, steps)
 }
 
@@ -186,6 +192,10 @@ type scheduler struct {
 	inFlight int     // attempts running
 	deferred int     // nodes waiting for a retry timer
 	active   int     // selected nodes not yet finished
+
+	work    chan *node // to workers; capacity MaxConcurrent
+	workers int        // started so far
+	wg      sync.WaitGroup
 
 	done  chan completion
 	retry chan *node
@@ -386,30 +396,39 @@ func (sc *scheduler) selectNode(n *node) {
 	}
 }
 
-// start launches one attempt (or, in a dry run, one probe) of n.
+// start hands n to a worker for one attempt (or, in a dry run, one probe).
+// Workers are started on demand, at most MaxConcurrent of them; a fixed set
+// of goroutines keeps their stacks grown between steps.
 func (sc *scheduler) start(ctx context.Context, n *node) {
 	n.state = running
 	sc.inFlight++
 	if !n.waited {
 		sc.emit(Event{Kind: StepStarted, Step: n.id, Path: n.path})
 	}
-	go func() {
-		var res attemptResult
-		if n.bucket == nil {
-			b, err := sc.opts.Storage.OpenBucket(ctx, n.path)
-			if err != nil {
-				sc.done <- completion{n, attemptResult{outcome: Failed, err: err}}
-				return
+	if sc.workers < sc.inFlight {
+		sc.workers++
+		sc.wg.Go(func() {
+			for n := range sc.work {
+				sc.done <- completion{n, sc.attempt(ctx, n)}
 			}
-			n.bucket = b
+		})
+	}
+	sc.work <- n
+}
+
+// attempt runs in a worker goroutine. It owns n until it returns.
+func (sc *scheduler) attempt(ctx context.Context, n *node) attemptResult {
+	if n.bucket == nil {
+		b, err := sc.opts.Storage.OpenBucket(ctx, n.path)
+		if err != nil {
+			return attemptResult{outcome: Failed, err: err}
 		}
-		if sc.opts.DryRun {
-			res = sc.x.probe(ctx, n.bucket)
-		} else {
-			res = sc.x.attempt(ctx, n.step, n.id, n.path, n.bucket, n.waited)
-		}
-		sc.done <- completion{n, res}
-	}()
+		n.bucket = b
+	}
+	if sc.opts.DryRun {
+		return sc.x.probe(ctx, n.bucket)
+	}
+	return sc.x.attempt(ctx, n.step, n.id, n.path, n.bucket, n.waited)
 }
 
 // finish records the result of an attempt and releases what it unblocks.

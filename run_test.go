@@ -225,6 +225,7 @@ func TestMaxConcurrentBoundsExecution(t *testing.T) {
 	st := cairntest.NewStorage(t)
 	const limit, n = 3, 12
 	var cur, peak atomic.Int32
+	started := make(chan struct{})
 	release := make(chan struct{})
 	var steps []*cairn.Step
 	for i := range n {
@@ -236,6 +237,7 @@ func TestMaxConcurrentBoundsExecution(t *testing.T) {
 					break
 				}
 			}
+			started <- struct{}{}
 			<-release
 			cur.Add(-1)
 			return nil, nil
@@ -245,7 +247,19 @@ func TestMaxConcurrentBoundsExecution(t *testing.T) {
 	opts.MaxConcurrent = limit
 	done := make(chan error)
 	go func() { _, err := run(t, st, opts, steps...); done <- err }()
-	for range n {
+	// Fill every slot, then keep them full: each release lets exactly one
+	// more step start.
+	for range limit {
+		<-started
+	}
+	if got := cur.Load(); got != limit {
+		t.Errorf("%d steps running with all slots full, want %d", got, limit)
+	}
+	for range n - limit {
+		release <- struct{}{}
+		<-started
+	}
+	for range limit {
 		release <- struct{}{}
 	}
 	if err := <-done; err != nil {

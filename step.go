@@ -1,7 +1,6 @@
 package cairn
 
 import (
-	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -101,6 +100,18 @@ func (s *Step) identity() *identity {
 	if id := s.id.Load(); id != nil {
 		return id
 	}
+	// Fast path: the deps are known (the scheduler adds deps first).
+	depsKnown := true
+	for _, d := range s.Deps {
+		if d != nil && d.id.Load() == nil {
+			depsKnown = false
+			break
+		}
+	}
+	if depsKnown {
+		s.id.CompareAndSwap(nil, computeIdentity(s))
+		return s.id.Load()
+	}
 	type frame struct {
 		step *Step
 		next int // index of the next dep to visit
@@ -199,24 +210,29 @@ func hashIdentity(name string, attrs any, deps []string) (string, []byte, error)
 			return "", nil, fmt.Errorf("attrs must encode to a JSON object (a map or struct), got %s", truncate(string(attrsJSON), 60))
 		}
 	}
-	depsJSON, err := canonjson.Marshal(deps)
-	if err != nil {
-		return "", nil, fmt.Errorf("dependency IDs: %v", err)
+	// {"attrs": ..., "deps": [...], "name": ...}: the keys in sorted order,
+	// with Python's separators. Names and IDs are encoded directly; this runs
+	// once per step of every run.
+	buf := make([]byte, 0, 64+len(attrsJSON)+len(name)+16*len(deps))
+	buf = append(buf, `{"attrs": `...)
+	buf = append(buf, attrsJSON...)
+	buf = append(buf, `, "deps": [`...)
+	var err error
+	for i, d := range deps {
+		if i > 0 {
+			buf = append(buf, ", "...)
+		}
+		if buf, err = canonjson.AppendString(buf, d); err != nil {
+			return "", nil, fmt.Errorf("dependency ID %q: %v", d, err)
+		}
 	}
-	nameJSON, err := canonjson.Marshal(name)
-	if err != nil {
+	buf = append(buf, `], "name": `...)
+	if buf, err = canonjson.AppendString(buf, name); err != nil {
 		return "", nil, fmt.Errorf("name: %v", err)
 	}
-	var buf bytes.Buffer
-	buf.WriteString(`{"attrs": `)
-	buf.Write(attrsJSON)
-	buf.WriteString(`, "deps": `)
-	buf.Write(depsJSON)
-	buf.WriteString(`, "name": `)
-	buf.Write(nameJSON)
-	buf.WriteString(`}`)
-	sum := sha256.Sum256(buf.Bytes())
-	return hex.EncodeToString(sum[:])[:8], attrsJSON, nil
+	buf = append(buf, '}')
+	sum := sha256.Sum256(buf)
+	return hex.EncodeToString(sum[:4]), attrsJSON, nil
 }
 
 // unwrapInvalid strips the ErrInvalidPipeline prefix from a nested message.

@@ -91,6 +91,7 @@ type config struct {
 	jobs          int
 	scale         float64
 	keep          bool
+	tmpRoot       string // parent of the temporary directory; "" means os.TempDir()
 	profileDir    string
 }
 
@@ -115,6 +116,7 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	fs.IntVar(&c.jobs, "j", 2, "parallel jobs for ninja and make (-j)")
 	fs.Float64Var(&c.scale, "scale", 1, "multiplier of every shape's step count (for a quick run, e.g. 0.01)")
 	fs.BoolVar(&c.keep, "keep", false, "keep the temporary directory and print its path")
+	fs.StringVar(&c.tmpRoot, "tmp", "", "directory in which to create the benchmark's prefixes and build trees (default $TMPDIR or /tmp); e.g. /dev/shm to take the disk out of the comparison")
 	fs.StringVar(&c.profileDir, "cpuprofile", "", "directory where each cairn child writes a CPU profile of cairn.Run (cairn-SHAPE-N.pprof)")
 	if err := fs.Parse(args); err != nil {
 		return c, err
@@ -150,7 +152,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	root, err := os.MkdirTemp("", "cairn-bench-")
+	root, err := os.MkdirTemp(cfg.tmpRoot, "cairn-bench-")
 	if err != nil {
 		return err
 	}

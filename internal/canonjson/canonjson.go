@@ -152,6 +152,18 @@ func (e *PathError) Error() string {
 	return "canonjson: " + e.Path + ": " + e.Reason
 }
 
+// AppendString appends the canonical encoding of the string s to dst. It is
+// Marshal for a string without reflection, for callers that encode many
+// strings (step names and dependency IDs) on a hot path. It fails only for
+// invalid UTF-8.
+func AppendString(dst []byte, s string) ([]byte, error) {
+	e := &encoder{buf: dst}
+	if err := e.string(s); err != nil {
+		return dst, err
+	}
+	return e.buf, nil
+}
+
 // Marshal returns the canonical encoding of v.
 func Marshal(v any) ([]byte, error) {
 	e := &encoder{}

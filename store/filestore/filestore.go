@@ -16,6 +16,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"syscall"
 
 	"example.com/cairn/store"
@@ -103,6 +104,10 @@ type bucket struct {
 	root string // absolute and clean
 	sync bool
 
+	// noTmpfile is set once the file system has refused O_TMPFILE, so that
+	// later writes go straight to named temporary files.
+	noTmpfile atomic.Bool
+
 	// afterOpen, if non-nil, is called by lockCurrent after it opens the file
 	// at path and before it locks it. It is a test seam for the race between
 	// opening a file and locking it.
@@ -182,7 +187,7 @@ func (b *bucket) Read(ctx context.Context, key string) ([]byte, driver.Version, 
 	if err != nil {
 		return nil, "", err
 	}
-	data, err := os.ReadFile(p)
+	data, err := readFile(p)
 	if errors.Is(err, syscall.EISDIR) {
 		return nil, "", errDir("read", p)
 	}
@@ -238,6 +243,23 @@ func (b *bucket) Write(ctx context.Context, key string, data []byte, cond driver
 	}
 	dir := filepath.Dir(p)
 
+	switch cond.Kind {
+	case driver.IfAbsent:
+		err := b.createUnnamedMkdir(dir, p, data)
+		if err != errNoTmpfile {
+			return b.finishWrite(dir, data, err)
+		}
+	case driver.Always:
+		if _, err := os.Lstat(p); isNotExist(err) {
+			// Nothing to lock: create it like IfAbsent, and fall through to
+			// the locked replace below if someone created it meanwhile.
+			err := b.createUnnamedMkdir(dir, p, data)
+			if err != errNoTmpfile && err != errExists {
+				return b.finishWrite(dir, data, err)
+			}
+		}
+	}
+
 	// A replace needs an existing target, so it never creates directories:
 	// a missing directory means a missing object.
 	tmp, err := b.writeTemp(dir, data, cond.Kind != driver.IfVersion)
@@ -272,6 +294,32 @@ func (b *bucket) Write(ctx context.Context, key string, data []byte, cond driver
 			os.Remove(tmp)
 			tmpGone = true
 		}
+		if err := syncDir(dir); err != nil {
+			return "", err
+		}
+	}
+	return version(data), nil
+}
+
+// createUnnamedMkdir is createUnnamed that creates a missing dir first.
+func (b *bucket) createUnnamedMkdir(dir, p string, data []byte) error {
+	err := b.createUnnamed(dir, p, data)
+	if isNotExist(err) {
+		if err := b.mkdirAll(dir); err != nil {
+			return err
+		}
+		err = b.createUnnamed(dir, p, data)
+	}
+	return err
+}
+
+// finishWrite completes a write made by createUnnamed: it syncs the
+// directory if the bucket is durable and returns the new version.
+func (b *bucket) finishWrite(dir string, data []byte, err error) (driver.Version, error) {
+	if err != nil {
+		return "", err
+	}
+	if b.sync {
 		if err := syncDir(dir); err != nil {
 			return "", err
 		}

@@ -13,6 +13,7 @@ import (
 
 	"example.com/cairn/store"
 	"example.com/cairn/store/driver"
+	"example.com/cairn/store/storetest"
 )
 
 // replaceWhileLocked plays a writer in its critical section: it locks the
@@ -220,4 +221,22 @@ func TestErrorCode(t *testing.T) {
 			t.Errorf("ErrorCode(%v) = %v, want %v", tc.err, got, tc.want)
 		}
 	}
+}
+
+// TestConformanceNamedTemporaries runs the suite with the O_TMPFILE fast
+// path disabled, as on file systems without it (NFS), so that the fallback
+// through named temporary files stays correct. Its racing processes use the
+// fast path, so the two also race each other.
+func TestConformanceNamedTemporaries(t *testing.T) {
+	storetest.Run(t, storetest.Harness{
+		NewBucket: func(t *testing.T) *store.Bucket {
+			b, err := newBucket(filepath.Join(t.TempDir(), "bucket"), nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			b.noTmpfile.Store(true)
+			return store.NewBucket(b, b.root)
+		},
+		Location: func(t *testing.T, b *store.Bucket) string { return b.String() },
+	})
 }
