@@ -54,15 +54,3 @@ func writeJSON(ctx context.Context, b *store.Bucket, key string, v any) error {
 	_, err = b.Write(ctx, key, append(data, '\n'))
 	return err
 }
-
-// readJSON decodes the JSON value stored at key into v.
-func readJSON(ctx context.Context, b *store.Bucket, key string, v any) error {
-	data, _, err := b.Read(ctx, key)
-	if err != nil {
-		return err
-	}
-	if err := json.Unmarshal(data, v); err != nil {
-		return fmt.Errorf("%s: %w", b.URL(key), err)
-	}
-	return nil
-}

@@ -285,15 +285,17 @@ type right struct {
 }
 
 type tagged struct {
-	Zeta     int    `json:"zeta"`
-	Alpha    int    `json:"alpha"`
-	Renamed  string `json:"renamed_field"`
-	Skipped  string `json:"-"`
+	Zeta    int    `json:"zeta"`
+	Alpha   int    `json:"alpha"`
+	Renamed string `json:"renamed_field"`
+	Skipped string `json:"-"`
+	//lint:ignore SA5008 the tag names the field "-", as encoding/json allows
 	Dash     string `json:"-,"`
 	NoTag    bool
 	EmptyTag int `json:",omitempty"`
 	private  int
-	Invalid  int `json:"a\"b"`
+	//lint:ignore SA5008 an invalid name must fall back to the field name
+	Invalid int `json:"a\"b"`
 }
 
 type embedding struct {
@@ -333,12 +335,13 @@ type omit struct {
 }
 
 type quoted struct {
-	I  int     `json:"i,string"`
-	F  float64 `json:"f,string"`
-	B  bool    `json:"b,string"`
-	S  string  `json:"s,string"`
-	P  *int    `json:"p,string"`
-	Sl []int   `json:"sl,string"` // not a scalar: option ignored
+	I int     `json:"i,string"`
+	F float64 `json:"f,string"`
+	B bool    `json:"b,string"`
+	S string  `json:"s,string"`
+	P *int    `json:"p,string"`
+	//lint:ignore SA5008 not a scalar: the option must be ignored
+	Sl []int `json:"sl,string"`
 }
 
 type unexportedEmbed struct {
