@@ -22,6 +22,11 @@
 // [Acquire] is owned by the Lease and stopped by [Lease.Release] or
 // [Lease.Stop].
 //
+// A holder whose refreshes keep failing declares its lease lost
+// StaleAfter − Interval/2 after its last successful refresh, half an
+// Interval before another worker may take it over, so that the work done
+// under it ([Lease.Context]) stops before anyone else starts it.
+//
 // # Errors
 //
 // [Acquire] fails with an error satisfying errors.Is(err, ErrHeld) when
@@ -214,6 +219,11 @@ type Lease struct {
 	stopOnce sync.Once
 	wg       sync.WaitGroup
 
+	// renewMu serializes Renew: the heartbeat and Confirm may refresh at
+	// the same moment, and two writes conditioned on the same version would
+	// make one of them fail as if the lease had been taken over.
+	renewMu sync.Mutex
+
 	mu       sync.Mutex // guards the fields below
 	version  store.Version
 	renewed  time.Time
@@ -347,6 +357,8 @@ func (l *Lease) markLost(err error) {
 // Renew refreshes the lease now. It fails with ErrLost if another worker has
 // taken it over or it was deleted; the lease is then marked lost.
 func (l *Lease) Renew(ctx context.Context) error {
+	l.renewMu.Lock()
+	defer l.renewMu.Unlock()
 	if err := l.Err(); err != nil {
 		return err
 	}
@@ -355,6 +367,19 @@ func (l *Lease) Renew(ctx context.Context) error {
 	l.mu.Unlock()
 	now := time.Now()
 	v, err := l.bucket.WriteIf(ctx, l.key, Record{WorkerID: l.worker, Timestamp: now}.Marshal(), store.IfVersion(ver))
+	if errors.Is(err, store.ErrPrecondition) {
+		// An earlier refresh that this worker gave up on (its context ended
+		// while the request was in flight) may have been applied after all:
+		// then the record is still ours, with a version we never learnt.
+		// Worker ids are unique to one attempt, so a record naming this
+		// worker was written by it, and nobody has taken over since.
+		if data, cur, rerr := l.bucket.Read(ctx, l.key); rerr == nil {
+			if rec, perr := ParseRecord(data); perr == nil && rec.WorkerID == l.worker {
+				now = time.Now()
+				v, err = l.bucket.WriteIf(ctx, l.key, Record{WorkerID: l.worker, Timestamp: now}.Marshal(), store.IfVersion(cur))
+			}
+		}
+	}
 	if errors.Is(err, store.ErrPrecondition) {
 		lost := l.explainLoss(ctx)
 		l.markLost(lost)
@@ -382,20 +407,35 @@ func (l *Lease) explainLoss(ctx context.Context) error {
 }
 
 // heartbeat refreshes the lease every Interval. Storage errors are retried
-// at the next tick; once no refresh has succeeded for StaleAfter, other
-// workers may legitimately take the lease over, so it is declared lost.
+// (by the bucket, and again at the next tick); once no refresh has succeeded
+// for StaleAfter, other workers may legitimately take the lease over, so it
+// is declared lost.
 func (l *Lease) heartbeat() {
 	t := time.NewTicker(l.opts.interval())
 	defer t.Stop()
+	var lastErr error
 	for {
 		select {
 		case <-l.stop:
 			return
 		case <-t.C:
 		}
-		ctx, cancel := context.WithTimeout(context.Background(), l.opts.interval())
+		// A refresh, with the bucket's retries, may go on until the lease is
+		// about to go stale, and no longer: once it is stale another worker
+		// may take it over, and this one must have stopped its work by then.
+		// Half an Interval is left for the step to notice (Lease.Context) and
+		// return.
+		l.mu.Lock()
+		budget := min(l.opts.interval(), l.giveUpAfter()-time.Since(l.renewed))
+		l.mu.Unlock()
+		if budget <= 0 {
+			l.markLost(fmt.Errorf("%w: not refreshed for %s (last error: %v)", ErrLost, l.giveUpAfter(), lastErr))
+			return
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), budget)
 		err := l.Renew(ctx)
 		cancel()
+		lastErr = err
 		if err == nil {
 			continue
 		}
@@ -408,11 +448,17 @@ func (l *Lease) heartbeat() {
 		l.mu.Lock()
 		since := time.Since(l.renewed)
 		l.mu.Unlock()
-		if since >= l.opts.staleAfter() {
-			l.markLost(fmt.Errorf("%w: not refreshed for %s (last error: %v)", ErrLost, since.Round(time.Second), err))
+		if since >= l.giveUpAfter() {
+			l.markLost(fmt.Errorf("%w: not refreshed for %s (last error: %v)", ErrLost, since.Round(time.Millisecond), err))
 			return
 		}
 	}
+}
+
+// giveUpAfter is how long after its last successful refresh the holder
+// declares its lease lost: half an Interval before others may take it over.
+func (l *Lease) giveUpAfter() time.Duration {
+	return l.opts.staleAfter() - l.opts.interval()/2
 }
 
 // Confirm makes sure the lease is still ours before a final write (such as
@@ -459,9 +505,16 @@ func (l *Lease) Release(ctx context.Context) error {
 	l.mu.Unlock()
 	err := l.bucket.DeleteIf(ctx, l.key, store.IfVersion(ver))
 	if errors.Is(err, store.ErrPrecondition) {
-		if _, ok, ierr := Inspect(ctx, l.bucket, l.key); ierr == nil && !ok {
+		data, cur, rerr := l.bucket.Read(ctx, l.key)
+		if errors.Is(rerr, store.ErrNotExist) {
 			return nil // deleted by someone else: nothing left to release
 		}
+		if rec, perr := ParseRecord(data); rerr == nil && perr == nil && rec.WorkerID == l.worker {
+			// Still ours, after a refresh whose answer was lost (see Renew).
+			err = l.bucket.DeleteIf(ctx, l.key, store.IfVersion(cur))
+		}
+	}
+	if errors.Is(err, store.ErrPrecondition) {
 		lost := l.explainLoss(ctx)
 		l.markLost(lost)
 		return lost

@@ -239,7 +239,8 @@ func TestRenewFailuresUntilStaleLoseTheLease(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		ctx := context.Background()
 		ns := memstore.New()
-		b := ns.Bucket("s")
+		// Without the bucket's retries, every tick's refresh fails once.
+		b := ns.Bucket("s").WithOptions(&store.Options{Retry: store.RetryPolicy{MaxAttempts: 1}})
 		var renewErrs int
 		var mu sync.Mutex
 		l, err := lease.Acquire(ctx, b, key, "A", &lease.Options{OnRenewError: func(error) { mu.Lock(); renewErrs++; mu.Unlock() }})
@@ -264,8 +265,49 @@ func TestRenewFailuresUntilStaleLoseTheLease(t *testing.T) {
 		}
 		mu.Lock()
 		defer mu.Unlock()
-		if renewErrs != 3 {
-			t.Errorf("OnRenewError called %d times, want 3", renewErrs)
+		// Refreshes at 30 s and 60 s failed; the one due at 90 s = StaleAfter
+		// is not attempted: the lease is declared lost instead.
+		if renewErrs != 2 {
+			t.Errorf("OnRenewError called %d times, want 2", renewErrs)
+		}
+	})
+}
+
+// With the bucket retrying (its default), a refresh that keeps failing
+// still declares the lease lost by StaleAfter, not later: each refresh's
+// retries end when the lease would go stale.
+func TestRetriedRenewFailuresLoseTheLeaseOnTime(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		ctx := context.Background()
+		ns := memstore.New()
+		b := ns.Bucket("s")
+		l, err := lease.Acquire(ctx, b, key, "A", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		start := time.Now()
+		var mu sync.Mutex
+		writes := 0
+		ns.SetFaults(memstore.Faults{BeforeOp: func(op, k string) error {
+			if op == "write" {
+				mu.Lock()
+				writes++
+				mu.Unlock()
+				return fmt.Errorf("storage down: %w", memstore.ErrInjectedTransient)
+			}
+			return nil
+		}})
+		<-l.Lost()
+		if d := time.Since(start); d > lease.DefaultStaleAfter {
+			t.Errorf("lease declared lost after %s, want at most StaleAfter (%s)", d, lease.DefaultStaleAfter)
+		}
+		if err := l.Err(); !errors.Is(err, lease.ErrLost) {
+			t.Errorf("Err = %v, want ErrLost", err)
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		if writes < 4 {
+			t.Errorf("%d refresh attempts, want the bucket to have retried (at least 4)", writes)
 		}
 	})
 }
@@ -300,5 +342,59 @@ func TestOptionsValidation(t *testing.T) {
 	_, err := lease.Acquire(context.Background(), newBucket(), key, "w", &lease.Options{Interval: time.Minute, StaleAfter: time.Second})
 	if err == nil || !strings.Contains(err.Error(), "must exceed") {
 		t.Errorf("err = %v", err)
+	}
+}
+
+// Refreshes that overlap (the heartbeat and Confirm at the same moment)
+// must not make the lease look lost to its own holder.
+func TestConcurrentRenewals(t *testing.T) {
+	b := newBucket()
+	ctx := context.Background()
+	l, err := lease.Acquire(ctx, b, key, "A", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Release(ctx)
+	var wg sync.WaitGroup
+	for range 8 {
+		wg.Go(func() {
+			for range 20 {
+				if err := l.Renew(ctx); err != nil {
+					t.Errorf("Renew = %v", err)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+}
+
+// A refresh whose answer was lost after the bucket gave up (its context
+// ended with the request in flight) leaves the record ours with a version
+// the lease never learnt; the next refresh must notice the record is still
+// its own rather than report the lease lost.
+func TestRenewAfterUnseenRefresh(t *testing.T) {
+	ns := memstore.New()
+	b := ns.Bucket("s")
+	ctx := context.Background()
+	l, err := lease.Acquire(ctx, b, key, "A", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Release(ctx)
+	// The record changes behind the lease's back, as an applied refresh
+	// whose answer never came would change it.
+	if _, err := b.Write(ctx, key, lease.Record{WorkerID: "A", Timestamp: time.Now()}.Marshal()); err != nil {
+		t.Fatal(err)
+	}
+	if err := l.Renew(ctx); err != nil {
+		t.Fatalf("Renew after an unseen refresh of our own = %v, want nil", err)
+	}
+	// A record of another worker is a real loss.
+	if _, err := b.Write(ctx, key, lease.Record{WorkerID: "B", Timestamp: time.Now()}.Marshal()); err != nil {
+		t.Fatal(err)
+	}
+	if err := l.Renew(ctx); !errors.Is(err, lease.ErrLost) {
+		t.Errorf("Renew after a takeover = %v, want ErrLost", err)
 	}
 }

@@ -14,13 +14,35 @@
 // [ErrPermission] when the driver can classify them. The driver's own error
 // stays reachable with errors.As.
 //
+// # Retries
+//
+// Operations that fail with a transient error (a 5xx or 429 answer, a
+// timeout, a reset connection: whatever the driver classifies as
+// [driver.Transient]) are retried with exponential backoff and jitter
+// under an overall deadline, as [RetryPolicy] says. Permanent errors (no
+// such bucket, permission denied, bad credentials, a failed precondition)
+// are returned at once.
+//
+// A retried conditional write is ambiguous: the attempt that failed may
+// have been applied, with only its answer lost, so that the retry fails its
+// precondition against the very object it wrote. [Bucket.WriteIf] resolves
+// this by reading the object back: if it holds exactly the bytes being
+// written, the write is reported as successful, with the version read.
+// This is sound when no two writers ever write identical bytes under a
+// condition, which holds for cairn's lease records (worker id and a
+// microsecond timestamp) and info records; callers whose conditional writes
+// can repeat another writer's bytes must not rely on it. See
+// [Bucket.WriteIf] and [Bucket.DeleteIf] for the exact outcomes.
+//
 // # URLs
 //
-// [URLMux] opens buckets from URLs ("file:///data/x", "/data/x", "mem://ns/x")
-// through openers the caller registers explicitly; there is no default mux.
+// [URLMux] opens buckets from URLs ("file:///data/x", "/data/x", "mem://ns/x",
+// "gs://bucket/x", "s3://bucket/x") through openers the caller registers
+// explicitly; there is no default mux.
 package store
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -61,18 +83,36 @@ func IfAbsent() Condition { return Condition{Kind: driver.IfAbsent} }
 func IfVersion(v Version) Condition { return Condition{Kind: driver.IfVersion, Version: v} }
 
 // Bucket is a portable handle on a storage backend rooted at a key prefix.
-// It is safe for concurrent use. Buckets returned by [Bucket.Sub] share the
-// driver of their parent; closing any of them closes the shared driver.
+// It is safe for concurrent use. Buckets returned by [Bucket.Sub] and
+// [Bucket.WithOptions] share the driver of their parent; closing any of them
+// closes the shared driver.
 type Bucket struct {
 	drv    driver.Bucket
 	prefix string // "" or a key prefix ending in "/"
 	url    string // for error messages and String
+	opts   Options
 }
 
-// NewBucket wraps a driver. url names the root for messages (for example
-// "/data/prefix" or "mem://test"); it may be empty.
-func NewBucket(drv driver.Bucket, url string) *Bucket {
-	return &Bucket{drv: drv, url: url}
+// NewBucket wraps a driver; backends call it from their constructors. url
+// names the root for messages (for example "/data/prefix" or "mem://test");
+// it may be empty. A nil opts means all defaults.
+func NewBucket(drv driver.Bucket, url string, opts *Options) *Bucket {
+	b := &Bucket{drv: drv, url: url}
+	if opts != nil {
+		b.opts = *opts
+	}
+	return b
+}
+
+// WithOptions returns a view of b, with the same root and driver, that uses
+// opts instead of b's options. A nil opts means all defaults.
+func (b *Bucket) WithOptions(opts *Options) *Bucket {
+	c := *b
+	c.opts = Options{}
+	if opts != nil {
+		c.opts = *opts
+	}
+	return &c
 }
 
 // String returns the URL of the bucket's root.
@@ -88,7 +128,7 @@ func (b *Bucket) Sub(dir string) (*Bucket, error) {
 	if err := ValidateKey(dir); err != nil {
 		return nil, fmt.Errorf("store: sub %q of %s: %w", dir, b.url, err)
 	}
-	return &Bucket{drv: b.drv, prefix: b.prefix + dir + "/", url: joinURL(b.url, dir)}, nil
+	return &Bucket{drv: b.drv, prefix: b.prefix + dir + "/", url: joinURL(b.url, dir), opts: b.opts}, nil
 }
 
 // URL returns the URL (or local path) of key under b.
@@ -153,25 +193,43 @@ func (b *Bucket) wrap(op, key string, err error) error {
 	return fmt.Errorf("store: %s %s: %w: %w", op, b.URL(key), kind, err)
 }
 
-// Read returns the content and version of key. A missing key gives an error
-// satisfying errors.Is(err, ErrNotExist).
+// Read returns the content and version of key, read in one request so that
+// the version is the one of the bytes returned. A missing key gives an error
+// satisfying errors.Is(err, ErrNotExist). Transient failures are retried.
 func (b *Bucket) Read(ctx context.Context, key string) ([]byte, Version, error) {
 	k, err := b.key("read", key)
 	if err != nil {
 		return nil, "", err
 	}
-	data, v, err := b.drv.Read(ctx, k)
-	return data, v, b.wrap("read", key, err)
+	var (
+		data []byte
+		v    Version
+	)
+	_, err = b.retry(ctx, "read", key, func() error {
+		var err error
+		data, v, err = b.drv.Read(ctx, k)
+		return b.wrap("read", key, err)
+	})
+	if err != nil {
+		return nil, "", err
+	}
+	return data, v, nil
 }
 
 // Stat returns the attributes of key; ErrNotExist if it is missing.
+// Transient failures are retried.
 func (b *Bucket) Stat(ctx context.Context, key string) (Attributes, error) {
 	k, err := b.key("stat", key)
 	if err != nil {
 		return Attributes{}, err
 	}
-	a, err := b.drv.Stat(ctx, k)
-	return a, b.wrap("stat", key, err)
+	var a Attributes
+	_, err = b.retry(ctx, "stat", key, func() error {
+		var err error
+		a, err = b.drv.Stat(ctx, k)
+		return b.wrap("stat", key, err)
+	})
+	return a, err
 }
 
 // Exists reports whether key exists.
@@ -184,30 +242,65 @@ func (b *Bucket) Exists(ctx context.Context, key string) (bool, error) {
 }
 
 // Write stores data at key unconditionally and atomically: readers see the
-// old or the new content, never a mix.
+// old or the new content, never a mix. Transient failures are retried (an
+// unconditional write is idempotent).
 func (b *Bucket) Write(ctx context.Context, key string, data []byte) (Version, error) {
 	return b.WriteIf(ctx, key, data, Condition{})
 }
 
 // WriteIf stores data at key only if cond holds, atomically with respect to
-// every other writer. If it does not hold, nothing is written and the error
-// satisfies errors.Is(err, ErrPrecondition).
+// every other writer. It returns the new version, or:
+//   - if cond does not hold, nothing is written and the error satisfies
+//     errors.Is(err, ErrPrecondition);
+//   - other errors, classified as the package doc says.
+//
+// Transient failures are retried. If a retry of a conditional write fails
+// its precondition after an earlier attempt failed transiently, the earlier
+// attempt may have been applied: WriteIf then reads key and, if it holds
+// exactly data, reports success with the version read. So a write that was
+// applied is never reported as lost while the object still holds it; it is
+// reported as ErrPrecondition if another writer replaced it before the
+// check, which a conditional writer cannot tell from losing. The check
+// assumes no competing writer writes the same bytes (see the package doc).
 func (b *Bucket) WriteIf(ctx context.Context, key string, data []byte, cond Condition) (Version, error) {
 	k, err := b.key("write", key)
 	if err != nil {
 		return "", err
 	}
-	v, err := b.drv.Write(ctx, k, data, cond)
-	return v, b.wrap("write", key, err)
+	var v Version
+	retried, err := b.retry(ctx, "write", key, func() error {
+		var err error
+		v, err = b.drv.Write(ctx, k, data, cond)
+		return b.wrap("write", key, err)
+	})
+	if retried && cond.Kind != driver.Always && errors.Is(err, ErrPrecondition) {
+		got, gotV, rerr := b.Read(ctx, key)
+		switch {
+		case rerr == nil && bytes.Equal(got, data):
+			return gotV, nil // an earlier attempt was applied
+		case rerr != nil && !errors.Is(rerr, ErrNotExist):
+			return "", fmt.Errorf("%w (after a retry; whether an earlier attempt was applied is unknown: %v)", err, rerr)
+		}
+	}
+	if err != nil {
+		return "", err
+	}
+	return v, nil
 }
 
-// Delete removes key; deleting a missing key is not an error.
+// Delete removes key; deleting a missing key is not an error. Transient
+// failures are retried.
 func (b *Bucket) Delete(ctx context.Context, key string) error {
 	return b.DeleteIf(ctx, key, Condition{})
 }
 
 // DeleteIf removes key only if cond holds (a Condition made by IfVersion);
 // otherwise the error satisfies errors.Is(err, ErrPrecondition).
+//
+// Transient failures are retried. If a retry fails its precondition after
+// an earlier attempt failed transiently and key no longer exists, the
+// earlier attempt may have deleted it, and DeleteIf reports success: the
+// version it was asked to delete is gone either way.
 func (b *Bucket) DeleteIf(ctx context.Context, key string, cond Condition) error {
 	if cond.Kind == driver.IfAbsent {
 		return fmt.Errorf("store: delete %s: IfAbsent is not a valid delete condition", b.URL(key))
@@ -216,11 +309,20 @@ func (b *Bucket) DeleteIf(ctx context.Context, key string, cond Condition) error
 	if err != nil {
 		return err
 	}
-	return b.wrap("delete", key, b.drv.Delete(ctx, k, cond))
+	retried, err := b.retry(ctx, "delete", key, func() error {
+		return b.wrap("delete", key, b.drv.Delete(ctx, k, cond))
+	})
+	if retried && cond.Kind != driver.Always && errors.Is(err, ErrPrecondition) {
+		if _, serr := b.Stat(ctx, key); errors.Is(serr, ErrNotExist) {
+			return nil
+		}
+	}
+	return err
 }
 
 // List yields the keys under dir (relative to b, "" for all), recursively and
-// in lexical order. Yielded keys are relative to b.
+// in lexical order. Yielded keys are relative to b. A transient failure is
+// retried by listing again and skipping the keys already yielded.
 func (b *Bucket) List(ctx context.Context, dir string) iter.Seq2[string, error] {
 	return func(yield func(string, error) bool) {
 		p := b.prefix
@@ -231,14 +333,29 @@ func (b *Bucket) List(ctx context.Context, dir string) iter.Seq2[string, error] 
 			}
 			p += dir + "/"
 		}
-		for k, err := range b.drv.List(ctx, p) {
-			if err != nil {
-				yield("", b.wrap("list", dir, err))
-				return
+		var (
+			last    string // the last key yielded
+			yielded bool
+			stopped bool // the consumer stopped the iteration
+		)
+		_, err := b.retry(ctx, "list", dir, func() error {
+			for k, err := range b.drv.List(ctx, p) {
+				if err != nil {
+					return b.wrap("list", dir, err)
+				}
+				if yielded && k <= last {
+					continue // yielded before a retry
+				}
+				last, yielded = k, true
+				if !yield(strings.TrimPrefix(k, b.prefix), nil) {
+					stopped = true
+					return nil
+				}
 			}
-			if !yield(strings.TrimPrefix(k, b.prefix), nil) {
-				return
-			}
+			return nil
+		})
+		if err != nil && !stopped {
+			yield("", err)
 		}
 	}
 }

@@ -88,8 +88,9 @@ func (m *URLMux) OpenBucket(ctx context.Context, location string) (*Bucket, erro
 	o := m.openers[u.Scheme]
 	m.mu.RUnlock()
 	if o == nil {
-		return nil, fmt.Errorf("store: open %q: no backend for scheme %q (available: %s)",
-			location, u.Scheme, strings.Join(m.Schemes(), ", "))
+		return nil, fmt.Errorf("store: open %q: no backend for scheme %q (available: %s); "+
+			"the program must register one in its store.URLMux, e.g. mux.Register(%q, ...)",
+			location, u.Scheme, strings.Join(m.Schemes(), ", "), u.Scheme)
 	}
 	return o.OpenBucketURL(ctx, u)
 }

@@ -56,7 +56,7 @@ func Open(dir string, opts *Options) (*store.Bucket, error) {
 	if err != nil {
 		return nil, err
 	}
-	return store.NewBucket(b, b.root), nil
+	return store.NewBucket(b, b.root, nil), nil
 }
 
 func newBucket(dir string, opts *Options) (*bucket, error) {

@@ -235,7 +235,7 @@ func TestConformanceNamedTemporaries(t *testing.T) {
 				t.Fatal(err)
 			}
 			b.noTmpfile.Store(true)
-			return store.NewBucket(b, b.root)
+			return store.NewBucket(b, b.root, nil)
 		},
 		Location: func(t *testing.T, b *store.Bucket) string { return b.String() },
 	})

@@ -29,14 +29,18 @@ func Example() {
 func ExampleNamespace_SetFaults() {
 	ctx := context.Background()
 	ns := memstore.New()
-	b := ns.Bucket("")
 	ns.SetFaults(memstore.Faults{FailConditional: 1})
 
-	_, err := b.WriteIf(ctx, "k", []byte("x"), store.IfAbsent())
-	fmt.Println(errors.Is(err, store.ErrTransient))
-	_, err = b.WriteIf(ctx, "k", []byte("x"), store.IfAbsent())
+	// A bucket retries transient errors: the first attempt fails, the retry
+	// succeeds.
+	_, err := ns.Bucket("").WriteIf(ctx, "a", []byte("x"), store.IfAbsent())
 	fmt.Println(err)
+	// Without retries, the injected failure reaches the caller.
+	ns.SetFaults(memstore.Faults{FailConditional: 1})
+	b := ns.Bucket("").WithOptions(&store.Options{Retry: store.RetryPolicy{MaxAttempts: 1}})
+	_, err = b.WriteIf(ctx, "b", []byte("x"), store.IfAbsent())
+	fmt.Println(errors.Is(err, store.ErrTransient))
 	// Output:
-	// true
 	// <nil>
+	// true
 }

@@ -22,8 +22,13 @@
 //
 // [Namespace.SetFaults] makes a namespace fail or slow down operations, per
 // instance: fail the next N conditional writes with a transient error, add
-// latency to every operation, or call a hook before every operation that may
-// return an error of its choice. See [Faults].
+// latency to every operation, call a hook before every operation that may
+// return an error of its choice, or one after every applied write that may
+// replace its success by an error (a lost answer). See [Faults]. A *store.Bucket retries
+// transient errors (see store.RetryPolicy), so an injected transient error
+// reaches the caller only when the bucket's retries are exhausted; use
+// [store.Bucket.WithOptions] with RetryPolicy{MaxAttempts: 1} to see every
+// one.
 package memstore
 
 import (
@@ -44,8 +49,8 @@ import (
 
 // ErrInjectedTransient is the error injected by [Faults.FailConditional].
 // Hooks ([Faults.BeforeOp]) may return it, or wrap it, to inject a transient
-// failure: through a *store.Bucket the error then satisfies
-// errors.Is(err, store.ErrTransient).
+// failure: a *store.Bucket retries it, and once it gives up the error
+// satisfies errors.Is(err, store.ErrTransient).
 var ErrInjectedTransient = errors.New("memstore: injected transient error")
 
 // Errors the driver returns; classified by ErrorCode.
@@ -65,7 +70,8 @@ type Faults struct {
 	// write with IfAbsent or IfVersion, or a delete with IfVersion) that fail
 	// without being applied. Each failure consumes one; the error satisfies
 	// errors.Is(err, ErrInjectedTransient), and errors.Is(err,
-	// store.ErrTransient) through a *store.Bucket. Zero fails none.
+	// store.ErrTransient) through a *store.Bucket, which retries it (each
+	// retry consumes another). Zero fails none.
 	FailConditional int
 
 	// Latency is added at the start of every operation. If the operation's
@@ -73,7 +79,8 @@ type Faults struct {
 	// has no effect. Zero adds none.
 	Latency time.Duration
 
-	// BeforeOp, if non-nil, is called before every operation, after Latency
+	// BeforeOp, if non-nil, is called before every operation (every attempt,
+	// when a *store.Bucket retries), after Latency
 	// and before FailConditional is consulted, with the operation name
 	// ("read", "stat", "write", "delete" or "list") and the key within the
 	// namespace (for "list", the key prefix). If it returns an error the
@@ -86,6 +93,16 @@ type Faults struct {
 	// at once; it may itself operate on the namespace, for example to make
 	// another writer win a race deterministically.
 	BeforeOp func(op, key string) error
+
+	// AfterWrite, if non-nil, is called after every write and delete that
+	// was applied (the object changed), with the operation name ("write" or
+	// "delete") and the key within the namespace. If it returns an error,
+	// the operation keeps its effect but returns that error instead of
+	// succeeding: the request reached the store and its answer was lost,
+	// which is the ambiguous failure a retried conditional write must
+	// resolve (see package store). Return ErrInjectedTransient (or wrap it)
+	// for a transient failure. It is called without any lock held.
+	AfterWrite func(op, key string) error
 }
 
 // Namespace is an in-memory object space. The zero value is not usable; call
@@ -146,7 +163,7 @@ func (ns *Namespace) bucket(root string) (*store.Bucket, error) {
 		}
 		prefix = root + "/"
 	}
-	return store.NewBucket(&bucket{ns: ns, prefix: prefix}, "mem://"+root), nil
+	return store.NewBucket(&bucket{ns: ns, prefix: prefix}, "mem://"+root, nil), nil
 }
 
 // OpenBucketURL implements store.BucketURLOpener for URLs of the form
@@ -261,13 +278,21 @@ func (b *bucket) Write(ctx context.Context, key string, data []byte, cond driver
 	data = slices.Clone(data)
 
 	b.ns.mu.Lock()
-	defer b.ns.mu.Unlock()
 	if err := b.ns.check(k, cond); err != nil {
+		b.ns.mu.Unlock()
 		return "", err
 	}
 	b.ns.last++
-	b.ns.objects[k] = object{data: data, version: b.ns.last, modTime: time.Now().UnixNano()}
-	return formatVersion(b.ns.last), nil
+	v := b.ns.last
+	b.ns.objects[k] = object{data: data, version: v, modTime: time.Now().UnixNano()}
+	after := b.ns.faults.AfterWrite
+	b.ns.mu.Unlock()
+	if after != nil {
+		if err := after("write", k); err != nil {
+			return "", err
+		}
+	}
+	return formatVersion(v), nil
 }
 
 func (b *bucket) Delete(ctx context.Context, key string, cond driver.Condition) error {
@@ -282,11 +307,17 @@ func (b *bucket) Delete(ctx context.Context, key string, cond driver.Condition) 
 		return err
 	}
 	b.ns.mu.Lock()
-	defer b.ns.mu.Unlock()
 	if err := b.ns.check(k, cond); err != nil {
+		b.ns.mu.Unlock()
 		return err
 	}
+	_, existed := b.ns.objects[k]
 	delete(b.ns.objects, k)
+	after := b.ns.faults.AfterWrite
+	b.ns.mu.Unlock()
+	if after != nil && existed {
+		return after("delete", k)
+	}
 	return nil
 }
 

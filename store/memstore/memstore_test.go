@@ -104,10 +104,13 @@ func TestOpenBucketURL(t *testing.T) {
 	}
 }
 
+// noRetry makes a bucket report every injected failure.
+var noRetry = &store.Options{Retry: store.RetryPolicy{MaxAttempts: 1}}
+
 func TestFailConditional(t *testing.T) {
 	ctx := t.Context()
 	ns := memstore.New()
-	b := ns.Bucket("")
+	b := ns.Bucket("").WithOptions(noRetry)
 	v, err := b.Write(ctx, "k", []byte("one"))
 	if err != nil {
 		t.Fatal(err)
@@ -146,7 +149,7 @@ func TestFailConditional(t *testing.T) {
 func TestBeforeOp(t *testing.T) {
 	ctx := t.Context()
 	ns := memstore.New()
-	b := ns.Bucket("root")
+	b := ns.Bucket("root").WithOptions(noRetry)
 	v, err := b.Write(ctx, "lease", []byte("mine"))
 	if err != nil {
 		t.Fatal(err)
