@@ -16,6 +16,12 @@
 // (cache check, lease, function, artifact, status); the scheduler only calls
 // it and waits.
 //
+// A step marked remote ([Step.Remote], or a [RemoteFunc] made by [Remote])
+// runs its function as a cluster job (package cluster) when the run has
+// [RunOptions].Remote; the runner keeps the cache check, the lease and the
+// status. The job re-executes the same program in worker mode
+// ([RunWorker]), which rebuilds the pipeline and runs that one step.
+//
 // Programs usually call cli.Main, which adds the standard command line
 // (--prefix, --dry-run, --run-only, ...) and wires the storage backends.
 //
@@ -23,6 +29,8 @@
 //
 // Run returns a *RunError listing each failed step as a *StepError whose
 // root cause is reachable with errors.Is and errors.As: the step function's
-// own error, a *PanicError, [ErrLeaseLost] or [ErrPreviouslyFailed].
+// own error, a *PanicError, [ErrLeaseLost] or [ErrPreviouslyFailed]; for a
+// remote step, the job's *cluster.JobError (state, exit code, log tail;
+// the tail names [ErrProgramMismatch] when the job ran another program).
 // Definition errors satisfy errors.Is(err, ErrInvalidPipeline).
 package cairn

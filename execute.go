@@ -43,6 +43,16 @@ type Output struct {
 
 	storage BucketOpener
 	prefix  string
+
+	// Remote execution (remote.go): remote runs the step's job; worker is
+	// set inside that job (RunWorker); tookOver says the step was taken
+	// over, so its job may still be running; remoteUsed and artifactSaved
+	// record that the job ran and saved the artifact.
+	remote        *remoteRunner
+	worker        bool
+	tookOver      bool
+	remoteUsed    bool
+	artifactSaved bool
 }
 
 // OpenDep opens the output of dep (normally one of the running step's
@@ -53,6 +63,13 @@ func (o *Output) OpenDep(ctx context.Context, dep *Step) (*store.Bucket, error) 
 		return nil, err
 	}
 	return o.storage.OpenBucket(ctx, path)
+}
+
+// Open opens the storage rooted at location (a local path or a URL) with
+// the run's BucketOpener, for inputs that are not a dependency's output
+// (package recipe's hard-coded paths and sub-paths).
+func (o *Output) Open(ctx context.Context, location string) (*store.Bucket, error) {
+	return o.storage.OpenBucket(ctx, location)
 }
 
 // Load decodes the artifact of dep, a dependency of the running step, into a
@@ -99,6 +116,8 @@ type executor struct {
 
 	workerBase string        // host-pid-token, unique per executor
 	attempts   atomic.Uint64 // attempt counter for worker ids
+
+	remote *remoteRunner // nil: remote steps run in this process
 }
 
 func newExecutor(opts *RunOptions) *executor {
@@ -112,6 +131,7 @@ func newExecutor(opts *RunOptions) *executor {
 	if opts.Lease != nil {
 		x.leaseOpts = *opts.Lease
 	}
+	x.remote = newRemoteRunner(opts.Remote, opts.Storage, x.logger)
 	if x.workerBase == "" {
 		x.workerBase = defaultWorkerBase()
 	}
@@ -134,6 +154,16 @@ func defaultWorkerBase() string {
 // newWorkerID returns a worker id unique to one attempt of one step.
 func (x *executor) newWorkerID() string {
 	return fmt.Sprintf("%s.%d", x.workerBase, x.attempts.Add(1))
+}
+
+// finished reports whether the step whose output is b has already
+// succeeded. It is a read-only check that the scheduler may make early, to
+// overlap status reads (lookahead.go); SUCCESS is terminal, so an early
+// answer stays true. Errors count as "not known to be finished": the
+// attempt reads again and reports them.
+func (x *executor) finished(ctx context.Context, b *store.Bucket) bool {
+	status, err := statusfile.ReadStatus(ctx, b)
+	return err == nil && status == statusfile.Success
 }
 
 // attemptResult is the result of one attempt. held != nil means another
@@ -225,8 +255,10 @@ func (x *executor) attempt(ctx context.Context, s *Step, id, path string, b *sto
 		WorkerID: worker,
 		storage:  x.storage,
 		prefix:   x.prefix,
+		remote:   x.remote,
+		tookOver: res.outcome == TookOver,
 	}
-	val, ferr := callFunc(stepCtx, s.Func, out)
+	val, ferr := x.call(stepCtx, s, out)
 	cancel()
 	res.duration = time.Since(start)
 
@@ -245,7 +277,7 @@ func (x *executor) attempt(ctx context.Context, s *Step, id, path string, b *sto
 		}
 		return release(attemptResult{outcome: Interrupted, err: errors.Join(context.Cause(ctx), err), duration: res.duration})
 	}
-	if ferr == nil && val != nil && !isNilValue(val) {
+	if ferr == nil && !out.artifactSaved && val != nil && !isNilValue(val) {
 		if err := statusfile.WriteArtifact(cleanupCtx, b, val); err != nil {
 			ferr = fmt.Errorf("save artifact: %w", err)
 		}
@@ -277,6 +309,20 @@ func isNilValue(v any) bool {
 		return rv.IsNil()
 	}
 	return false
+}
+
+// call runs s's function: as a cluster job if s is remote and the run has
+// a cluster (the job saves the artifact), else in this process.
+func (x *executor) call(ctx context.Context, s *Step, out *Output) (any, error) {
+	if s.Remote == nil || x.remote == nil {
+		return callFunc(ctx, s.Func, out)
+	}
+	out.remoteUsed = true
+	if err := x.remote.runJob(ctx, out, s.Remote); err != nil {
+		return nil, err
+	}
+	out.artifactSaved = true
+	return nil, nil
 }
 
 // callFunc runs f, turning a panic into a *PanicError (see its doc for why).

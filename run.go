@@ -44,9 +44,9 @@ type RunOptions struct {
 	// error (ErrPreviouslyFailed) instead of running it again. Marin calls
 	// the opposite force_run_failed, which defaults to true.
 	RejectPreviouslyFailed bool
-	// RunOnly, if not empty, restricts the run to steps whose name or ID
-	// matches one of the patterns, plus the dependencies they need. It is an
-	// error if no step matches.
+	// RunOnly, if not empty, restricts the run to steps whose name matches
+	// one of the patterns (anywhere in the name, as regexp.MatchString does),
+	// plus the dependencies they need. It is an error if no step matches.
 	RunOnly []*regexp.Regexp
 	// Lease configures the lease heartbeat and staleness; nil means Marin's
 	// defaults (refresh every 30 s, stale after 90 s).
@@ -62,6 +62,9 @@ type RunOptions struct {
 	Logger *slog.Logger
 	// OnEvent, if set, receives progress events, from one goroutine at a time.
 	OnEvent func(Event)
+	// Remote runs steps marked remote (Step.Remote, RemoteFunc) as cluster
+	// jobs; nil runs them in this process, as Fray's local client does.
+	Remote *RemoteOptions
 }
 
 func (o *RunOptions) validate() error {
@@ -135,10 +138,14 @@ func Run(ctx context.Context, steps iter.Seq[*Step], opts *RunOptions) (*Report,
 		retry:  make(chan *node),
 		quit:   make(chan struct{}),
 	}
+	if !opts.DryRun {
+		sc.ahead = startLookahead(ctx, opts.Storage, sc.x.finished, sc.window())
+	}
 	defer func() {
 		close(sc.quit)
 		close(sc.work) // no attempt is in flight when run returns
 		sc.wg.Wait()
+		sc.ahead.stop()
 	}()
 	return sc.run(ctx, steps)
 }
@@ -170,6 +177,7 @@ type node struct {
 	waited     bool          // an attempt found it held by another worker
 	failedDep  string        // ID of a dependency that failed or was skipped
 	bucket     *store.Bucket // opened by the first attempt
+	probe      *statusProbe  // its status read ahead, until an attempt takes it (lookahead.go)
 }
 
 type completion struct {
@@ -200,6 +208,8 @@ type scheduler struct {
 	done  chan completion
 	retry chan *node
 	quit  chan struct{} // closed when Run returns; stops retry timers
+
+	ahead *lookahead // reads statuses before steps are ready; nil in a dry run
 
 	report     Report
 	failures   []*StepError
@@ -364,7 +374,9 @@ func (sc *scheduler) addNode(st *Step) error {
 
 func (sc *scheduler) matches(n *node) bool {
 	for _, re := range sc.opts.RunOnly {
-		if re.MatchString(n.step.Name) || re.MatchString(n.id) {
+		// Names only, as Marin does: a pattern such as "a" would otherwise
+		// match the hex digits of many IDs.
+		if re.MatchString(n.step.Name) {
 			return true
 		}
 	}
@@ -387,6 +399,7 @@ func (sc *scheduler) selectNode(n *node) {
 				continue
 			}
 			sc.active++
+			sc.ahead.add(m)
 			if m.pending == 0 {
 				m.state = ready
 				sc.queue = append(sc.queue, m)
@@ -418,6 +431,15 @@ func (sc *scheduler) start(ctx context.Context, n *node) {
 
 // attempt runs in a worker goroutine. It owns n until it returns.
 func (sc *scheduler) attempt(ctx context.Context, n *node) attemptResult {
+	if b, succeeded, ok := n.probe.take(); ok {
+		n.probe = nil
+		if n.bucket == nil {
+			n.bucket = b
+		}
+		if succeeded {
+			return attemptResult{outcome: Cached} // see lookAhead
+		}
+	}
 	if n.bucket == nil {
 		b, err := sc.opts.Storage.OpenBucket(ctx, n.path)
 		if err != nil {

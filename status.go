@@ -42,6 +42,10 @@ type StepState struct {
 	LastChange time.Time
 	// Error is the recorded cause of the last failure, if cairn recorded one.
 	Error string
+	// Job and JobLog describe the cluster job of a remote step, if it ran
+	// as one: the cluster, job name and ID, and its last attempt's log.
+	Job    string
+	JobLog string
 	// Problem describes a control file that could not be read or parsed.
 	Problem string
 }
@@ -120,6 +124,17 @@ func inspectStep(ctx context.Context, root *store.Bucket, dir string, staleAfter
 		problems = append(problems, err)
 		if ok {
 			st.Error = f.Error
+		}
+	}
+	if rem, ok, err := statusfile.ReadRemote(ctx, b); err != nil {
+		problems = append(problems, err)
+	} else if ok {
+		st.Job = rem.Cluster + ":" + rem.Job
+		if n := len(rem.JobIDs); n > 0 {
+			st.Job += " (" + rem.JobIDs[n-1] + ")"
+		}
+		if n := len(rem.Logs); n > 0 {
+			st.JobLog = rem.Logs[n-1]
 		}
 	}
 	if err := errors.Join(problems...); err != nil {

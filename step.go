@@ -55,6 +55,11 @@ type Step struct {
 	OverridePath string
 	// Func produces the step's output. It is required to run the step.
 	Func Func
+	// Remote, if set, marks the step remote: in a run with a cluster
+	// (RunOptions.Remote) Func runs as a cluster job requested as Remote
+	// says, while this process keeps the cache check, lease and status.
+	// It does not change the step's identity.
+	Remote *RemoteSpec
 
 	id atomic.Pointer[identity]
 }

@@ -14,6 +14,19 @@
 // --run-only (repeatable), --log-level and --log-format, plus lease timing
 // flags for tests and operators.
 //
+// Steps marked remote (cairn.Step.Remote, cairn.RemoteFunc) run as jobs on
+// the cluster named by --cluster or CAIRN_CLUSTER: "local" (the default:
+// subprocesses on this machine, "local?workers=N"), or "slurm"
+// ("slurm?partition=P&account=A&qos=Q"); any spec also takes "poll=DURATION".
+// A job re-executes the program itself with the hidden command
+//
+//	prog worker --step NAME_WITH_HASH --path OUT --prefix P --program-digest D
+//
+// which rebuilds the pipeline, checks that it is the same program and step,
+// and runs that one step's function. --stage-program DIR (or
+// CAIRN_STAGE_PROGRAM) copies the program, once per build, to a directory
+// the cluster's nodes can read, for jobs to run it from there.
+//
 // # Exit codes
 //
 //	0   every step succeeded (or the dry run found nothing wrong)
@@ -47,6 +60,7 @@ import (
 	"time"
 
 	"example.com/cairn"
+	"example.com/cairn/cluster"
 	"example.com/cairn/lease"
 	"example.com/cairn/store"
 	"example.com/cairn/store/filestore"
@@ -78,6 +92,19 @@ type Options struct {
 	// Context, if set, is the parent context of the run; nil means
 	// context.Background(). Signals cancel the run either way.
 	Context context.Context
+
+	// Prepare, if set, is called once the flags are parsed, just before the
+	// run, with the run's options; the steps it returns are run instead of
+	// Main's steps argument (which may then be nil). It may adjust opts: a
+	// layer that implements --run-only itself clears opts.RunOnly. An error
+	// ends Main before anything runs, with the exit code a run error would
+	// give (ExitInvalid if it satisfies cairn.ErrInvalidPipeline). Package
+	// recipe/recipecli sets it to resolve typed steps against --prefix.
+	Prepare func(ctx context.Context, opts *cairn.RunOptions) (iter.Seq[*cairn.Step], error)
+
+	// Clusters opens the cluster named by --cluster or CAIRN_CLUSTER, where
+	// remote steps run; nil means DefaultClusters() (local and slurm).
+	Clusters *cluster.Mux
 }
 
 func (o *Options) withDefaults() Options {
@@ -102,6 +129,9 @@ func (o *Options) withDefaults() Options {
 	}
 	if c.Context == nil {
 		c.Context = context.Background()
+	}
+	if c.Clusters == nil {
+		c.Clusters = DefaultClusters()
 	}
 	return c
 }
@@ -138,6 +168,8 @@ func Main(steps iter.Seq[*cairn.Step], opts *Options) int {
 			args = args[1:]
 		case "status":
 			return runStatus(o, args[1:], "")
+		case "worker": // hidden: what cluster jobs run (see remote.go)
+			return runWorker(o, steps, args[1:])
 		default:
 			fmt.Fprintf(o.Stderr, "unknown command %q; commands: run (default), status\n", args[0])
 			return ExitUsage
@@ -157,7 +189,9 @@ func Main(steps iter.Seq[*cairn.Step], opts *Options) int {
 		heartbeat      = fs.Duration("lease-interval", lease.DefaultInterval, "how often a running step's lease is refreshed")
 		staleAfter     = fs.Duration("lease-stale-after", lease.DefaultStaleAfter, "how long after its last refresh a lease may be taken over")
 		runOnly        regexpList
+		remote         remoteFlags
 	)
+	remote.register(fs)
 	fs.Var(&runOnly, "run-only", "run only steps whose name matches this regular expression, plus the dependencies they need (repeatable)")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
@@ -185,7 +219,7 @@ func Main(steps iter.Seq[*cairn.Step], opts *Options) int {
 	ctx, stop := signal.NotifyContext(o.Context, os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	start := time.Now()
-	report, err := cairn.Run(ctx, steps, &cairn.RunOptions{
+	runOpts := &cairn.RunOptions{
 		Prefix:                 *prefix,
 		Storage:                o.Storage,
 		MaxConcurrent:          *maxConcurrent,
@@ -195,7 +229,21 @@ func Main(steps iter.Seq[*cairn.Step], opts *Options) int {
 		Lease:                  &lease.Options{Interval: *heartbeat, StaleAfter: *staleAfter},
 		PollInterval:           *poll,
 		Logger:                 logger,
-	})
+	}
+	if !*dryRun {
+		closeCluster, err := o.openRemote(ctx, runOpts, remote, *logLevel, *logFormat)
+		if err != nil {
+			fmt.Fprintf(o.Stderr, "error: %v\n", err)
+			return ExitUsage
+		}
+		defer closeCluster()
+	}
+	if o.Prepare != nil {
+		if steps, err = o.Prepare(ctx, runOpts); err != nil {
+			return exitCode(ctx, err, o.Stderr)
+		}
+	}
+	report, err := cairn.Run(ctx, steps, runOpts)
 	if *dryRun {
 		printPlan(o.Stdout, report)
 	}

@@ -26,6 +26,9 @@ func TestMain(m *testing.M) {
 	if os.Getenv("CAIRN_TEST_PIPELINE") != "" {
 		os.Exit(cli.Main(cairn.Steps(testPipeline()...), nil))
 	}
+	if os.Getenv("CAIRN_TEST_REMOTE_PIPELINE") != "" { // remote_test.go
+		os.Exit(cli.Main(remotePipeline(), nil))
+	}
 	os.Exit(m.Run())
 }
 

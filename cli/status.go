@@ -95,6 +95,8 @@ type statusJSON struct {
 	LastChange string   `json:"last_change,omitempty"`
 	Error      string   `json:"error,omitempty"`
 	Problem    string   `json:"problem,omitempty"`
+	Job        string   `json:"job,omitempty"`
+	JobLog     string   `json:"job_log,omitempty"`
 }
 
 func statusWord(s cairn.Status) string {
@@ -107,7 +109,7 @@ func statusWord(s cairn.Status) string {
 func printStatusJSON(stdout, stderr io.Writer, states []cairn.StepState) int {
 	out := make([]statusJSON, 0, len(states))
 	for _, s := range states {
-		j := statusJSON{Step: s.Dir, Status: statusWord(s.Status), Holder: s.Holder, LeaseStale: s.LeaseStale, Error: s.Error, Problem: s.Problem}
+		j := statusJSON{Step: s.Dir, Status: statusWord(s.Status), Holder: s.Holder, LeaseStale: s.LeaseStale, Error: s.Error, Problem: s.Problem, Job: s.Job, JobLog: s.JobLog}
 		if s.Holder != "" {
 			age := s.LeaseAge.Seconds()
 			j.LeaseAgeS = &age
@@ -150,7 +152,12 @@ func printStatusTable(w io.Writer, states []cairn.StepState) {
 		if s.Status == cairn.StatusRunning && (s.Holder == "" || s.LeaseStale) && note == "" {
 			note = "no live lease: the next run takes it over"
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", s.Dir, statusWord(s.Status), leaseCol, changed, oneLine(note))
+		note = oneLine(note)
+		if s.Job != "" {
+			// Not shortened: the log path is what an operator copies.
+			note = strings.TrimSpace(note + " [job " + s.Job + ", log " + s.JobLog + "]")
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", s.Dir, statusWord(s.Status), leaseCol, changed, note)
 	}
 	tw.Flush()
 }

@@ -1,0 +1,292 @@
+// Command slurm measures what cairn adds to running work on Slurm:
+//
+//   - latency: one trivial remote step, end to end through cairn.Run (cache
+//     check, lease, status files, sbatch, polling, the job re-entering this
+//     binary in worker mode, artifact, SUCCESS), against a bare sbatch of
+//     the same work (this binary in "trivial" mode) polled with squeue;
+//   - throughput: N independent trivial remote steps in one run, against N
+//     bare sbatch submissions waited for together.
+//
+// It needs a Slurm cluster (scripts/services.sh up). Runs alternate bare
+// and cairn, on fresh prefixes; medians are reported. Output is one JSON
+// line per measurement on stdout and a summary on stderr.
+//
+// Usage:
+//
+//	go run ./bench/slurm [-repeat 10] [-throughput-repeat 3] [-steps 100] [-partition P] [-poll 50ms] [-tmp DIR]
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"example.com/cairn"
+	"example.com/cairn/cli"
+	"example.com/cairn/cluster"
+)
+
+func main() {
+	if len(os.Args) > 1 {
+		switch os.Args[1] {
+		case "worker": // a cairn job
+			os.Exit(cli.Main(pipeline(os.Getenv("BENCH_RUN"), atoi(os.Getenv("BENCH_STEPS"))), nil))
+		case "trivial": // a bare job: the same work as a step
+			os.Exit(trivial(os.Args[2:]))
+		}
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
+	defer stop()
+	if err := run(ctx, os.Args[1:], os.Stdout, os.Stderr); err != nil && err != flag.ErrHelp {
+		fmt.Fprintf(os.Stderr, "bench/slurm: %v\n", err)
+		os.Exit(1)
+	}
+}
+
+func atoi(s string) int { n, _ := strconv.Atoi(s); return n }
+
+// work is what every job does, bare or as a step: write a small file.
+func work(path string) error { return os.WriteFile(path, []byte("ok\n"), 0o644) }
+
+func trivial(args []string) int {
+	if len(args) != 1 {
+		return 2
+	}
+	if err := work(args[0]); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	return 0
+}
+
+// pipeline is n independent trivial remote steps of one run.
+func pipeline(runID string, n int) iter {
+	env := map[string]string{"BENCH_RUN": runID, "BENCH_STEPS": strconv.Itoa(n)}
+	steps := make([]*cairn.Step, n)
+	for i := range steps {
+		steps[i] = &cairn.Step{
+			Name:   "trivial",
+			Attrs:  map[string]any{"run": runID, "i": i},
+			Remote: &cairn.RemoteSpec{Env: env, Resources: cluster.Resources{CPUs: 1, Memory: 64 * cluster.MiB}},
+			Func: func(ctx context.Context, out *cairn.Output) (any, error) {
+				return nil, work(filepath.Join(strings.TrimPrefix(out.Path, "file://"), "result"))
+			},
+		}
+	}
+	return cairn.Steps(steps...)
+}
+
+type iter = func(func(*cairn.Step) bool)
+
+type config struct {
+	repeat    int
+	trepeat   int
+	steps     int
+	partition string
+	poll      time.Duration
+	tmp       string
+}
+
+type result struct {
+	Kind    string  `json:"kind"` // latency or throughput
+	Tool    string  `json:"tool"` // bare or cairn
+	Jobs    int     `json:"jobs"`
+	Run     int     `json:"run"`
+	Seconds float64 `json:"wall_s"`
+}
+
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	var c config
+	fs := flag.NewFlagSet("slurm", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.IntVar(&c.repeat, "repeat", 10, "latency runs per tool")
+	fs.IntVar(&c.trepeat, "throughput-repeat", 3, "throughput runs per tool")
+	fs.IntVar(&c.steps, "steps", 100, "independent steps (jobs) in the throughput run")
+	fs.StringVar(&c.partition, "partition", os.Getenv("CAIRN_TEST_SLURM_PARTITION"), "Slurm partition")
+	fs.DurationVar(&c.poll, "poll", 50*time.Millisecond, "how often the bare baseline polls squeue")
+	fs.StringVar(&c.tmp, "tmp", "", "parent of the temporary directory (default $TMPDIR)")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if _, err := exec.LookPath("sbatch"); err != nil {
+		return fmt.Errorf("no Slurm here (%v); start one with scripts/services.sh up", err)
+	}
+	exe, err := os.Executable()
+	if err != nil {
+		return err
+	}
+	root, err := os.MkdirTemp(c.tmp, "cairn-bench-slurm-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(root)
+	spec := "slurm"
+	if c.partition != "" {
+		spec += "?partition=" + c.partition
+	}
+	b := &bench{cfg: c, exe: exe, root: root, spec: spec, enc: json.NewEncoder(stdout)}
+	var lat = map[string][]float64{}
+	for i := range c.repeat {
+		for _, tool := range []string{"bare", "cairn"} {
+			d, err := b.measure(ctx, tool, 1, i)
+			if err != nil {
+				return err
+			}
+			lat[tool] = append(lat[tool], d)
+		}
+	}
+	thrRuns := map[string][]float64{}
+	for i := range c.trepeat {
+		for _, tool := range []string{"bare", "cairn"} {
+			d, err := b.measure(ctx, tool, c.steps, i)
+			if err != nil {
+				return err
+			}
+			thrRuns[tool] = append(thrRuns[tool], d)
+		}
+	}
+	thr := map[string]float64{"bare": median(thrRuns["bare"]), "cairn": median(thrRuns["cairn"])}
+	bare, crn := median(lat["bare"]), median(lat["cairn"])
+	fmt.Fprintf(stderr, "\nlatency of one trivial job, median of %d (s):\n", c.repeat)
+	fmt.Fprintf(stderr, "  %-28s %8.3f   (min %.3f, max %.3f)\n", "bare sbatch + squeue", bare, slices.Min(lat["bare"]), slices.Max(lat["bare"]))
+	fmt.Fprintf(stderr, "  %-28s %8.3f   (min %.3f, max %.3f)\n", "cairn remote step", crn, slices.Min(lat["cairn"]), slices.Max(lat["cairn"]))
+	fmt.Fprintf(stderr, "  ratio cairn/bare %.3f: overhead %+.0f ms = %+.1f%% of bare\n", crn/bare, (crn-bare)*1000, (crn-bare)/bare*100)
+	fmt.Fprintf(stderr, "throughput of %d independent trivial jobs, median of %d (s):\n", c.steps, c.trepeat)
+	fmt.Fprintf(stderr, "  %-28s %8.3f   (%.1f jobs/s; min %.3f, max %.3f)\n", "bare sbatch + squeue", thr["bare"], float64(c.steps)/thr["bare"], slices.Min(thrRuns["bare"]), slices.Max(thrRuns["bare"]))
+	fmt.Fprintf(stderr, "  %-28s %8.3f   (%.1f steps/s; min %.3f, max %.3f)\n", "cairn remote steps", thr["cairn"], float64(c.steps)/thr["cairn"], slices.Min(thrRuns["cairn"]), slices.Max(thrRuns["cairn"]))
+	fmt.Fprintf(stderr, "  ratio cairn/bare %.3f\n", thr["cairn"]/thr["bare"])
+	return nil
+}
+
+type bench struct {
+	cfg  config
+	exe  string
+	root string
+	spec string
+	enc  *json.Encoder
+}
+
+func (b *bench) measure(ctx context.Context, tool string, n, i int) (float64, error) {
+	kind := "latency"
+	if n > 1 {
+		kind = "throughput"
+	}
+	dir := filepath.Join(b.root, fmt.Sprintf("%s-%s-%d", kind, tool, i))
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return 0, err
+	}
+	var (
+		d   time.Duration
+		err error
+	)
+	if tool == "bare" {
+		d, err = b.bare(ctx, dir, n)
+	} else {
+		d, err = b.cairn(ctx, dir, n)
+	}
+	if err != nil {
+		return 0, fmt.Errorf("%s %s run %d: %w", kind, tool, i, err)
+	}
+	r := result{Kind: kind, Tool: tool, Jobs: n, Run: i, Seconds: d.Seconds()}
+	return r.Seconds, b.enc.Encode(r)
+}
+
+// bare submits n jobs running this binary in trivial mode, with the
+// resources the cairn steps request, and polls squeue until all are done.
+func (b *bench) bare(ctx context.Context, dir string, n int) (time.Duration, error) {
+	start := time.Now()
+	ids := make([]string, n)
+	for i := range ids {
+		script := fmt.Sprintf("#!/bin/sh\nexec '%s' trivial '%s'\n", b.exe, filepath.Join(dir, fmt.Sprintf("result-%d", i)))
+		args := []string{"--parsable", "--job-name=bare", "--output=/dev/null", "--cpus-per-task=1", "--mem=64M"}
+		if b.cfg.partition != "" {
+			args = append(args, "--partition="+b.cfg.partition)
+		}
+		cmd := exec.CommandContext(ctx, "sbatch", args...)
+		cmd.Stdin = strings.NewReader(script)
+		out, err := cmd.Output()
+		if err != nil {
+			return 0, fmt.Errorf("sbatch: %w", err)
+		}
+		ids[i] = strings.TrimSpace(string(out))
+	}
+	for {
+		out, err := exec.CommandContext(ctx, "squeue", "-h", "--states=all", "-j", strings.Join(ids, ","), "-o", "%T").Output()
+		if err != nil {
+			return 0, fmt.Errorf("squeue: %w", err)
+		}
+		done := 0
+		for s := range strings.FieldsSeq(string(out)) {
+			switch s {
+			case "COMPLETED":
+				done++
+			case "FAILED", "CANCELLED", "TIMEOUT", "NODE_FAIL", "OUT_OF_MEMORY":
+				return 0, fmt.Errorf("a bare job ended %s", s)
+			}
+		}
+		if done == n {
+			return time.Since(start), nil
+		}
+		select {
+		case <-ctx.Done():
+			return 0, ctx.Err()
+		case <-time.After(b.cfg.poll):
+		}
+	}
+}
+
+// cairn runs n remote steps through cairn.Run on a fresh prefix, from a
+// runner already started (as the bare baseline's "runner" is this process).
+func (b *bench) cairn(ctx context.Context, dir string, n int) (time.Duration, error) {
+	runID := filepath.Base(dir)
+	prefix := filepath.Join(dir, "prefix")
+	var logs bytes.Buffer
+	logger := slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	c, err := cli.DefaultClusters().Open(ctx, b.spec, &cluster.Options{Logger: logger})
+	if err != nil {
+		return 0, err
+	}
+	defer c.Close()
+	start := time.Now()
+	rep, err := cairn.Run(ctx, pipeline(runID, n), &cairn.RunOptions{
+		Prefix:        prefix,
+		Storage:       cli.DefaultStorage(),
+		MaxConcurrent: n,
+		Logger:        logger,
+		Remote: &cairn.RemoteOptions{
+			Cluster: c,
+			WorkerArgs: func(w cairn.WorkerJob) []string {
+				return []string{"worker", "--step", w.Step, "--path", w.Path, "--prefix", prefix, "--program-digest", w.Digest, "--log-level", "warn"}
+			},
+		},
+	})
+	d := time.Since(start)
+	if err != nil {
+		return 0, fmt.Errorf("%w\n%s", err, logs.String())
+	}
+	if got := rep.Count(cairn.Ran); got != n {
+		return 0, fmt.Errorf("%d steps ran, want %d", got, n)
+	}
+	return d, nil
+}
+
+func median(xs []float64) float64 {
+	s := slices.Clone(xs)
+	slices.Sort(s)
+	if len(s)%2 == 1 {
+		return s[len(s)/2]
+	}
+	return (s[len(s)/2-1] + s[len(s)/2]) / 2
+}

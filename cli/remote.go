@@ -1,0 +1,136 @@
+package cli
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"iter"
+	"os"
+	"os/signal"
+	"strconv"
+	"syscall"
+
+	"example.com/cairn"
+	"example.com/cairn/cluster"
+	"example.com/cairn/cluster/localcluster"
+	"example.com/cairn/cluster/slurmcluster"
+)
+
+// DefaultClusterSpec is the cluster remote steps run on when neither
+// --cluster nor CAIRN_CLUSTER says otherwise: subprocesses on this machine.
+const DefaultClusterSpec = "local"
+
+// DefaultClusters returns a mux with the cluster backends every cairn
+// binary has: "local" (cluster/localcluster) and "slurm"
+// (cluster/slurmcluster).
+func DefaultClusters() *cluster.Mux {
+	mux := new(cluster.Mux)
+	mux.Register("local", &localcluster.Opener{})
+	mux.Register("slurm", &slurmcluster.Opener{})
+	return mux
+}
+
+// remoteFlags are the run flags about remote steps.
+type remoteFlags struct {
+	cluster      string
+	stageProgram string
+}
+
+func (f *remoteFlags) register(fs *flag.FlagSet) {
+	fs.StringVar(&f.cluster, "cluster", "", "where remote steps run: local, local?workers=N, slurm, slurm?partition=P&account=A... (default $CAIRN_CLUSTER, else "+DefaultClusterSpec+")")
+	fs.StringVar(&f.stageProgram, "stage-program", "", "a shared directory to copy this program to (once per build) for cluster jobs to run it from (default $CAIRN_STAGE_PROGRAM; empty: run it where it is)")
+}
+
+// openRemote opens the cluster named by the flags or the environment and
+// sets runOpts.Remote so that jobs re-enter this program in worker mode.
+// The returned function closes the cluster client.
+func (o Options) openRemote(ctx context.Context, runOpts *cairn.RunOptions, f remoteFlags, logLevel, logFormat string) (func(), error) {
+	spec := f.cluster
+	if spec == "" {
+		spec = o.Getenv("CAIRN_CLUSTER")
+	}
+	if spec == "" {
+		spec = DefaultClusterSpec
+	}
+	stage := f.stageProgram
+	if stage == "" {
+		stage = o.Getenv("CAIRN_STAGE_PROGRAM")
+	}
+	c, err := o.Clusters.Open(ctx, spec, &cluster.Options{Logger: runOpts.Logger})
+	if err != nil {
+		return nil, err
+	}
+	prefix := runOpts.Prefix
+	runOpts.Remote = &cairn.RemoteOptions{
+		Cluster: c,
+		WorkerArgs: func(w cairn.WorkerJob) []string {
+			return []string{"worker", "--step", w.Step, "--path", w.Path, "--prefix", prefix,
+				"--program-digest", w.Digest, "--log-level", logLevel, "--log-format", logFormat}
+		},
+		StageProgram: stage,
+	}
+	return func() { c.Close() }, nil
+}
+
+// runWorker implements the hidden "worker" command that cluster jobs run:
+// it rebuilds the pipeline and runs one step's function (cairn.RunWorker).
+func runWorker(o Options, steps iter.Seq[*cairn.Step], args []string) int {
+	fs := flag.NewFlagSet("worker", flag.ContinueOnError)
+	fs.SetOutput(o.Stderr)
+	var (
+		step      = fs.String("step", "", "ID (name_with_hash) of the step to run")
+		path      = fs.String("path", "", "the step's output path, as the submitter computed it")
+		prefix    = fs.String("prefix", "", "storage root")
+		digest    = fs.String("program-digest", "", "digest of the submitting program; refuse to run under another")
+		logLevel  = fs.String("log-level", "info", "log level")
+		logFormat = fs.String("log-format", "text", "log format")
+	)
+	if err := fs.Parse(args); err != nil {
+		return ExitUsage
+	}
+	if *step == "" || fs.NArg() > 0 {
+		fmt.Fprintln(o.Stderr, "usage: worker --step ID [--path P] [--prefix P] [--program-digest D]")
+		return ExitUsage
+	}
+	logger, err := newLogger(o.Stderr, *logLevel, *logFormat)
+	if err != nil {
+		fmt.Fprintln(o.Stderr, err)
+		return ExitUsage
+	}
+	if *prefix == "" {
+		*prefix = cairn.PrefixFromEnv(o.Getenv)
+	}
+	replica, _ := strconv.Atoi(o.Getenv("CAIRN_REPLICA"))
+	// scancel and the local backend stop a job with SIGTERM.
+	ctx, stop := signal.NotifyContext(o.Context, os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if o.Prepare != nil {
+		// DryRun: the worker needs the steps only; layers such as package
+		// recipe then write no records of their own.
+		runOpts := &cairn.RunOptions{Prefix: *prefix, Storage: o.Storage, Logger: logger, DryRun: true}
+		if steps, err = o.Prepare(ctx, runOpts); err != nil {
+			return exitCode(ctx, err, o.Stderr)
+		}
+	}
+	err = cairn.RunWorker(ctx, steps, &cairn.WorkerOptions{
+		Step:    *step,
+		Path:    *path,
+		Prefix:  *prefix,
+		Storage: o.Storage,
+		Digest:  *digest,
+		Replica: replica,
+		Logger:  logger,
+	})
+	if err != nil {
+		fmt.Fprintf(o.Stderr, "cairn worker: step %s failed: %v\n", *step, err)
+		switch {
+		case ctx.Err() != nil:
+			return ExitInterrupted
+		case errors.Is(err, cairn.ErrProgramMismatch), errors.Is(err, cairn.ErrInvalidPipeline):
+			return ExitInvalid
+		}
+		return ExitFailed
+	}
+	return ExitOK
+}

@@ -1,0 +1,508 @@
+// Package clustertest is the conformance suite every cluster backend runs:
+//
+//	func TestConformance(t *testing.T) {
+//		clustertest.Run(t, clustertest.Harness{New: newClient, ...})
+//	}
+//
+// It submits real jobs (small /bin/sh programs) and checks what package
+// cluster promises: success and failure with exit codes and log tails,
+// cancellation, waiting with a deadline, retries against the failure
+// budget with one log file per attempt, unsatisfiable requests, adoption,
+// setup commands, replicas, and — with hostile job names, arguments,
+// environment values, working and log directories — that no value is ever
+// interpreted by a shell. Harnesses declare what their backend can do
+// instead of skipping cases by name.
+package clustertest
+
+import (
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"example.com/cairn/cluster"
+)
+
+// Harness describes a backend under test.
+type Harness struct {
+	// New returns a client over a new driver instance. The suite closes it.
+	New func(t *testing.T) *cluster.Client
+	// UnsatisfiableCPUs is a CPU count the backend can never provide.
+	UnsatisfiableCPUs int
+	// AdoptAcrossClients: jobs outlive their client, and a new client can
+	// adopt them. Otherwise adoption is checked within one client.
+	AdoptAcrossClients bool
+	// Replicas: the backend runs gangs of 2 replicas.
+	Replicas bool
+	// TimeLimit is a time limit to test (the backend's smallest; a job
+	// sleeping much longer must fail with cause "time limit"); 0 skips.
+	TimeLimit time.Duration
+	// Timeout bounds each case; 0 means 2 minutes.
+	Timeout time.Duration
+}
+
+// hostile strings: none may be interpreted by a shell. canary is replaced
+// by the path of a file that must never be created.
+var hostile = []string{
+	`$(touch canary)`,
+	"`touch canary`",
+	`'; touch canary; '`,
+	`"; touch canary; "`,
+	`$HOME`,
+	`${PATH}`,
+	`*`,
+	`a\b`,
+	`%j %x %%`,
+	"two\nlines",
+	" spaced  out ",
+	"",
+	`-dash`,
+	`a,b=c`,
+	"ünïcødé ✓",
+	`&& touch canary ||`,
+	`| touch canary`,
+	`> canary`,
+	`; touch canary #`,
+}
+
+func hostileValues(canary string) []string {
+	out := make([]string, len(hostile))
+	for i, h := range hostile {
+		out[i] = strings.ReplaceAll(h, "canary", canary)
+	}
+	return out
+}
+
+// Run runs the conformance suite.
+func Run(t *testing.T, h Harness) {
+	if h.Timeout == 0 {
+		h.Timeout = 2 * time.Minute
+	}
+	s := &suite{h: h}
+	cases := []struct {
+		name string
+		f    func(t *testing.T, c *cluster.Client, ctx context.Context)
+	}{
+		{"Succeeds", s.succeeds},
+		{"FailsWithExitCode", s.failsWithExitCode},
+		{"Environment", s.environment},
+		{"HostileValues", s.hostileValues},
+		{"Cancel", s.cancel},
+		{"WaitDeadline", s.waitDeadline},
+		{"RetriesFailures", s.retriesFailures},
+		{"NoRetryByDefault", s.noRetryByDefault},
+		{"Unsatisfiable", s.unsatisfiable},
+		{"InvalidJob", s.invalidJob},
+		{"Adopt", s.adopt},
+		{"WaitAll", s.waitAll},
+		{"Setup", s.setup},
+		{"Replicas", s.replicas},
+		{"TimeLimit", s.timeLimit},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			c := h.New(t)
+			t.Cleanup(func() { c.Close() })
+			ctx, cancel := context.WithTimeout(t.Context(), h.Timeout)
+			defer cancel()
+			tc.f(t, c, ctx)
+		})
+	}
+}
+
+type suite struct{ h Harness }
+
+// sh returns the argv running script with /bin/sh; args become $1...
+func sh(script string, args ...string) []string {
+	return append([]string{"/bin/sh", "-c", script, "sh"}, args...)
+}
+
+func readLog(t *testing.T, path string) string {
+	t.Helper()
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatalf("reading log: %v", err)
+	}
+	return string(data)
+}
+
+func lastLog(t *testing.T, j *cluster.Job) string {
+	t.Helper()
+	a := j.Attempts()
+	return readLog(t, a[len(a)-1].LogPath)
+}
+
+func submit(t *testing.T, ctx context.Context, c *cluster.Client, spec cluster.JobSpec) *cluster.Job {
+	t.Helper()
+	if spec.LogDir == "" {
+		spec.LogDir = filepath.Join(t.TempDir(), "logs")
+	}
+	j, err := c.Submit(ctx, spec)
+	if err != nil {
+		t.Fatalf("Submit(%q): %v", spec.Name, err)
+	}
+	return j
+}
+
+// waitRunning waits until j runs.
+func waitRunning(t *testing.T, ctx context.Context, j *cluster.Job) {
+	t.Helper()
+	for j.Status() != cluster.Running {
+		if j.Status().Finished() {
+			_, err := j.Wait(ctx)
+			t.Fatalf("job finished before running: %v", err)
+		}
+		select {
+		case <-ctx.Done():
+			t.Fatalf("job never ran: %v", ctx.Err())
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+}
+
+// The simplest job succeeds, and its output is in attempt-1.log.
+func (s *suite) succeeds(t *testing.T, c *cluster.Client, ctx context.Context) {
+	j := submit(t, ctx, c, cluster.JobSpec{Name: "succeeds", Command: sh(`echo "hello from $CAIRN_REPLICA/$CAIRN_REPLICAS"`)})
+	st, err := j.Wait(ctx)
+	if err != nil || st != cluster.Succeeded {
+		t.Fatalf("Wait = %v, %v; want succeeded, nil", st, err)
+	}
+	a := j.Attempts()
+	if len(a) != 1 || a[0].N != 1 || filepath.Base(a[0].LogPath) != "attempt-1.log" {
+		t.Errorf("Attempts = %+v; want one attempt logging to attempt-1.log", a)
+	}
+	if got := lastLog(t, j); got != "hello from 0/1\n" {
+		t.Errorf("log = %q, want %q", got, "hello from 0/1\n")
+	}
+	if j.ID() == "" || j.Name() != "succeeds" || j.Adopted() {
+		t.Errorf("ID, Name, Adopted = %q, %q, %v", j.ID(), j.Name(), j.Adopted())
+	}
+}
+
+// A failing job reports its exit code and the tail of its log.
+func (s *suite) failsWithExitCode(t *testing.T, c *cluster.Client, ctx context.Context) {
+	j := submit(t, ctx, c, cluster.JobSpec{Name: "fails", Command: sh(`echo "something broke" >&2; exit 3`)})
+	st, err := j.Wait(ctx)
+	if st != cluster.Failed || !errors.Is(err, cluster.ErrFailed) {
+		t.Fatalf("Wait = %v, %v; want failed, ErrFailed", st, err)
+	}
+	je, ok := errors.AsType[*cluster.JobError](err)
+	if !ok {
+		t.Fatalf("error %T is not a *JobError", err)
+	}
+	if je.ExitCode != 3 || je.Cause != "exit" || !strings.Contains(je.LogTail, "something broke") || je.Attempts != 1 {
+		t.Errorf("JobError = %+v; want exit code 3, cause exit, the log line in LogTail, 1 attempt", je)
+	}
+	if !strings.Contains(err.Error(), "code 3") || !strings.Contains(err.Error(), "something broke") {
+		t.Errorf("error message %q lacks the exit code or the log tail", err)
+	}
+}
+
+// Environment variables reach the job exactly; dependency groups too.
+func (s *suite) environment(t *testing.T, c *cluster.Client, ctx context.Context) {
+	j := submit(t, ctx, c, cluster.JobSpec{
+		Name:    "environment",
+		Command: sh(`printf '%s|%s|%s\n' "$CAIRN_T_ONE" "$CAIRN_T_TWO" "$CAIRN_DEPENDENCY_GROUPS"`),
+		Environment: cluster.Environment{
+			Vars:             map[string]string{"CAIRN_T_ONE": "1", "CAIRN_T_TWO": "two words"},
+			DependencyGroups: []string{"data", "eval"},
+		},
+	})
+	if _, err := j.Wait(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if got, want := lastLog(t, j), "1|two words|data,eval\n"; got != want {
+		t.Errorf("log = %q, want %q", got, want)
+	}
+}
+
+// No job name, argument, environment value, working directory or log
+// directory is ever interpreted by a shell.
+func (s *suite) hostileValues(t *testing.T, c *cluster.Client, ctx context.Context) {
+	base := t.TempDir()
+	canary := filepath.Join(base, "canary")
+	values := hostileValues(canary)
+	weird := "dir with 'quotes' \"and\" $HOME %j ; & `x` \n newline"
+	dir := filepath.Join(base, weird, "work")
+	logDir := filepath.Join(base, weird, "logs")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	vars := map[string]string{}
+	var keys []string
+	for i, v := range values {
+		k := "CAIRN_HOSTILE_" + string(rune('A'+i))
+		vars[k] = v
+		keys = append(keys, k)
+	}
+	// The program prints its working directory, then every argument, then
+	// every variable, each as <value> on its own "line" (values may hold
+	// newlines, so the check compares the whole output).
+	script := `printf '<%s>' "$(pwd)"; for a; do printf '<%s>' "$a"; done; for k in ` + strings.Join(keys, " ") + `; do eval "v=\$$k"; printf '<%s>' "$v"; done`
+	name := "Évil Name; $(touch " + canary + ") `touch " + canary + "` | && > ../.."
+	j := submit(t, ctx, c, cluster.JobSpec{
+		Name:        name,
+		Command:     sh(script, values...),
+		Environment: cluster.Environment{Vars: vars},
+		Dir:         dir,
+		LogDir:      logDir,
+	})
+	if _, err := j.Wait(ctx); err != nil {
+		t.Fatal(err)
+	}
+	want := "<" + dir + ">"
+	for range 2 {
+		for _, v := range values {
+			want += "<" + v + ">"
+		}
+	}
+	if got := lastLog(t, j); got != want {
+		t.Errorf("job output differs:\n got %q\nwant %q", got, want)
+	}
+	if _, err := os.Stat(canary); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("a hostile value was run by a shell: %s exists", canary)
+	}
+	if got, want := j.Name(), cluster.SanitizeName(name); got != want {
+		t.Errorf("Name() = %q, want %q", got, want)
+	}
+	if got := j.Attempts()[0].LogPath; filepath.Dir(got) != logDir {
+		t.Errorf("log path %q is not in %q", got, logDir)
+	}
+}
+
+// A cancelled job is stopped.
+func (s *suite) cancel(t *testing.T, c *cluster.Client, ctx context.Context) {
+	j := submit(t, ctx, c, cluster.JobSpec{Name: "cancel", Command: sh(`echo started; sleep 600`)})
+	waitRunning(t, ctx, j)
+	if err := j.Cancel(ctx); err != nil {
+		t.Fatalf("Cancel: %v", err)
+	}
+	st, err := j.Wait(ctx)
+	if st != cluster.Stopped || !errors.Is(err, cluster.ErrStopped) || errors.Is(err, cluster.ErrFailed) {
+		t.Fatalf("Wait after Cancel = %v, %v; want stopped, ErrStopped", st, err)
+	}
+	if err := j.Cancel(ctx); err != nil {
+		t.Errorf("second Cancel: %v", err)
+	}
+}
+
+// Wait returns when its context ends, and the job goes on.
+func (s *suite) waitDeadline(t *testing.T, c *cluster.Client, ctx context.Context) {
+	j := submit(t, ctx, c, cluster.JobSpec{Name: "wait-deadline", Command: sh(`sleep 600`)})
+	wctx, cancel := context.WithTimeout(ctx, 300*time.Millisecond)
+	defer cancel()
+	st, err := j.Wait(wctx)
+	if !errors.Is(err, context.DeadlineExceeded) || st.Finished() {
+		t.Fatalf("Wait with a short deadline = %v, %v; want an unfinished status and DeadlineExceeded", st, err)
+	}
+	if j.Status().Finished() {
+		t.Errorf("job finished after Wait's context ended")
+	}
+	if err := j.Cancel(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if st, _ := j.Wait(ctx); st != cluster.Stopped {
+		t.Errorf("status after Cancel = %v, want stopped", st)
+	}
+}
+
+// A failed attempt is retried within MaxRetriesFailure, each attempt
+// logging to its own file.
+func (s *suite) retriesFailures(t *testing.T, c *cluster.Client, ctx context.Context) {
+	marker := filepath.Join(t.TempDir(), "marker")
+	j := submit(t, ctx, c, cluster.JobSpec{
+		Name:              "retries",
+		Command:           sh(`if [ -e "$1" ]; then echo "attempt $CAIRN_ATTEMPT ok"; else : > "$1"; echo "attempt $CAIRN_ATTEMPT fails"; exit 7; fi`, marker),
+		MaxRetriesFailure: 2,
+	})
+	st, err := j.Wait(ctx)
+	if err != nil || st != cluster.Succeeded {
+		t.Fatalf("Wait = %v, %v; want succeeded on the second attempt", st, err)
+	}
+	a := j.Attempts()
+	if len(a) != 2 || a[0].Status != cluster.Failed || a[0].ExitCode != 7 || a[1].Status != cluster.Succeeded {
+		t.Fatalf("Attempts = %+v; want a failed attempt (exit 7) then a succeeded one", a)
+	}
+	if got := readLog(t, a[0].LogPath); got != "attempt 1 fails\n" {
+		t.Errorf("attempt 1 log = %q", got)
+	}
+	if got := readLog(t, a[1].LogPath); got != "attempt 2 ok\n" {
+		t.Errorf("attempt 2 log = %q", got)
+	}
+}
+
+// MaxRetriesFailure defaults to 0.
+func (s *suite) noRetryByDefault(t *testing.T, c *cluster.Client, ctx context.Context) {
+	j := submit(t, ctx, c, cluster.JobSpec{Name: "no-retry", Command: sh(`exit 1`)})
+	if _, err := j.Wait(ctx); !errors.Is(err, cluster.ErrFailed) {
+		t.Fatalf("Wait = %v, want ErrFailed", err)
+	}
+	if n := len(j.Attempts()); n != 1 {
+		t.Errorf("%d attempts, want 1", n)
+	}
+}
+
+// A request the cluster can never satisfy fails at once.
+func (s *suite) unsatisfiable(t *testing.T, c *cluster.Client, ctx context.Context) {
+	start := time.Now()
+	j, err := c.Submit(ctx, cluster.JobSpec{
+		Name:      "unsatisfiable",
+		Command:   sh(`true`),
+		Resources: cluster.Resources{CPUs: s.h.UnsatisfiableCPUs},
+		LogDir:    t.TempDir(),
+	})
+	if err == nil {
+		_, err = j.Wait(ctx)
+	}
+	if !errors.Is(err, cluster.ErrUnsatisfiable) {
+		t.Fatalf("Submit/Wait of %d CPUs = %v; want ErrUnsatisfiable", s.h.UnsatisfiableCPUs, err)
+	}
+	if d := time.Since(start); d > 30*time.Second {
+		t.Errorf("took %s to report an unsatisfiable request", d)
+	}
+}
+
+// Invalid specs are rejected before reaching the backend.
+func (s *suite) invalidJob(t *testing.T, c *cluster.Client, ctx context.Context) {
+	for _, spec := range []cluster.JobSpec{
+		{Name: "empty"},
+		{Name: "bad-env", Command: sh("true"), Environment: cluster.Environment{Vars: map[string]string{"A-B": "x"}}},
+		{Name: "bad-env2", Command: sh("true"), Environment: cluster.Environment{Vars: map[string]string{"A=B": "x"}}},
+		{Name: "nul", Command: []string{"/bin/echo", "a\x00b"}},
+		{Name: "bad-tag", Command: sh("true"), Tag: "a b"},
+		{Name: "neg", Command: sh("true"), Resources: cluster.Resources{CPUs: -1}},
+		{Name: "empty-setup", Command: sh("true"), Environment: cluster.Environment{Setup: [][]string{{}}}},
+	} {
+		if _, err := c.Submit(ctx, spec); !errors.Is(err, cluster.ErrInvalidJob) {
+			t.Errorf("Submit(%q) = %v, want ErrInvalidJob", spec.Name, err)
+		}
+	}
+}
+
+// Adopt finds a running job by name and tag, and nothing else.
+func (s *suite) adopt(t *testing.T, c *cluster.Client, ctx context.Context) {
+	spec := cluster.JobSpec{
+		Name:    "adopt-" + strings.ToLower(strings.ReplaceAll(t.Name(), "/", "-")),
+		Command: sh(`echo adopted; sleep 600`),
+		Tag:     "tag-1",
+		LogDir:  t.TempDir(),
+	}
+	j := submit(t, ctx, c, spec)
+	defer j.Cancel(context.WithoutCancel(ctx))
+	waitRunning(t, ctx, j)
+	other := c
+	if s.h.AdoptAcrossClients {
+		other = s.h.New(t)
+		defer other.Close()
+	}
+	a, err := other.Adopt(ctx, spec)
+	if err != nil {
+		t.Fatalf("Adopt: %v", err)
+	}
+	if a.ID() != j.ID() || !a.Adopted() {
+		t.Errorf("adopted job %q (Adopted=%v), want %q", a.ID(), a.Adopted(), j.ID())
+	}
+	wrongTag := spec
+	wrongTag.Tag = "tag-2"
+	if _, err := other.Adopt(ctx, wrongTag); !errors.Is(err, cluster.ErrNotFound) {
+		t.Errorf("Adopt with another tag = %v, want ErrNotFound", err)
+	}
+	none := spec
+	none.Name = spec.Name + "-nobody"
+	if _, err := other.Adopt(ctx, none); !errors.Is(err, cluster.ErrNotFound) {
+		t.Errorf("Adopt of an unknown name = %v, want ErrNotFound", err)
+	}
+	if err := a.Cancel(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if st, _ := a.Wait(ctx); st != cluster.Stopped {
+		t.Errorf("adopted job after Cancel: %v, want stopped", st)
+	}
+	if st, _ := j.Wait(ctx); st != cluster.Stopped {
+		t.Errorf("original job after Cancel: %v, want stopped", st)
+	}
+}
+
+// WaitAll waits for every job and joins the failures.
+func (s *suite) waitAll(t *testing.T, c *cluster.Client, ctx context.Context) {
+	jobs := []*cluster.Job{
+		submit(t, ctx, c, cluster.JobSpec{Name: "all-1", Command: sh(`true`)}),
+		submit(t, ctx, c, cluster.JobSpec{Name: "all-2", Command: sh(`exit 4`)}),
+		submit(t, ctx, c, cluster.JobSpec{Name: "all-3", Command: sh(`true`)}),
+	}
+	sts, err := cluster.WaitAll(ctx, jobs...)
+	if want := []cluster.Status{cluster.Succeeded, cluster.Failed, cluster.Succeeded}; !slices.Equal(sts, want) {
+		t.Errorf("WaitAll statuses = %v, want %v", sts, want)
+	}
+	if je, ok := errors.AsType[*cluster.JobError](err); !ok || je.Name != "all-2" || je.ExitCode != 4 {
+		t.Errorf("WaitAll error = %v; want all-2's JobError with exit code 4", err)
+	}
+	if sts, err := cluster.WaitAll(ctx); len(sts) != 0 || err != nil {
+		t.Errorf("WaitAll() = %v, %v", sts, err)
+	}
+}
+
+// Setup commands run first, in order, in the job's environment; a failing
+// one fails the job.
+func (s *suite) setup(t *testing.T, c *cluster.Client, ctx context.Context) {
+	j := submit(t, ctx, c, cluster.JobSpec{
+		Name:    "setup",
+		Command: sh(`echo main`),
+		Environment: cluster.Environment{
+			Vars:  map[string]string{"CAIRN_T_SETUP": "$HOME 'x'"},
+			Setup: [][]string{{"/bin/echo", "setup one"}, sh(`printf 'setup two %s\n' "$CAIRN_T_SETUP"`)},
+		},
+	})
+	if _, err := j.Wait(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if got, want := lastLog(t, j), "setup one\nsetup two $HOME 'x'\nmain\n"; got != want {
+		t.Errorf("log = %q, want %q", got, want)
+	}
+	j = submit(t, ctx, c, cluster.JobSpec{
+		Name:        "setup-fails",
+		Command:     sh(`echo main must not run`),
+		Environment: cluster.Environment{Setup: [][]string{sh(`exit 5`)}},
+	})
+	_, err := j.Wait(ctx)
+	if je, ok := errors.AsType[*cluster.JobError](err); !ok || je.ExitCode != 5 {
+		t.Fatalf("Wait = %v; want a JobError with exit code 5", err)
+	}
+	if strings.Contains(lastLog(t, j), "must not run") {
+		t.Errorf("the program ran after its setup failed")
+	}
+}
+
+// A gang of replicas starts together; each knows its index.
+func (s *suite) replicas(t *testing.T, c *cluster.Client, ctx context.Context) {
+	if !s.h.Replicas {
+		t.Skip("harness: backend does not run replicas")
+	}
+	j := submit(t, ctx, c, cluster.JobSpec{Name: "replicas", Replicas: 2, Command: sh(`echo "replica $CAIRN_REPLICA of $CAIRN_REPLICAS"`)})
+	if _, err := j.Wait(ctx); err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.Split(strings.TrimSpace(lastLog(t, j)), "\n")
+	slices.Sort(lines)
+	if want := []string{"replica 0 of 2", "replica 1 of 2"}; !slices.Equal(lines, want) {
+		t.Errorf("log lines = %q, want %q", lines, want)
+	}
+}
+
+// A job that outlives its time limit fails with cause "time limit".
+func (s *suite) timeLimit(t *testing.T, c *cluster.Client, ctx context.Context) {
+	if s.h.TimeLimit == 0 {
+		t.Skip("harness: no time limit to test")
+	}
+	j := submit(t, ctx, c, cluster.JobSpec{Name: "time-limit", Command: sh(`sleep 600`), Resources: cluster.Resources{TimeLimit: s.h.TimeLimit}})
+	_, err := j.Wait(ctx)
+	je, ok := errors.AsType[*cluster.JobError](err)
+	if !ok || je.Cause != "time limit" || je.Status != cluster.Failed {
+		t.Fatalf("Wait = %v; want a failure with cause time limit", err)
+	}
+}

@@ -1,0 +1,182 @@
+// Package driver defines the interface cluster backends implement.
+//
+// Application code should use package cluster. The portable *cluster.Client
+// owns everything the backends share: validating and defaulting requests,
+// sanitising job names, polling with backoff, retrying preempted and failed
+// attempts against their budgets, cancelling, and wrapping errors once. A
+// driver only translates one attempt of one job to its scheduler and reports
+// what the scheduler says.
+package driver
+
+import (
+	"context"
+	"strconv"
+	"time"
+)
+
+// Scheduler is implemented by cluster backends. Application code should use
+// package cluster.
+//
+// Implementations must be safe for concurrent use. They must not retry
+// failed attempts themselves (the portable layer does, against the job's
+// budgets), but they may let the scheduler requeue a job in place, reporting
+// it through Status.Restarts.
+type Scheduler interface {
+	// Submit starts one attempt of spec and returns its scheduler job ID,
+	// without waiting for it to be scheduled. spec is valid and complete (see
+	// JobSpec). A request the cluster can never satisfy must fail here when
+	// the scheduler can tell, with ErrorCode(err) == Unsatisfiable and the
+	// scheduler's reason in the message; a feature the backend does not have
+	// (an image, a TPU) with ErrorCode(err) == Unsupported.
+	Submit(ctx context.Context, spec *JobSpec) (id string, err error)
+	// Status reports the state of each job in ids, in the same order. A job
+	// the scheduler does not know (never existed, or purged) is reported with
+	// State == Gone rather than an error; the error is for failing to ask.
+	Status(ctx context.Context, ids []string) ([]Status, error)
+	// Cancel stops the job. Cancelling a finished job is not an error; an
+	// unknown ID gives ErrorCode(err) == NotFound.
+	Cancel(ctx context.Context, id string) error
+	// Find returns the jobs named name that have not finished (pending or
+	// running), so that a new client can adopt a job an earlier client
+	// submitted. A backend whose jobs do not outlive their client returns
+	// only its own.
+	Find(ctx context.Context, name string) ([]Found, error)
+	// ErrorCode classifies an error returned by this driver.
+	ErrorCode(err error) Code
+	// Close releases the driver's resources. Jobs keep running unless the
+	// backend's jobs cannot outlive it (documented by the backend).
+	Close() error
+}
+
+// Code classifies driver errors; the portable layer maps it to sentinels.
+type Code int
+
+const (
+	// Unknown is any other error.
+	Unknown Code = iota
+	// NotFound: no such job.
+	NotFound
+	// Unsatisfiable: the request can never run on this cluster.
+	Unsatisfiable
+	// Unsupported: the backend lacks a requested feature.
+	Unsupported
+	// Transient: the scheduler could not be reached; retrying may help.
+	Transient
+)
+
+// JobSpec is one attempt of a job as the driver receives it: validated,
+// with defaults applied and the name sanitised.
+type JobSpec struct {
+	// Name is the job's name, matching [a-z0-9_.-]+.
+	Name string
+	// Tag is an opaque token, matching [A-Za-z0-9_.-]*, stored with the job
+	// and returned by Find; it tells adopters which jobs are theirs.
+	Tag string
+	// Command is the argv of the job's program; Command[0] is a path or a
+	// name looked up in $PATH on the node. Never passed through a shell
+	// unquoted.
+	Command []string
+	// Env is set in the job's environment on top of what the backend
+	// propagates. Keys match [A-Za-z_][A-Za-z0-9_]*.
+	Env map[string]string
+	// Setup commands run, in order, before Command, in the same
+	// environment; each must succeed. Argv lists, never shell strings.
+	Setup [][]string
+	// Image is a container image; backends without containers reject it.
+	Image string
+	// Dir is the working directory; "" means the backend's default.
+	Dir string
+	// LogDir is a directory on storage the job can write. The driver writes
+	// everything the job prints, stdout and stderr interleaved, to
+	// LogDir/attempt-N.log where N is Attempt, plus the number of times the
+	// scheduler restarted the job in place.
+	LogDir string
+	// Attempt numbers this attempt, from 1.
+	Attempt int
+	// Replicas is the number of copies of the program started together
+	// (a gang), >= 1. Each sees CAIRN_REPLICA (0-based) and CAIRN_REPLICAS.
+	Replicas  int
+	Resources Resources
+}
+
+// LogName returns the file name of attempt n's log.
+func LogName(n int) string { return "attempt-" + strconv.Itoa(n) + ".log" }
+
+// Resources is what one replica needs. Zero values mean "nothing
+// requested" except CPUs, which the portable layer sets to at least 1.
+type Resources struct {
+	CPUs        int
+	Memory      int64 // bytes
+	Disk        int64 // bytes of local scratch
+	GPUs        int
+	GPUType     string // "" means any
+	TPUType     string // "" means none
+	Preemptible bool
+	Regions     []string
+	TimeLimit   time.Duration // 0 means none
+}
+
+// State is a job's state.
+type State int
+
+// States. Pending and Running are not final; Gone means the scheduler does
+// not know the job (it never existed, or was purged from its records).
+const (
+	Gone State = iota
+	Pending
+	Running
+	Succeeded
+	Failed
+	Stopped
+)
+
+// Cause says why an attempt ended as it did.
+type Cause int
+
+const (
+	// CauseNone: not finished, or succeeded.
+	CauseNone Cause = iota
+	// CauseExit: the program exited non-zero or was killed by a signal.
+	CauseExit
+	// CausePreempted: the scheduler preempted the job.
+	CausePreempted
+	// CauseNodeFailure: the node failed, or failed to boot.
+	CauseNodeFailure
+	// CauseTimeLimit: the job reached its time limit.
+	CauseTimeLimit
+	// CauseOutOfMemory: the job exceeded its memory.
+	CauseOutOfMemory
+	// CauseCancelled: the job was cancelled.
+	CauseCancelled
+	// CauseUnsatisfiable: the request can never be scheduled.
+	CauseUnsatisfiable
+	// CauseDeadline: the job missed its deadline before starting.
+	CauseDeadline
+	// CauseOther: any other failure.
+	CauseOther
+)
+
+// Status is what the scheduler says about one job.
+type Status struct {
+	State State
+	Cause Cause
+	// ExitCode is the program's exit status when known, else -1.
+	ExitCode int
+	// Signal is the signal that killed the program, or 0.
+	Signal int
+	// Reason is the scheduler's own words (state and reason), for messages.
+	Reason string
+	// Restarts counts the times the scheduler requeued the job in place
+	// (each restart is a new attempt with its own log file).
+	Restarts int
+}
+
+// Found describes a job returned by Scheduler.Find.
+type Found struct {
+	ID    string
+	Tag   string
+	State State
+	// Attempt is the JobSpec.Attempt it was submitted with, when the
+	// backend can tell (else 0).
+	Attempt int
+}

@@ -1,0 +1,657 @@
+// Package slurmcluster is a cluster backend that runs jobs on Slurm through
+// its command-line tools: sbatch --parsable to submit, squeue (batched) and
+// scontrol show job to watch, sacct when accounting is enabled for jobs
+// Slurm no longer lists, and scancel.
+//
+// # Requests
+//
+// Resources map to sbatch options: CPUs to --cpus-per-task, Memory to
+// --mem (per-CPU with several replicas), Disk to --tmp, GPUs to
+// --gpus[-per-task]=[TYPE:]N, TimeLimit to --time (rounded up to whole
+// minutes, Slurm's granularity), Replicas to --ntasks with the program
+// started through srun. Options add --partition, --account and --qos.
+// Regions are satisfiable only if Options.Region is among them. Container
+// images and TPUs are rejected (cluster.ErrUnsupported). A request Slurm
+// rejects at submission fails at once with Slurm's message
+// (cluster.ErrUnsatisfiable), and so does a pending job whose reason says
+// it can never run (PartitionConfig, BadConstraints, ...).
+//
+// # States
+//
+// COMPLETED is succeeded; FAILED (and SPECIAL_EXIT) failed with the exit
+// code; CANCELLED stopped; TIMEOUT, OUT_OF_MEMORY and DEADLINE failed with
+// that cause; PREEMPTED, NODE_FAIL and BOOT_FAIL failed with a cause the
+// portable layer retries against the preemption budget. A job Slurm
+// requeues in place (scontrol requeue, preemption with requeue) keeps its
+// ID; each restart counts as a preempted attempt and logs to a new file.
+//
+// # Safety
+//
+// No value from a job spec is ever interpreted by a shell. sbatch is run
+// with an argument vector, and the batch script, piped to sbatch's standard
+// input (no file to race on), contains every value single-quoted; Slurm's
+// filename patterns (%j, ...) never see user paths.
+//
+// Jobs outlive the client: Close does not cancel them, and Find lists
+// pending and running jobs by name so that another process can adopt them.
+// The job's comment, "cairn:TAG:ATTEMPT", records what Find returns.
+package slurmcluster
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"net/url"
+	"os/exec"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"example.com/cairn/cluster"
+	"example.com/cairn/cluster/driver"
+)
+
+// Options configure a Scheduler. A nil *Options means all defaults.
+type Options struct {
+	// Partition, Account and QOS are passed to sbatch when set.
+	Partition, Account, QOS string
+	// Region is the cluster's region for Resources.Regions; "" means a job
+	// restricted to regions can never run here.
+	Region string
+	// ExtraArgs are added to every sbatch command line, as separate
+	// arguments (never through a shell).
+	ExtraArgs []string
+	// BinDir is the directory holding sbatch, squeue, scontrol, scancel and
+	// sacct; "" means $PATH.
+	BinDir string
+	// Shell is the interpreter of the batch script; "" means /bin/sh.
+	Shell string
+}
+
+// Scheduler submits jobs to Slurm. It implements driver.Scheduler.
+type Scheduler struct {
+	opts Options
+
+	// mu guards the fields below.
+	mu      sync.Mutex
+	submit  map[string]string // job ID -> submit time last seen (requeues change it)
+	details map[string]detail // job ID -> last scontrol details
+	sacct   int               // 0 unknown, 1 available, -1 not
+}
+
+// New returns a scheduler. It fails if sbatch cannot be found.
+func New(opts *Options) (*Scheduler, error) {
+	var o Options
+	if opts != nil {
+		o = *opts
+	}
+	if o.Shell == "" {
+		o.Shell = "/bin/sh"
+	}
+	s := &Scheduler{opts: o, submit: map[string]string{}, details: map[string]detail{}}
+	if _, err := exec.LookPath(s.bin("sbatch")); err != nil {
+		return nil, fmt.Errorf("slurmcluster: %w", err)
+	}
+	return s, nil
+}
+
+// Opener opens a Scheduler from the parameters of a "slurm" cluster spec:
+// partition, account, qos and region, each optional.
+type Opener struct {
+	// Defaults are used for parameters the spec does not set.
+	Defaults Options
+}
+
+// OpenScheduler implements cluster.Opener.
+func (o *Opener) OpenScheduler(_ context.Context, params url.Values) (driver.Scheduler, error) {
+	p := cluster.NewParams(params)
+	opts := o.Defaults
+	opts.Partition = p.String("partition", opts.Partition)
+	opts.Account = p.String("account", opts.Account)
+	opts.QOS = p.String("qos", opts.QOS)
+	opts.Region = p.String("region", opts.Region)
+	if err := p.Done(); err != nil {
+		return nil, err
+	}
+	return New(&opts)
+}
+
+func (s *Scheduler) bin(name string) string {
+	if s.opts.BinDir == "" {
+		return name
+	}
+	return s.opts.BinDir + "/" + name
+}
+
+// Error is a failed Slurm command.
+type Error struct {
+	// Command is the command line (for messages only).
+	Command string
+	// Stderr is what the command printed.
+	Stderr string
+	Code   driver.Code
+	Err    error
+}
+
+func (e *Error) Error() string {
+	msg := strings.TrimSpace(e.Stderr)
+	if msg == "" && e.Err != nil {
+		msg = e.Err.Error()
+	}
+	return e.Command + ": " + msg
+}
+
+func (e *Error) Unwrap() error { return e.Err }
+
+// ErrorCode implements driver.Scheduler.
+func (s *Scheduler) ErrorCode(err error) driver.Code {
+	if e, ok := errors.AsType[*Error](err); ok {
+		return e.Code
+	}
+	return driver.Unknown
+}
+
+// Messages of sbatch that mean the request can never run.
+var unsatisfiableMessages = []string{
+	"requested node configuration is not available",
+	"more processors requested than permitted",
+	"memory specification can not be satisfied",
+	"temporary disk specification can not be satisfied",
+	"invalid generic resource",
+	"invalid gres",
+	"requested partition configuration not available",
+	"invalid partition",
+	"requested time limit is invalid",
+	"invalid account",
+	"invalid qos",
+	"node count specification invalid",
+	"job violates accounting/qos policy",
+	"requested reservation is invalid",
+	"invalid feature specification",
+}
+
+var transientMessages = []string{
+	"unable to contact slurm controller",
+	"socket timed out",
+	"connection refused",
+	"slurm_receive_msg",
+	"zero bytes were transmitted",
+	"communication connection failure",
+}
+
+// run runs a Slurm command with argv and returns its standard output.
+func (s *Scheduler) run(ctx context.Context, stdin []byte, name string, args ...string) ([]byte, error) {
+	cmd := exec.CommandContext(ctx, s.bin(name), args...)
+	if stdin != nil {
+		cmd.Stdin = bytes.NewReader(stdin)
+	}
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	err := cmd.Run()
+	if err == nil {
+		return stdout.Bytes(), nil
+	}
+	e := &Error{Command: name + " " + strings.Join(args, " "), Stderr: stderr.String(), Err: err}
+	low := strings.ToLower(e.Stderr)
+	switch {
+	case strings.Contains(low, "invalid job id"):
+		e.Code = driver.NotFound
+	case containsAny(low, unsatisfiableMessages):
+		e.Code = driver.Unsatisfiable
+	case containsAny(low, transientMessages):
+		e.Code = driver.Transient
+	}
+	return nil, e
+}
+
+func containsAny(s string, subs []string) bool {
+	for _, sub := range subs {
+		if strings.Contains(s, sub) {
+			return true
+		}
+	}
+	return false
+}
+
+// quote returns s as one single-quoted shell word.
+func quote(s string) string {
+	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
+}
+
+func quoteArgs(argv []string) string {
+	q := make([]string, len(argv))
+	for i, a := range argv {
+		q[i] = quote(a)
+	}
+	return strings.Join(q, " ")
+}
+
+// script returns the batch script of spec. Every value from spec is
+// single-quoted; everything else is constant.
+func (s *Scheduler) script(spec *driver.JobSpec) []byte {
+	var b strings.Builder
+	fmt.Fprintf(&b, "#!%s\n", s.opts.Shell)
+	b.WriteString("# Written by cairn (cluster/slurmcluster). Every value below is single-quoted.\n")
+	b.WriteString("set -e\n")
+	fmt.Fprintf(&b, "cairn_log_dir=%s\n", quote(spec.LogDir))
+	fmt.Fprintf(&b, "cairn_attempt=$((%d + ${SLURM_RESTART_COUNT:-0}))\n", spec.Attempt)
+	b.WriteString("mkdir -p -- \"$cairn_log_dir\"\n")
+	b.WriteString("exec >>\"$cairn_log_dir/attempt-$cairn_attempt.log\" 2>&1\n")
+	b.WriteString("export CAIRN_ATTEMPT=\"$cairn_attempt\" CAIRN_JOB_ID=\"$SLURM_JOB_ID\"\n")
+	fmt.Fprintf(&b, "export CAIRN_REPLICAS=%d\n", spec.Replicas)
+	keys := make([]string, 0, len(spec.Env))
+	for k := range spec.Env {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	for _, k := range keys { // keys are validated identifiers
+		fmt.Fprintf(&b, "export %s=%s\n", k, quote(spec.Env[k]))
+	}
+	if spec.Dir != "" {
+		fmt.Fprintf(&b, "cd -- %s\n", quote(spec.Dir))
+	}
+	for _, argv := range spec.Setup {
+		fmt.Fprintf(&b, "%s\n", quoteArgs(argv))
+	}
+	if spec.Replicas == 1 {
+		b.WriteString("export CAIRN_REPLICA=0\n")
+		fmt.Fprintf(&b, "exec %s\n", quoteArgs(spec.Command))
+	} else {
+		// One task per replica; each learns its index from SLURM_PROCID
+		// through a constant wrapper script, the program's argv following
+		// as positional arguments.
+		fmt.Fprintf(&b, "exec srun --kill-on-bad-exit=1 %s -c 'CAIRN_REPLICA=$SLURM_PROCID; export CAIRN_REPLICA; exec \"$@\"' cairn-replica %s\n",
+			quote(s.opts.Shell), quoteArgs(spec.Command))
+	}
+	return []byte(b.String())
+}
+
+// sbatchArgs returns sbatch's arguments for spec.
+func (s *Scheduler) sbatchArgs(spec *driver.JobSpec) []string {
+	r := spec.Resources
+	args := []string{
+		"--parsable",
+		"--job-name=" + spec.Name,
+		"--comment=" + comment(spec.Tag, spec.Attempt),
+		// The script sends everything to the attempt's log; Slurm's own
+		// output file is not needed, and user paths must not meet Slurm's
+		// %-patterns.
+		"--output=/dev/null",
+		"--cpus-per-task=" + strconv.Itoa(r.CPUs),
+	}
+	n := spec.Replicas
+	if n > 1 {
+		args = append(args, "--ntasks="+strconv.Itoa(n))
+		if r.Memory > 0 {
+			args = append(args, "--mem-per-cpu="+strconv.FormatInt(ceilMiB(r.Memory, int64(r.CPUs)), 10)+"M")
+		}
+		if r.GPUs > 0 {
+			args = append(args, "--gpus-per-task="+gpus(r))
+		}
+	} else {
+		if r.Memory > 0 {
+			args = append(args, "--mem="+strconv.FormatInt(ceilMiB(r.Memory, 1), 10)+"M")
+		}
+		if r.GPUs > 0 {
+			args = append(args, "--gpus="+gpus(r))
+		}
+	}
+	if r.Disk > 0 {
+		args = append(args, "--tmp="+strconv.FormatInt(ceilMiB(r.Disk, 1), 10)+"M")
+	}
+	if r.TimeLimit > 0 {
+		args = append(args, "--time="+strconv.FormatInt(int64((r.TimeLimit+time.Minute-1)/time.Minute), 10))
+	}
+	if s.opts.Partition != "" {
+		args = append(args, "--partition="+s.opts.Partition)
+	}
+	if s.opts.Account != "" {
+		args = append(args, "--account="+s.opts.Account)
+	}
+	if s.opts.QOS != "" {
+		args = append(args, "--qos="+s.opts.QOS)
+	}
+	return append(args, s.opts.ExtraArgs...)
+}
+
+func gpus(r driver.Resources) string {
+	if r.GPUType != "" {
+		return r.GPUType + ":" + strconv.Itoa(r.GPUs)
+	}
+	return strconv.Itoa(r.GPUs)
+}
+
+// ceilMiB returns ceil(bytes / per / MiB), at least 1.
+func ceilMiB(bytes, per int64) int64 {
+	const mib = 1 << 20
+	per = max(per, 1)
+	return max((bytes+per*mib-1)/(per*mib), 1)
+}
+
+func comment(tag string, attempt int) string {
+	return "cairn:" + tag + ":" + strconv.Itoa(attempt)
+}
+
+func parseComment(c string) (tag string, attempt int, ok bool) {
+	rest, ok := strings.CutPrefix(c, "cairn:")
+	if !ok {
+		return "", 0, false
+	}
+	i := strings.LastIndexByte(rest, ':')
+	if i < 0 {
+		return "", 0, false
+	}
+	n, err := strconv.Atoi(rest[i+1:])
+	if err != nil {
+		return "", 0, false
+	}
+	return rest[:i], n, true
+}
+
+// Submit implements driver.Scheduler.
+func (s *Scheduler) Submit(ctx context.Context, spec *driver.JobSpec) (string, error) {
+	r := spec.Resources
+	switch {
+	case spec.Image != "":
+		return "", &Error{Command: "sbatch", Code: driver.Unsupported, Stderr: fmt.Sprintf("container images are not supported by slurmcluster (image %q)", spec.Image)}
+	case r.TPUType != "":
+		return "", &Error{Command: "sbatch", Code: driver.Unsupported, Stderr: fmt.Sprintf("TPUs are not supported by slurmcluster (%s)", r.TPUType)}
+	case len(r.Regions) > 0 && !slices.Contains(r.Regions, s.opts.Region):
+		return "", &Error{Command: "sbatch", Code: driver.Unsatisfiable, Stderr: fmt.Sprintf("regions %v do not include this cluster's region %q", r.Regions, s.opts.Region)}
+	}
+	out, err := s.run(ctx, s.script(spec), "sbatch", s.sbatchArgs(spec)...)
+	if err != nil {
+		return "", err
+	}
+	// --parsable prints "ID" or "ID;CLUSTER".
+	id, _, _ := strings.Cut(strings.TrimSpace(string(out)), ";")
+	if _, err := strconv.ParseUint(id, 10, 64); err != nil {
+		return "", &Error{Command: "sbatch", Stderr: fmt.Sprintf("unexpected output %q", out)}
+	}
+	return id, nil
+}
+
+// squeueFormat: ID, state, reason, submit time, comment. Names are not
+// needed; comments are ours ("cairn:TAG:N" with TAG in [A-Za-z0-9_.-]).
+const squeueFormat = "%i|%T|%r|%V|%k"
+
+type queueLine struct {
+	id, state, reason, submit, comment string
+}
+
+func parseQueue(out []byte) map[string]queueLine {
+	m := map[string]queueLine{}
+	for line := range strings.SplitSeq(string(out), "\n") {
+		f := strings.SplitN(strings.TrimSpace(line), "|", 5)
+		if len(f) < 5 {
+			continue
+		}
+		m[f[0]] = queueLine{id: f[0], state: f[1], reason: f[2], submit: f[3], comment: f[4]}
+	}
+	return m
+}
+
+// Status implements driver.Scheduler: one squeue for all ids, plus
+// scontrol for jobs that finished or were requeued, plus sacct (when
+// available) for jobs squeue no longer lists.
+func (s *Scheduler) Status(ctx context.Context, ids []string) ([]driver.Status, error) {
+	if len(ids) == 0 {
+		return nil, nil
+	}
+	var lines map[string]queueLine
+	out, err := s.run(ctx, nil, "squeue", "-h", "--states=all", "-j", strings.Join(ids, ","), "-o", squeueFormat)
+	switch {
+	case err == nil:
+		lines = parseQueue(out)
+	case s.ErrorCode(err) == driver.NotFound: // every ID is unknown
+		lines = map[string]queueLine{}
+	default:
+		return nil, err
+	}
+	sts := make([]driver.Status, len(ids))
+	var missing []int
+	for i, id := range ids {
+		l, ok := lines[id]
+		if !ok {
+			missing = append(missing, i)
+			continue
+		}
+		st, err := s.status(ctx, l)
+		if err != nil {
+			return nil, err
+		}
+		sts[i] = st
+	}
+	if len(missing) > 0 {
+		if err := s.fromAccounting(ctx, ids, missing, sts); err != nil {
+			return nil, err
+		}
+	}
+	return sts, nil
+}
+
+// status maps one squeue line, asking scontrol for details when needed.
+func (s *Scheduler) status(ctx context.Context, l queueLine) (driver.Status, error) {
+	st := mapState(l.state, l.reason)
+	s.mu.Lock()
+	prev, seen := s.submit[l.id]
+	s.submit[l.id] = l.submit
+	d, haveDetail := s.details[l.id]
+	s.mu.Unlock()
+	requeued := seen && prev != l.submit
+	final := st.State != driver.Pending && st.State != driver.Running
+	if requeued || final || !haveDetail && (strings.HasPrefix(l.state, "REQUEUE") || l.reason == "BeginTime") {
+		fresh, err := s.detail(ctx, l.id)
+		switch {
+		case err == nil:
+			d, haveDetail = fresh, true
+			s.mu.Lock()
+			s.details[l.id] = d
+			s.mu.Unlock()
+		case s.ErrorCode(err) != driver.NotFound:
+			return driver.Status{}, err
+		}
+	}
+	if haveDetail {
+		st.Restarts = d.restarts
+		if final {
+			st.ExitCode, st.Signal = d.exit, d.signal
+		}
+	}
+	if final { // the portable layer stops asking; forget the job
+		s.mu.Lock()
+		delete(s.submit, l.id)
+		delete(s.details, l.id)
+		s.mu.Unlock()
+	}
+	if st.Cause == driver.CauseExit && st.ExitCode == 0 && st.Signal != 0 {
+		st.ExitCode = 128 + st.Signal
+	}
+	return st, nil
+}
+
+type detail struct {
+	state    string
+	restarts int
+	exit     int
+	signal   int
+}
+
+var detailRE = map[string]*regexp.Regexp{
+	"JobState": regexp.MustCompile(`(?:^| )JobState=(\S+)`),
+	"Restarts": regexp.MustCompile(`(?:^| )Restarts=(\d+)`),
+	"ExitCode": regexp.MustCompile(`(?:^| )ExitCode=(\d+):(\d+)`),
+}
+
+// detail runs scontrol show job -o ID. Fields are taken from their first
+// occurrence: JobState, Restarts and ExitCode come before any field a user
+// value could reach (paths, command).
+func (s *Scheduler) detail(ctx context.Context, id string) (detail, error) {
+	out, err := s.run(ctx, nil, "scontrol", "show", "job", "-o", id)
+	if err != nil {
+		return detail{}, err
+	}
+	line := string(out)
+	d := detail{exit: -1}
+	if m := detailRE["JobState"].FindStringSubmatch(line); m != nil {
+		d.state = m[1]
+	}
+	if m := detailRE["Restarts"].FindStringSubmatch(line); m != nil {
+		d.restarts, _ = strconv.Atoi(m[1])
+	}
+	if m := detailRE["ExitCode"].FindStringSubmatch(line); m != nil {
+		d.exit, _ = strconv.Atoi(m[1])
+		d.signal, _ = strconv.Atoi(m[2])
+	}
+	return d, nil
+}
+
+// fromAccounting fills sts[i] for ids squeue did not list: from sacct if
+// accounting is enabled, else Gone.
+func (s *Scheduler) fromAccounting(ctx context.Context, ids []string, missing []int, sts []driver.Status) error {
+	for _, i := range missing {
+		sts[i] = driver.Status{State: driver.Gone, ExitCode: -1}
+	}
+	s.mu.Lock()
+	avail := s.sacct
+	s.mu.Unlock()
+	if avail < 0 {
+		return nil
+	}
+	want := make([]string, len(missing))
+	for k, i := range missing {
+		want[k] = ids[i]
+	}
+	out, err := s.run(ctx, nil, "sacct", "-n", "-P", "-X", "-j", strings.Join(want, ","), "-o", "JobID,State,ExitCode")
+	if err != nil {
+		if strings.Contains(strings.ToLower(err.Error()), "accounting storage is disabled") {
+			s.mu.Lock()
+			s.sacct = -1
+			s.mu.Unlock()
+			return nil
+		}
+		return err
+	}
+	s.mu.Lock()
+	s.sacct = 1
+	s.mu.Unlock()
+	byID := map[string][]string{}
+	for line := range strings.SplitSeq(string(out), "\n") {
+		if f := strings.Split(strings.TrimSpace(line), "|"); len(f) == 3 {
+			byID[f[0]] = f
+		}
+	}
+	for _, i := range missing {
+		f, ok := byID[ids[i]]
+		if !ok {
+			continue
+		}
+		state, _, _ := strings.Cut(f[1], " ") // "CANCELLED by 0"
+		st := mapState(state, "")
+		code, sig, _ := strings.Cut(f[2], ":")
+		st.ExitCode, _ = strconv.Atoi(code)
+		st.Signal, _ = strconv.Atoi(sig)
+		sts[i] = st
+	}
+	return nil
+}
+
+// Pending reasons that mean the job can never start.
+var neverReasons = map[string]bool{
+	"PartitionConfig":          true,
+	"PartitionNodeLimit":       true,
+	"PartitionTimeLimit":       true,
+	"BadConstraints":           true,
+	"InvalidAccount":           true,
+	"InvalidQOS":               true,
+	"AccountNotAllowed":        true,
+	"QOSNotAllowed":            true,
+	"PartitionDown":            false, // may come back up
+	"ReqNodeNotAvail":          false,
+	"DependencyNeverSatisfied": true,
+}
+
+// mapState maps a Slurm job state (and pending reason) to a status.
+func mapState(state, reason string) driver.Status {
+	st := driver.Status{ExitCode: -1, Reason: state}
+	if reason != "" && reason != "None" && reason != "(null)" {
+		st.Reason = state + " (" + reason + ")"
+	}
+	switch state {
+	case "PENDING", "CONFIGURING", "REQUEUED", "REQUEUE_FED", "REQUEUE_HOLD", "RESV_DEL_HOLD", "SUSPENDED", "STOPPED":
+		st.State = driver.Pending
+		if state == "SUSPENDED" || state == "STOPPED" {
+			st.State = driver.Running
+		}
+		if state == "PENDING" && neverReasons[reason] {
+			st.State, st.Cause = driver.Failed, driver.CauseUnsatisfiable
+		}
+	case "RUNNING", "COMPLETING", "SIGNALING", "STAGE_OUT", "RESIZING":
+		st.State = driver.Running
+	case "COMPLETED":
+		st.State, st.ExitCode = driver.Succeeded, 0
+	case "FAILED", "SPECIAL_EXIT":
+		st.State, st.Cause = driver.Failed, driver.CauseExit
+	case "CANCELLED", "REVOKED":
+		st.State, st.Cause = driver.Stopped, driver.CauseCancelled
+	case "TIMEOUT":
+		st.State, st.Cause = driver.Failed, driver.CauseTimeLimit
+	case "OUT_OF_MEMORY":
+		st.State, st.Cause = driver.Failed, driver.CauseOutOfMemory
+	case "NODE_FAIL", "BOOT_FAIL":
+		st.State, st.Cause = driver.Failed, driver.CauseNodeFailure
+	case "PREEMPTED":
+		st.State, st.Cause = driver.Failed, driver.CausePreempted
+	case "DEADLINE":
+		st.State, st.Cause = driver.Failed, driver.CauseDeadline
+	default:
+		// A state this version does not know: fail rather than wait forever.
+		st.State, st.Cause = driver.Failed, driver.CauseOther
+		st.Reason = "unknown Slurm state " + state
+	}
+	return st
+}
+
+// Cancel implements driver.Scheduler.
+func (s *Scheduler) Cancel(ctx context.Context, id string) error {
+	if _, err := strconv.ParseUint(id, 10, 64); err != nil {
+		return &Error{Command: "scancel", Code: driver.NotFound, Stderr: fmt.Sprintf("invalid job id %q", id)}
+	}
+	_, err := s.run(ctx, nil, "scancel", id)
+	return err
+}
+
+// Find implements driver.Scheduler.
+func (s *Scheduler) Find(ctx context.Context, name string) ([]driver.Found, error) {
+	out, err := s.run(ctx, nil, "squeue", "-h", "--name="+name, "--states=all", "-o", squeueFormat)
+	if err != nil {
+		return nil, err
+	}
+	var found []driver.Found
+	for _, l := range parseQueue(out) {
+		st := mapState(l.state, l.reason)
+		if st.State != driver.Pending && st.State != driver.Running {
+			continue
+		}
+		tag, attempt, ok := parseComment(l.comment)
+		if !ok {
+			continue // not submitted by cairn
+		}
+		if d, err := s.detail(ctx, l.id); err == nil {
+			s.mu.Lock()
+			s.submit[l.id] = l.submit
+			s.details[l.id] = d
+			s.mu.Unlock()
+		}
+		found = append(found, driver.Found{ID: l.id, Tag: tag, State: st.State, Attempt: attempt})
+	}
+	slices.SortFunc(found, func(a, b driver.Found) int { return strings.Compare(a.ID, b.ID) })
+	return found, nil
+}
+
+// Close implements driver.Scheduler. Jobs keep running.
+func (s *Scheduler) Close() error { return nil }

@@ -1,0 +1,265 @@
+package slurmcluster_test
+
+import (
+	"context"
+	"errors"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"example.com/cairn/cluster"
+	"example.com/cairn/cluster/clustertest"
+	"example.com/cairn/cluster/slurmcluster"
+)
+
+// requireSlurm skips the test unless a Slurm cluster is available, as
+// scripts/services.sh up (and CI) arranges.
+func requireSlurm(t *testing.T) *slurmcluster.Options {
+	t.Helper()
+	if os.Getenv("CAIRN_TEST_SLURM") == "" {
+		t.Skip("CAIRN_TEST_SLURM is not set: start a single-node Slurm with `scripts/services.sh up` and source $CAIRN_SERVICES_ENV (default /tmp/cairn-services.env)")
+	}
+	return &slurmcluster.Options{Partition: os.Getenv("CAIRN_TEST_SLURM_PARTITION")}
+}
+
+func newClient(t *testing.T, opts *slurmcluster.Options) *cluster.Client {
+	t.Helper()
+	s, err := slurmcluster.New(opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cluster.NewClient(s, &cluster.Options{Name: "slurm", PollMax: 250 * time.Millisecond})
+}
+
+func TestConformance(t *testing.T) {
+	opts := requireSlurm(t)
+	clustertest.Run(t, clustertest.Harness{
+		New:                func(t *testing.T) *cluster.Client { return newClient(t, opts) },
+		UnsatisfiableCPUs:  1000,
+		AdoptAcrossClients: true,
+		Replicas:           true,
+		TimeLimit:          time.Second, // rounded up to Slurm's minute
+		Timeout:            3 * time.Minute,
+	})
+}
+
+func submitWait(t *testing.T, c *cluster.Client, spec cluster.JobSpec) (*cluster.Job, cluster.Status, error) {
+	t.Helper()
+	if spec.LogDir == "" {
+		spec.LogDir = t.TempDir()
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
+	defer cancel()
+	j, err := c.Submit(ctx, spec)
+	if err != nil {
+		return nil, cluster.Failed, err
+	}
+	st, err := j.Wait(ctx)
+	return j, st, err
+}
+
+func logOf(t *testing.T, j *cluster.Job) string {
+	t.Helper()
+	a := j.Attempts()
+	data, err := os.ReadFile(a[len(a)-1].LogPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(data)
+}
+
+// Resource requests reach the job as Slurm reports them to it.
+func TestResourcesSeenByJob(t *testing.T) {
+	opts := requireSlurm(t)
+	t.Parallel()
+	c := newClient(t, opts)
+	defer c.Close()
+	j, _, err := submitWait(t, c, cluster.JobSpec{
+		Name:      "resources",
+		Command:   []string{"/bin/sh", "-c", `echo "cpus=$SLURM_CPUS_PER_TASK gpus=$CUDA_VISIBLE_DEVICES mem=$SLURM_MEM_PER_NODE"`},
+		Resources: cluster.Resources{CPUs: 3, Memory: 300 * cluster.MiB, Disk: 2 * cluster.GiB, Device: cluster.GPU("", 2)},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, want := strings.TrimSpace(logOf(t, j)), "cpus=3 gpus=0,1 mem=300"; got != want {
+		t.Errorf("job saw %q, want %q", got, want)
+	}
+}
+
+// Requests Slurm can never satisfy fail at submission with Slurm's reason.
+func TestUnsatisfiable(t *testing.T) {
+	opts := requireSlurm(t)
+	t.Parallel()
+	c := newClient(t, opts)
+	defer c.Close()
+	for _, tc := range []struct {
+		name string
+		r    cluster.Resources
+		why  string
+	}{
+		{"gpus", cluster.Resources{Device: cluster.GPU("", 5)}, "node configuration is not available"},
+		{"cpus", cluster.Resources{CPUs: 9}, "More processors requested than permitted"},
+		{"memory", cluster.Resources{Memory: 100 * cluster.GiB}, "Memory specification can not be satisfied"},
+		{"disk", cluster.Resources{Disk: 1000 * cluster.GiB}, "Temporary disk specification can not be satisfied"},
+		{"region", cluster.Resources{Regions: []string{"mars-1"}}, "regions"},
+	} {
+		start := time.Now()
+		_, _, err := submitWait(t, c, cluster.JobSpec{Name: "unsat-" + tc.name, Command: []string{"true"}, Resources: tc.r})
+		if !errors.Is(err, cluster.ErrUnsatisfiable) || !strings.Contains(err.Error(), tc.why) {
+			t.Errorf("%s: err = %v; want ErrUnsatisfiable with %q", tc.name, err, tc.why)
+		}
+		if d := time.Since(start); d > 5*time.Second {
+			t.Errorf("%s: took %s", tc.name, d)
+		}
+	}
+	_, _, err := submitWait(t, c, cluster.JobSpec{Name: "tpu", Command: []string{"true"}, Resources: cluster.Resources{Device: cluster.TPU("v5p-8")}})
+	if !errors.Is(err, cluster.ErrUnsupported) {
+		t.Errorf("TPU: err = %v, want ErrUnsupported", err)
+	}
+	_, _, err = submitWait(t, c, cluster.JobSpec{Name: "image", Command: []string{"true"}, Environment: cluster.Environment{Image: "ubuntu:24.04"}})
+	if !errors.Is(err, cluster.ErrUnsupported) {
+		t.Errorf("image: err = %v, want ErrUnsupported", err)
+	}
+}
+
+// A job requeued by Slurm (as preemption with requeue does) is followed
+// through its restart, against the preemption budget, each run logging to
+// its own attempt file.
+func TestRequeue(t *testing.T) {
+	opts := requireSlurm(t)
+	t.Parallel()
+	c := newClient(t, opts)
+	defer c.Close()
+	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
+	defer cancel()
+	marker := filepath.Join(t.TempDir(), "marker")
+	// The first run waits to be requeued; the second finishes.
+	j, err := c.Submit(ctx, cluster.JobSpec{
+		Name:    "requeue",
+		Command: []string{"/bin/sh", "-c", `echo "run $CAIRN_ATTEMPT"; if [ -e "$1" ]; then exit 0; fi; : > "$1"; sleep 600`, "sh", marker},
+		LogDir:  t.TempDir(),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitFile(t, ctx, marker)
+	requeue(t, j.ID())
+	st, err := j.Wait(ctx)
+	if err != nil || st != cluster.Succeeded {
+		t.Fatalf("Wait = %v, %v", st, err)
+	}
+	a := j.Attempts()
+	if len(a) != 2 || a[0].Cause != "preempted" || a[1].Status != cluster.Succeeded || a[0].ID != a[1].ID {
+		t.Fatalf("Attempts = %+v; want a preempted attempt, then a succeeded one with the same job ID", a)
+	}
+	for i, want := range []string{"run 1\n", "run 2\n"} {
+		data, err := os.ReadFile(a[i].LogPath)
+		if err != nil || !strings.HasPrefix(string(data), want) {
+			t.Errorf("attempt %d log = %q, %v; want it to start with %q", i+1, data, err, want)
+		}
+	}
+}
+
+// With no preemption budget, a requeued job is cancelled and fails.
+func TestRequeueBudgetExhausted(t *testing.T) {
+	opts := requireSlurm(t)
+	t.Parallel()
+	c := newClient(t, opts)
+	defer c.Close()
+	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
+	defer cancel()
+	marker := filepath.Join(t.TempDir(), "marker")
+	j, err := c.Submit(ctx, cluster.JobSpec{
+		Name:                 "requeue-budget",
+		Command:              []string{"/bin/sh", "-c", `: > "$1"; sleep 600`, "sh", marker},
+		MaxRetriesPreemption: -1,
+		LogDir:               t.TempDir(),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitFile(t, ctx, marker)
+	requeue(t, j.ID())
+	_, err = j.Wait(ctx)
+	je, ok := errors.AsType[*cluster.JobError](err)
+	if !ok || je.Cause != "preempted" {
+		t.Fatalf("Wait = %v; want a preempted failure", err)
+	}
+	out, _ := exec.Command("squeue", "-h", "-j", j.ID(), "-o", "%T").Output()
+	if s := strings.TrimSpace(string(out)); s != "CANCELLED" && s != "" {
+		t.Errorf("job left in state %q, want cancelled", s)
+	}
+}
+
+// requeue does what a preemption with requeue does, and lets the job start
+// again at once (Slurm would hold it for two minutes).
+func requeue(t *testing.T, id string) {
+	t.Helper()
+	scontrol := func(args ...string) {
+		if out, err := exec.Command("scontrol", args...).CombinedOutput(); err != nil {
+			t.Fatalf("scontrol %v: %v\n%s", args, err, out)
+		}
+	}
+	scontrol("requeue", id)
+	// The requeue completes asynchronously; only then is the begin time set.
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		out, _ := exec.Command("squeue", "-h", "-j", id, "-o", "%T %r").Output()
+		if strings.TrimSpace(string(out)) == "PENDING BeginTime" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("job %s not requeued: squeue says %q", id, out)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	// Not "now": a batch job restarted within a second of its requeue can be
+	// killed with "Job credential revoked".
+	scontrol("update", "JobId="+id, "StartTime=now+2")
+}
+
+func waitFile(t *testing.T, ctx context.Context, path string) {
+	t.Helper()
+	for {
+		if _, err := os.Stat(path); err == nil {
+			return
+		}
+		select {
+		case <-ctx.Done():
+			t.Fatalf("%s never appeared", path)
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}
+
+// Spec parameters reach sbatch; unknown ones are rejected.
+func TestOpener(t *testing.T) {
+	opts := requireSlurm(t)
+	t.Parallel()
+	mux := new(cluster.Mux)
+	mux.Register("slurm", &slurmcluster.Opener{})
+	ctx := t.Context()
+	c, err := mux.Open(ctx, "slurm?partition="+opts.Partition, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if _, _, err := submitWait(t, c, cluster.JobSpec{Name: "opener", Command: []string{"true"}}); err != nil {
+		t.Fatal(err)
+	}
+	bad, err := mux.Open(ctx, "slurm?partition=nosuchpartition", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer bad.Close()
+	if _, _, err := submitWait(t, bad, cluster.JobSpec{Name: "opener", Command: []string{"true"}}); !errors.Is(err, cluster.ErrUnsatisfiable) {
+		t.Errorf("unknown partition: %v, want ErrUnsatisfiable", err)
+	}
+	if _, err := mux.Open(ctx, "slurm?partiton=debug", nil); !errors.Is(err, cluster.ErrBadSpec) {
+		t.Errorf("misspelt parameter: %v, want ErrBadSpec", err)
+	}
+}

@@ -1,0 +1,133 @@
+package cairn
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"net/url"
+	"os"
+	"path/filepath"
+	"runtime/debug"
+	"strings"
+
+	"example.com/cairn/store"
+)
+
+// ErrProgramMismatch is the cause of a remote step's failure when the
+// program a cluster job ran is not the one that submitted it (the binary
+// was rebuilt or replaced in between, or the pipeline it builds differs).
+var ErrProgramMismatch = errors.New("worker program differs from the submitter's")
+
+// Program identifies the binary that cluster jobs run to execute remote
+// steps: Go closures cannot be sent to a cluster, so a job runs the same
+// program in worker mode (see RunWorker). Its identity is recorded in each
+// remote step's provenance and checked by the worker.
+type Program struct {
+	// Path is the executable a job runs.
+	Path string
+	// Digest is "sha256:" and the hex SHA-256 of the executable's content.
+	Digest string
+	// Build summarises the binary's build information: main package,
+	// module version, VCS revision and Go version.
+	Build string
+}
+
+// CurrentProgram returns the identity of the running binary.
+func CurrentProgram() (Program, error) {
+	exe, err := os.Executable()
+	if err != nil {
+		return Program{}, fmt.Errorf("program: %w", err)
+	}
+	if p, err := filepath.EvalSymlinks(exe); err == nil {
+		exe = p
+	}
+	digest, err := fileDigest(exe)
+	if err != nil {
+		return Program{}, fmt.Errorf("program: %w", err)
+	}
+	return Program{Path: exe, Digest: digest, Build: buildSummary()}, nil
+}
+
+func fileDigest(path string) (string, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return "", err
+	}
+	defer f.Close()
+	h := sha256.New()
+	if _, err := io.Copy(h, f); err != nil {
+		return "", err
+	}
+	return "sha256:" + hex.EncodeToString(h.Sum(nil)), nil
+}
+
+// buildSummary describes the binary from runtime/debug.ReadBuildInfo.
+func buildSummary() string {
+	bi, ok := debug.ReadBuildInfo()
+	if !ok {
+		return "unknown"
+	}
+	parts := []string{bi.Path, bi.Main.Path + "@" + bi.Main.Version}
+	for _, s := range bi.Settings {
+		switch s.Key {
+		case "vcs.revision", "vcs.modified", "vcs.time":
+			parts = append(parts, s.Key+"="+s.Value)
+		}
+	}
+	return strings.Join(append(parts, bi.GoVersion), " ")
+}
+
+// StageProgram copies the executable of p into b, under its digest, unless
+// a copy is already there: staging is content-addressed and uploads each
+// binary once. It returns the staged copy's identity, whose Path is a
+// local path when b is on a local or shared file system. A program staged
+// on an object store cannot be executed by a job directly; that is an
+// error.
+func StageProgram(ctx context.Context, b *store.Bucket, p Program) (Program, error) {
+	hexDigest, ok := strings.CutPrefix(p.Digest, "sha256:")
+	if !ok || len(hexDigest) != 64 {
+		return Program{}, fmt.Errorf("stage program: bad digest %q", p.Digest)
+	}
+	key := hexDigest
+	dir, local := localPath(b.String())
+	if !local {
+		return Program{}, fmt.Errorf("stage program: %s is not on a file system a cluster job can execute from; stage under a shared directory", b)
+	}
+	if ok, err := b.Exists(ctx, key); err != nil {
+		return Program{}, fmt.Errorf("stage program: %w", err)
+	} else if !ok {
+		data, err := os.ReadFile(p.Path)
+		if err != nil {
+			return Program{}, fmt.Errorf("stage program: %w", err)
+		}
+		if d := sha256.Sum256(data); hex.EncodeToString(d[:]) != hexDigest {
+			return Program{}, fmt.Errorf("stage program: %s changed since its digest was taken", p.Path)
+		}
+		_, err = b.WriteIf(ctx, key, data, store.IfAbsent())
+		if err != nil && !errors.Is(err, store.ErrPrecondition) { // another runner staged it first
+			return Program{}, fmt.Errorf("stage program: %w", err)
+		}
+	}
+	path := filepath.Join(dir, filepath.FromSlash(key))
+	if err := os.Chmod(path, 0o755); err != nil {
+		return Program{}, fmt.Errorf("stage program: %w", err)
+	}
+	p.Path = path
+	return p, nil
+}
+
+// localPath returns the local directory a location names: a plain path or
+// a file:// URL.
+func localPath(location string) (string, bool) {
+	if !strings.Contains(location, "://") {
+		return location, true
+	}
+	u, err := url.Parse(location)
+	if err != nil || u.Scheme != "file" {
+		return "", false
+	}
+	return u.Path, true
+}

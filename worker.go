@@ -1,0 +1,145 @@
+package cairn
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"iter"
+	"log/slog"
+	"os"
+
+	"example.com/cairn/internal/statusfile"
+)
+
+// WorkerOptions configure RunWorker.
+type WorkerOptions struct {
+	// Step is the ID (name_with_hash) of the step to run. Required.
+	Step string
+	// Path is the output path the submitter computed; "" skips the check.
+	Path string
+	// Prefix and Storage are as in RunOptions; Storage is required.
+	Prefix  string
+	Storage BucketOpener
+	// Digest is the digest of the program that submitted the job; the
+	// worker refuses to run under another. "" skips the check.
+	Digest string
+	// Replica is this process's index in its gang; only replica 0 saves
+	// the artifact.
+	Replica int
+	// WorkerID names this process in logs; "" means a default.
+	WorkerID string
+	// Logger; nil means slog.Default().
+	Logger *slog.Logger
+}
+
+// RunWorker is the worker mode of a pipeline program: inside a cluster job,
+// it finds the step with ID opts.Step among steps and their dependencies —
+// the same pipeline the submitting runner built, rebuilt by the same
+// program, so steps made of closures work — and runs that one step's
+// function, then saves its artifact. It takes no lease and writes no
+// status: the submitting runner holds the step's lease and writes its
+// status when the job ends.
+//
+// It fails with an error satisfying errors.Is(err, ErrProgramMismatch) if
+// this program's digest is not opts.Digest or the pipeline has no step
+// with that ID (the step's hash differs: another configuration or code),
+// and otherwise returns the function's error.
+func RunWorker(ctx context.Context, steps iter.Seq[*Step], opts *WorkerOptions) error {
+	if opts == nil || opts.Storage == nil || opts.Step == "" {
+		return fmt.Errorf("%w: WorkerOptions.Step and Storage are required", ErrInvalidPipeline)
+	}
+	logger := opts.Logger
+	if logger == nil {
+		logger = slog.Default()
+	}
+	if opts.Digest != "" {
+		p, err := CurrentProgram()
+		if err != nil {
+			return err
+		}
+		if p.Digest != opts.Digest {
+			return fmt.Errorf("%w: this program (%s, %s) is %s, the submitter's was %s; rebuild and resubmit from the same binary",
+				ErrProgramMismatch, p.Path, p.Build, p.Digest, opts.Digest)
+		}
+	}
+	s, err := findStep(steps, opts.Step)
+	if err != nil {
+		return err
+	}
+	if s.Func == nil {
+		return fmt.Errorf("%w: step %s has no Func", ErrInvalidPipeline, opts.Step)
+	}
+	path, err := s.OutputPath(opts.Prefix)
+	if err != nil {
+		return err
+	}
+	if opts.Path != "" && path != opts.Path {
+		return fmt.Errorf("%w: step %s writes to %s here, but the submitter expected %s (another prefix?)", ErrProgramMismatch, opts.Step, path, opts.Path)
+	}
+	b, err := opts.Storage.OpenBucket(ctx, path)
+	if err != nil {
+		return err
+	}
+	worker := opts.WorkerID
+	if worker == "" {
+		worker = fmt.Sprintf("%s/replica-%d", defaultWorkerBase(), opts.Replica)
+	}
+	out := &Output{
+		ID:       opts.Step,
+		Path:     path,
+		Bucket:   b,
+		Logger:   logger.With("step", opts.Step),
+		WorkerID: worker,
+		storage:  opts.Storage,
+		prefix:   opts.Prefix,
+		worker:   true,
+	}
+	val, err := callFunc(ctx, s.Func, out)
+	if err != nil {
+		if pe, ok := errors.AsType[*PanicError](err); ok {
+			fmt.Fprintf(os.Stderr, "%v\n%s\n", pe, pe.Stack)
+		}
+		return err
+	}
+	if opts.Replica == 0 && val != nil && !isNilValue(val) {
+		if err := statusfile.WriteArtifact(ctx, b, val); err != nil {
+			return fmt.Errorf("save artifact: %w", err)
+		}
+	}
+	return nil
+}
+
+// findStep returns the step with the given ID among steps and their
+// transitive dependencies. If none has it but one has the same name, the
+// error says the hashes differ.
+func findStep(steps iter.Seq[*Step], id string) (*Step, error) {
+	seen := map[*Step]bool{}
+	var sameName []string
+	var stack []*Step
+	for s := range steps {
+		stack = append(stack[:0], s)
+		for len(stack) > 0 {
+			st := stack[len(stack)-1]
+			stack = stack[:len(stack)-1]
+			if st == nil || seen[st] {
+				continue
+			}
+			seen[st] = true
+			sid, err := st.ID()
+			if err != nil {
+				return nil, err
+			}
+			if sid == id {
+				return st, nil
+			}
+			if len(id) > 9 && st.Name == id[:len(id)-9] {
+				sameName = append(sameName, sid)
+			}
+			stack = append(stack, st.Deps...)
+		}
+	}
+	if len(sameName) > 0 {
+		return nil, fmt.Errorf("%w: no step %s in this program's pipeline, but %v: the step's attributes or dependencies differ from the submitter's", ErrProgramMismatch, id, sameName)
+	}
+	return nil, fmt.Errorf("%w: no step %s in this program's pipeline", ErrProgramMismatch, id)
+}
