@@ -7,7 +7,6 @@ import (
 	"unicode"
 	"unicode/utf8"
 
-	"example.com/cairn"
 	"example.com/cairn/store"
 )
 
@@ -32,13 +31,13 @@ type CleanResult struct {
 
 // runClean normalises, filters and deduplicates the ingested documents, and
 // writes them in as many shards as ingest did.
-func runClean(ctx context.Context, out *cairn.Output, in *store.Bucket, ingested IngestResult, attrs cleanAttrs) (*CleanResult, error) {
+func runClean(ctx context.Context, out *store.Bucket, in *store.Bucket, ingested IngestResult, attrs cleanAttrs) (*CleanResult, error) {
 	docs, err := readShards(ctx, in, ingested.Shards)
 	if err != nil {
 		return nil, err
 	}
 	kept, res := cleanDocuments(docs, attrs)
-	res.Shards, err = writeShards(ctx, out.Bucket, shardDocuments(kept, max(1, len(ingested.Shards))))
+	res.Shards, err = writeShards(ctx, out, shardDocuments(kept, max(1, len(ingested.Shards))))
 	if err != nil {
 		return nil, err
 	}

@@ -5,7 +5,7 @@ import (
 	"fmt"
 	"math"
 
-	"example.com/cairn"
+	"example.com/cairn/recipe"
 	"example.com/cairn/store"
 )
 
@@ -37,7 +37,7 @@ type EvaluateResult struct {
 }
 
 // runEvaluate computes the model's perplexity on both splits.
-func runEvaluate(ctx context.Context, out *cairn.Output, models, tokens *store.Bucket, trained TrainResult, tok TokenizeResult) (*EvaluateResult, error) {
+func runEvaluate(ctx context.Context, out *store.Bucket, models, tokens *store.Bucket, trained TrainResult, tok TokenizeResult) (*EvaluateResult, error) {
 	m, err := loadModel(ctx, models, trained)
 	if err != nil {
 		return nil, err
@@ -53,10 +53,10 @@ func runEvaluate(ctx context.Context, out *cairn.Output, models, tokens *store.B
 	if res.Validation, err = perplexity(m, valid); err != nil {
 		return nil, fmt.Errorf("validation split: %w", err)
 	}
-	if err := writeJSON(ctx, out.Bucket, metricsKey, res); err != nil {
+	if err := writeJSON(ctx, out, metricsKey, res); err != nil {
 		return nil, err
 	}
-	out.Logger.Info("evaluated model", "train_perplexity", res.Train.Perplexity, "validation_perplexity", res.Validation.Perplexity)
+	recipe.Logger(ctx).Info("evaluated model", "train_perplexity", res.Train.Perplexity, "validation_perplexity", res.Validation.Perplexity)
 	return &res, nil
 }
 

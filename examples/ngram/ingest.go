@@ -10,7 +10,6 @@ import (
 	"path"
 	"strings"
 
-	"example.com/cairn"
 	"example.com/cairn/store"
 )
 
@@ -45,7 +44,7 @@ type ingestAttrs struct {
 }
 
 // runIngest writes the embedded corpus to out as JSONL shards.
-func runIngest(ctx context.Context, out *cairn.Output, attrs ingestAttrs) (*IngestResult, error) {
+func runIngest(ctx context.Context, out *store.Bucket, attrs ingestAttrs) (*IngestResult, error) {
 	docs, files, err := loadCorpus(corpusFS)
 	if err != nil {
 		return nil, err
@@ -54,7 +53,7 @@ func runIngest(ctx context.Context, out *cairn.Output, attrs ingestAttrs) (*Inge
 	for _, d := range docs {
 		res.Bytes += len(d.Text)
 	}
-	res.Shards, err = writeShards(ctx, out.Bucket, shardDocuments(docs, attrs.Shards))
+	res.Shards, err = writeShards(ctx, out, shardDocuments(docs, attrs.Shards))
 	if err != nil {
 		return nil, err
 	}

@@ -10,14 +10,19 @@
 // It writes under ./cairn-out (see --help for the flags of package cli); a
 // second run finds every step cached. The report is report.md in the
 // output of the ngram/report step.
+//
+// Its steps are typed (package recipe): each has a config struct whose
+// versioned fields, with the versions of the steps it reads, make up its
+// output path, so changing one (say Order in defaultConfig) re-runs exactly
+// the steps it affects.
 package main
 
 import (
 	"fmt"
 	"os"
 
-	"example.com/cairn"
 	"example.com/cairn/cli"
+	"example.com/cairn/recipe/recipecli"
 )
 
 func main() {
@@ -26,5 +31,7 @@ func main() {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(cli.ExitInvalid)
 	}
-	os.Exit(cli.Main(cairn.Steps(p.Steps()...), nil))
+	// The train step runs as a cluster job (remote.go).
+	prepare := withRemoteTrain(recipecli.Prepare(p.Steps(), nil))
+	os.Exit(cli.Main(nil, &cli.Options{Prepare: prepare}))
 }

@@ -4,10 +4,11 @@ import (
 	"context"
 	"fmt"
 
-	"example.com/cairn"
+	"example.com/cairn/recipe"
+	"example.com/cairn/store"
 )
 
-// config holds the attributes of the pipeline's steps.
+// config holds the parameters of the pipeline's steps.
 type config struct {
 	Shards      int     // ingest: number of JSONL shards
 	MinChars    int     // clean: minimum document length
@@ -18,6 +19,7 @@ type config struct {
 	Samples     int     // report: number of sample generations
 	Seed        uint64  // report: sampling seed
 	MaxTokens   int     // report: maximum words per sample
+	LogSamples  bool    // report: log every sample (not versioned)
 }
 
 // defaultConfig returns the configuration main runs.
@@ -52,18 +54,78 @@ func (c config) validate() error {
 	return nil
 }
 
+// The steps' configs. Versioned fields make up each step's version (with
+// the versions of the steps it reads); Artifact fields are typed
+// references to another step's result and output directory; Output is the
+// step's own output directory.
+
+type ingestConfig struct {
+	// Corpus is the SHA-256 of the embedded corpus, so that editing it
+	// re-runs the pipeline.
+	Corpus recipe.Versioned[string] `json:"corpus_sha256"`
+	Shards recipe.Versioned[int]    `json:"shards"`
+	Output recipe.Output            `json:"output_path"`
+}
+
+type cleanConfig struct {
+	Ingested  recipe.Artifact[*IngestResult] `json:"input_path"`
+	MinChars  recipe.Versioned[int]          `json:"min_chars"`
+	Lowercase recipe.Versioned[bool]         `json:"lowercase"`
+	Output    recipe.Output                  `json:"output_path"`
+}
+
+type tokenizeConfig struct {
+	Cleaned     recipe.Artifact[*CleanResult] `json:"input_path"`
+	VocabSize   recipe.Versioned[int]         `json:"vocab_size"`
+	ValFraction recipe.Versioned[float64]     `json:"val_fraction"`
+	Output      recipe.Output                 `json:"output_path"`
+}
+
+type trainConfig struct {
+	Tokenized recipe.Artifact[*TokenizeResult] `json:"tokenized_path"`
+	Order     recipe.Versioned[int]            `json:"order"`
+	Smoothing recipe.Versioned[string]         `json:"smoothing"`
+	Output    recipe.Output                    `json:"output_path"`
+}
+
+// evaluateConfig has no versioned field of its own: what it computes is
+// fixed by the steps it reads.
+type evaluateConfig struct {
+	Tokenized recipe.Artifact[*TokenizeResult] `json:"tokenized_path"`
+	Model     recipe.Artifact[*TrainResult]    `json:"model_path"`
+	Output    recipe.Output                    `json:"output_path"`
+}
+
+// reportConfig reads every other step's artifact.
+type reportConfig struct {
+	Ingested   recipe.Artifact[*IngestResult]   `json:"ingest_path"`
+	Cleaned    recipe.Artifact[*CleanResult]    `json:"clean_path"`
+	Tokenized  recipe.Artifact[*TokenizeResult] `json:"tokenized_path"`
+	Model      recipe.Artifact[*TrainResult]    `json:"model_path"`
+	Metrics    recipe.Artifact[*EvaluateResult] `json:"metrics_path"`
+	Samples    recipe.Versioned[int]            `json:"samples"`
+	Seed       recipe.Versioned[uint64]         `json:"seed"`
+	MaxTokens  recipe.Versioned[int]            `json:"max_tokens"`
+	LogSamples bool                             `json:"log_samples"`
+	Output     recipe.Output                    `json:"output_path"`
+}
+
 // pipeline holds the example's steps.
 type pipeline struct {
-	Ingest, Clean, Tokenize, Train, Evaluate, Report *cairn.Step
+	Ingest   *recipe.Step[ingestConfig, *IngestResult]
+	Clean    *recipe.Step[cleanConfig, *CleanResult]
+	Tokenize *recipe.Step[tokenizeConfig, *TokenizeResult]
+	Train    *recipe.Step[trainConfig, *TrainResult]
+	Evaluate *recipe.Step[evaluateConfig, *EvaluateResult]
+	Report   *recipe.Step[reportConfig, *ReportResult]
 }
 
 // Steps returns the steps, dependencies first.
-func (p *pipeline) Steps() []*cairn.Step {
-	return []*cairn.Step{p.Ingest, p.Clean, p.Tokenize, p.Train, p.Evaluate, p.Report}
+func (p *pipeline) Steps() []recipe.Node {
+	return []recipe.Node{p.Ingest, p.Clean, p.Tokenize, p.Train, p.Evaluate, p.Report}
 }
 
-// newPipeline builds the steps for cfg. storage must be the opener the run
-// uses: steps open their dependencies' outputs with it (see depBucket).
+// newPipeline builds the steps for cfg.
 func newPipeline(cfg config) (*pipeline, error) {
 	if err := cfg.validate(); err != nil {
 		return nil, err
@@ -73,131 +135,150 @@ func newPipeline(cfg config) (*pipeline, error) {
 		return nil, err
 	}
 	p := &pipeline{}
-	p.Ingest = ingestStep(ingestAttrs{Corpus: digest, Shards: cfg.Shards})
-	p.Clean = cleanStep(p.Ingest, cleanAttrs{MinChars: cfg.MinChars, Lowercase: cfg.Lowercase})
-	p.Tokenize = tokenizeStep(p.Clean, tokenizeAttrs{VocabSize: cfg.VocabSize, ValFraction: cfg.ValFraction})
-	p.Train = trainStep(p.Tokenize, trainAttrs{Order: cfg.Order, Smoothing: smoothingKN})
-	p.Evaluate = evaluateStep(p.Tokenize, p.Train)
-	p.Report = reportStep(p, reportAttrs{Samples: cfg.Samples, Seed: cfg.Seed, MaxTokens: cfg.MaxTokens})
+	p.Ingest = recipe.NewWithArtifact("ngram/ingest", ingest, ingestConfig{
+		Corpus: recipe.V(digest),
+		Shards: recipe.V(cfg.Shards),
+	}, nil)
+	p.Clean = recipe.NewWithArtifact("ngram/clean", clean, cleanConfig{
+		Ingested:  recipe.ArtifactOf(p.Ingest),
+		MinChars:  recipe.V(cfg.MinChars),
+		Lowercase: recipe.V(cfg.Lowercase),
+	}, nil)
+	p.Tokenize = recipe.NewWithArtifact("ngram/tokenize", tokenizeStep, tokenizeConfig{
+		Cleaned:     recipe.ArtifactOf(p.Clean),
+		VocabSize:   recipe.V(cfg.VocabSize),
+		ValFraction: recipe.V(cfg.ValFraction),
+	}, nil)
+	p.Train = recipe.NewWithArtifact("ngram/train", train, trainConfig{
+		Tokenized: recipe.ArtifactOf(p.Tokenize),
+		Order:     recipe.V(cfg.Order),
+		Smoothing: recipe.V(smoothingKN),
+	}, nil)
+	p.Evaluate = recipe.NewWithArtifact("ngram/evaluate", evaluate, evaluateConfig{
+		Tokenized: recipe.ArtifactOf(p.Tokenize),
+		Model:     recipe.ArtifactOf(p.Train),
+	}, nil)
+	p.Report = recipe.NewWithArtifact("ngram/report", report, reportConfig{
+		Ingested:   recipe.ArtifactOf(p.Ingest),
+		Cleaned:    recipe.ArtifactOf(p.Clean),
+		Tokenized:  recipe.ArtifactOf(p.Tokenize),
+		Model:      recipe.ArtifactOf(p.Train),
+		Metrics:    recipe.ArtifactOf(p.Evaluate),
+		Samples:    recipe.V(cfg.Samples),
+		Seed:       recipe.V(cfg.Seed),
+		MaxTokens:  recipe.V(cfg.MaxTokens),
+		LogSamples: cfg.LogSamples,
+	}, nil)
 	return p, nil
 }
 
-func ingestStep(attrs ingestAttrs) *cairn.Step {
-	return &cairn.Step{
-		Name:  "ngram/ingest",
-		Attrs: attrs,
-		Func: func(ctx context.Context, out *cairn.Output) (any, error) {
-			return runIngest(ctx, out, attrs)
-		},
+// The step functions: each loads what it reads, opens its output, and
+// calls the code of its stage.
+
+func ingest(ctx context.Context, c ingestConfig) (*IngestResult, error) {
+	out, err := c.Output.Open(ctx)
+	if err != nil {
+		return nil, err
 	}
+	return runIngest(ctx, out, ingestAttrs{Corpus: c.Corpus.Value(), Shards: c.Shards.Value()})
 }
 
-func cleanStep(ingest *cairn.Step, attrs cleanAttrs) *cairn.Step {
-	s := &cairn.Step{Name: "ngram/clean", Attrs: attrs, Deps: []*cairn.Step{ingest}}
-	s.Func = func(ctx context.Context, out *cairn.Output) (any, error) {
-		ingested, err := cairn.Load[IngestResult](ctx, out, ingest)
-		if err != nil {
-			return nil, err
-		}
-		in, err := out.OpenDep(ctx, ingest)
-		if err != nil {
-			return nil, err
-		}
-		return runClean(ctx, out, in, ingested, attrs)
+func clean(ctx context.Context, c cleanConfig) (*CleanResult, error) {
+	ingested, in, err := load(ctx, c.Ingested)
+	if err != nil {
+		return nil, err
 	}
-	return s
+	out, err := c.Output.Open(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return runClean(ctx, out, in, *ingested, cleanAttrs{MinChars: c.MinChars.Value(), Lowercase: c.Lowercase.Value()})
 }
 
-func tokenizeStep(clean *cairn.Step, attrs tokenizeAttrs) *cairn.Step {
-	s := &cairn.Step{Name: "ngram/tokenize", Attrs: attrs, Deps: []*cairn.Step{clean}}
-	s.Func = func(ctx context.Context, out *cairn.Output) (any, error) {
-		cleaned, err := cairn.Load[CleanResult](ctx, out, clean)
-		if err != nil {
-			return nil, err
-		}
-		in, err := out.OpenDep(ctx, clean)
-		if err != nil {
-			return nil, err
-		}
-		return runTokenize(ctx, out, in, cleaned, attrs)
+func tokenizeStep(ctx context.Context, c tokenizeConfig) (*TokenizeResult, error) {
+	cleaned, in, err := load(ctx, c.Cleaned)
+	if err != nil {
+		return nil, err
 	}
-	return s
+	out, err := c.Output.Open(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return runTokenize(ctx, out, in, *cleaned, tokenizeAttrs{VocabSize: c.VocabSize.Value(), ValFraction: c.ValFraction.Value()})
 }
 
-func trainStep(tokenize *cairn.Step, attrs trainAttrs) *cairn.Step {
-	s := &cairn.Step{Name: "ngram/train", Attrs: attrs, Deps: []*cairn.Step{tokenize}}
-	s.Func = func(ctx context.Context, out *cairn.Output) (any, error) {
-		tok, err := cairn.Load[TokenizeResult](ctx, out, tokenize)
-		if err != nil {
-			return nil, err
-		}
-		in, err := out.OpenDep(ctx, tokenize)
-		if err != nil {
-			return nil, err
-		}
-		return runTrain(ctx, out, in, tok, attrs)
+func train(ctx context.Context, c trainConfig) (*TrainResult, error) {
+	tok, in, err := load(ctx, c.Tokenized)
+	if err != nil {
+		return nil, err
 	}
-	return s
+	out, err := c.Output.Open(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return runTrain(ctx, out, in, *tok, trainAttrs{Order: c.Order.Value(), Smoothing: c.Smoothing.Value()})
 }
 
-// evaluateStep has no attributes of its own: what it computes is fixed by
-// its dependencies.
-func evaluateStep(tokenize, train *cairn.Step) *cairn.Step {
-	s := &cairn.Step{Name: "ngram/evaluate", Deps: []*cairn.Step{tokenize, train}}
-	s.Func = func(ctx context.Context, out *cairn.Output) (any, error) {
-		tok, err := cairn.Load[TokenizeResult](ctx, out, tokenize)
-		if err != nil {
-			return nil, err
-		}
-		trained, err := cairn.Load[TrainResult](ctx, out, train)
-		if err != nil {
-			return nil, err
-		}
-		tokens, err := out.OpenDep(ctx, tokenize)
-		if err != nil {
-			return nil, err
-		}
-		models, err := out.OpenDep(ctx, train)
-		if err != nil {
-			return nil, err
-		}
-		return runEvaluate(ctx, out, models, tokens, trained, tok)
+func evaluate(ctx context.Context, c evaluateConfig) (*EvaluateResult, error) {
+	tok, tokens, err := load(ctx, c.Tokenized)
+	if err != nil {
+		return nil, err
 	}
-	return s
+	trained, models, err := load(ctx, c.Model)
+	if err != nil {
+		return nil, err
+	}
+	out, err := c.Output.Open(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return runEvaluate(ctx, out, models, tokens, *trained, *tok)
 }
 
-// reportStep depends on every other step of p, whose artifacts it shows.
-func reportStep(p *pipeline, attrs reportAttrs) *cairn.Step {
-	s := &cairn.Step{Name: "ngram/report", Attrs: attrs, Deps: []*cairn.Step{p.Ingest, p.Clean, p.Tokenize, p.Train, p.Evaluate}}
-	s.Func = func(ctx context.Context, out *cairn.Output) (any, error) {
-		d, err := loadReportData(ctx, out, p)
-		if err != nil {
-			return nil, err
-		}
-		d.Attrs = attrs
-		models, err := out.OpenDep(ctx, p.Train)
-		if err != nil {
-			return nil, err
-		}
-		return runReport(ctx, out, models, d)
+func report(ctx context.Context, c reportConfig) (*ReportResult, error) {
+	var d reportData
+	ingested, err := c.Ingested.Load(ctx)
+	if err != nil {
+		return nil, err
 	}
-	return s
+	cleaned, err := c.Cleaned.Load(ctx)
+	if err != nil {
+		return nil, err
+	}
+	tok, err := c.Tokenized.Load(ctx)
+	if err != nil {
+		return nil, err
+	}
+	trained, models, err := load(ctx, c.Model)
+	if err != nil {
+		return nil, err
+	}
+	metrics, err := c.Metrics.Load(ctx)
+	if err != nil {
+		return nil, err
+	}
+	d.Ingest, d.Clean, d.Tokenize, d.Train, d.Evaluate = *ingested, *cleaned, *tok, *trained, *metrics
+	d.Attrs = reportAttrs{Samples: c.Samples.Value(), Seed: c.Seed.Value(), MaxTokens: c.MaxTokens.Value()}
+	out, err := c.Output.Open(ctx)
+	if err != nil {
+		return nil, err
+	}
+	res, err := runReport(ctx, out, models, d)
+	if err == nil && c.LogSamples {
+		for i, s := range res.Samples {
+			recipe.Logger(ctx).Info("sample", "i", i, "text", s)
+		}
+	}
+	return res, err
 }
 
-// loadReportData loads the artifacts of the steps before the report.
-func loadReportData(ctx context.Context, out *cairn.Output, p *pipeline) (d reportData, err error) {
-	if d.Ingest, err = cairn.Load[IngestResult](ctx, out, p.Ingest); err != nil {
-		return d, err
+// load returns the artifact a refers to and the storage of the step that
+// produced it.
+func load[A any](ctx context.Context, a recipe.Artifact[*A]) (*A, *store.Bucket, error) {
+	v, err := a.Load(ctx)
+	if err != nil {
+		return nil, nil, err
 	}
-	if d.Clean, err = cairn.Load[CleanResult](ctx, out, p.Clean); err != nil {
-		return d, err
-	}
-	if d.Tokenize, err = cairn.Load[TokenizeResult](ctx, out, p.Tokenize); err != nil {
-		return d, err
-	}
-	if d.Train, err = cairn.Load[TrainResult](ctx, out, p.Train); err != nil {
-		return d, err
-	}
-	d.Evaluate, err = cairn.Load[EvaluateResult](ctx, out, p.Evaluate)
-	return d, err
+	b, err := a.Open(ctx)
+	return v, b, err
 }

@@ -11,6 +11,7 @@ import (
 	"example.com/cairn"
 	"example.com/cairn/cairntest"
 	"example.com/cairn/cli"
+	"example.com/cairn/recipe"
 )
 
 // runPipeline runs the pipeline for cfg under prefix and fails the test on
@@ -21,11 +22,7 @@ func runPipeline(t *testing.T, cfg config, storage cairn.BucketOpener, prefix st
 	if err != nil {
 		t.Fatal(err)
 	}
-	report, err := cairn.Run(t.Context(), cairn.Steps(p.Steps()...), &cairn.RunOptions{
-		Prefix:  prefix,
-		Storage: storage,
-		Logger:  slog.New(slog.DiscardHandler),
-	})
+	report, err := recipe.Run(t.Context(), p.Steps(), runOptions(storage, prefix), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -66,11 +63,21 @@ func TestPipeline(t *testing.T) {
 	}
 }
 
+func runOptions(storage cairn.BucketOpener, prefix string) *cairn.RunOptions {
+	return &cairn.RunOptions{Prefix: prefix, Storage: storage, Logger: slog.New(slog.DiscardHandler)}
+}
+
 // checkOutputs checks the report and the perplexities of a finished run.
 func checkOutputs(t *testing.T, p *pipeline, storage cairn.BucketOpener, prefix string) {
 	t.Helper()
 	ctx := t.Context()
-	ev, err := cairn.LoadArtifact[EvaluateResult](ctx, storage, prefix, p.Evaluate)
+	// Materialize resolves references outside a step (running nothing:
+	// the steps are cached).
+	metrics, err := recipe.Materialize(ctx, recipe.ArtifactOf(p.Evaluate), "", runOptions(storage, prefix), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ev, err := metrics.Load(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -79,7 +86,11 @@ func checkOutputs(t *testing.T, p *pipeline, storage cairn.BucketOpener, prefix 
 	if math.IsInf(va, 0) || !(1 < tr && tr < va) {
 		t.Errorf("perplexity: train %g, validation %g; want finite, 1 < train < validation", tr, va)
 	}
-	path, err := p.Report.OutputPath(prefix)
+	pl, err := recipe.Resolve(prefix, p.Report)
+	if err != nil {
+		t.Fatal(err)
+	}
+	path, err := pl.OutputPath(p.Report)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -7,7 +7,7 @@ import (
 	"slices"
 	"strings"
 
-	"example.com/cairn"
+	"example.com/cairn/recipe"
 	"example.com/cairn/store"
 )
 
@@ -43,16 +43,16 @@ type reportData struct {
 }
 
 // runReport samples from the model in models and writes report.md.
-func runReport(ctx context.Context, out *cairn.Output, models *store.Bucket, d reportData) (*ReportResult, error) {
+func runReport(ctx context.Context, out *store.Bucket, models *store.Bucket, d reportData) (*ReportResult, error) {
 	m, err := loadModel(ctx, models, d.Train)
 	if err != nil {
 		return nil, err
 	}
 	d.Samples = generateSamples(m, d.Attrs)
-	if _, err := out.Bucket.Write(ctx, reportKey, []byte(renderReport(d))); err != nil {
+	if _, err := out.Write(ctx, reportKey, []byte(renderReport(d))); err != nil {
 		return nil, err
 	}
-	out.Logger.Info("wrote report", "path", out.Bucket.URL(reportKey))
+	recipe.Logger(ctx).Info("wrote report", "path", out.URL(reportKey))
 	return &ReportResult{Report: reportKey, Samples: d.Samples}, nil
 }
 

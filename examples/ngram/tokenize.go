@@ -10,7 +10,6 @@ import (
 	"slices"
 	"strings"
 
-	"example.com/cairn"
 	"example.com/cairn/store"
 )
 
@@ -68,7 +67,7 @@ type TokenizeResult struct {
 
 // runTokenize splits the cleaned documents, builds the vocabulary from the
 // train split and writes both splits as token ids.
-func runTokenize(ctx context.Context, out *cairn.Output, in *store.Bucket, cleaned CleanResult, attrs tokenizeAttrs) (*TokenizeResult, error) {
+func runTokenize(ctx context.Context, out *store.Bucket, in *store.Bucket, cleaned CleanResult, attrs tokenizeAttrs) (*TokenizeResult, error) {
 	docs, err := readShards(ctx, in, cleaned.Shards)
 	if err != nil {
 		return nil, err
@@ -80,13 +79,13 @@ func runTokenize(ctx context.Context, out *cairn.Output, in *store.Bucket, clean
 	trainTokens := tokenizeAll(train)
 	vocab := buildVocab(trainTokens, attrs.VocabSize)
 	res := &TokenizeResult{Vocab: vocabKey, VocabSize: len(vocab.Words)}
-	if _, err := out.Bucket.Write(ctx, vocabKey, []byte(strings.Join(vocab.Words, "\n")+"\n")); err != nil {
+	if _, err := out.Write(ctx, vocabKey, []byte(strings.Join(vocab.Words, "\n")+"\n")); err != nil {
 		return nil, err
 	}
-	if res.Train, err = writeSplit(ctx, out.Bucket, trainIDsKey, vocab, trainTokens); err != nil {
+	if res.Train, err = writeSplit(ctx, out, trainIDsKey, vocab, trainTokens); err != nil {
 		return nil, err
 	}
-	if res.Validation, err = writeSplit(ctx, out.Bucket, validIDsKey, vocab, tokenizeAll(valid)); err != nil {
+	if res.Validation, err = writeSplit(ctx, out, validIDsKey, vocab, tokenizeAll(valid)); err != nil {
 		return nil, err
 	}
 	return res, nil

@@ -4,7 +4,7 @@ import (
 	"context"
 	"fmt"
 
-	"example.com/cairn"
+	"example.com/cairn/recipe"
 	"example.com/cairn/store"
 )
 
@@ -35,7 +35,7 @@ type TrainResult struct {
 
 // runTrain trains a model on the train split of the tokenize step's output
 // in and writes it to out.
-func runTrain(ctx context.Context, out *cairn.Output, in *store.Bucket, tok TokenizeResult, attrs trainAttrs) (*TrainResult, error) {
+func runTrain(ctx context.Context, out *store.Bucket, in *store.Bucket, tok TokenizeResult, attrs trainAttrs) (*TrainResult, error) {
 	if attrs.Smoothing != smoothingKN {
 		return nil, fmt.Errorf("smoothing %q is not implemented; use %q", attrs.Smoothing, smoothingKN)
 	}
@@ -48,10 +48,10 @@ func runTrain(ctx context.Context, out *cairn.Output, in *store.Bucket, tok Toke
 	if err != nil {
 		return nil, err
 	}
-	if _, err := out.Bucket.Write(ctx, modelKey, data); err != nil {
+	if _, err := out.Write(ctx, modelKey, data); err != nil {
 		return nil, err
 	}
-	out.Logger.Info("trained model", "order", m.order, "ngrams", m.NGrams(), "discounts", m.discounts)
+	recipe.Logger(ctx).Info("trained model", "order", m.order, "ngrams", m.NGrams(), "discounts", m.discounts)
 	return &TrainResult{
 		Model:       modelKey,
 		Order:       m.order,
