@@ -13,7 +13,6 @@ import (
 	"time"
 
 	"example.com/cairn"
-	"example.com/cairn/cli"
 )
 
 // childFlag, as the first argument, selects child mode: run one shape with
@@ -71,7 +70,7 @@ func parseChildArgs(args []string, stderr io.Writer) (childOptions, error) {
 	fs.SetOutput(stderr)
 	fs.StringVar(&o.shape, "shape", "", "shape to run")
 	fs.Float64Var(&o.scale, "scale", 1, "step count multiplier")
-	fs.StringVar(&o.dir, "dir", "", "cairn prefix (a local directory)")
+	fs.StringVar(&o.dir, "dir", "", "cairn prefix (a local directory, or an s3:// or gs:// URL)")
 	fs.IntVar(&o.maxConcurrent, "max-concurrent", cairn.DefaultMaxConcurrent, "RunOptions.MaxConcurrent")
 	fs.StringVar(&o.cpuProfile, "cpuprofile", "", "write a CPU profile of cairn.Run to this file")
 	if err := fs.Parse(args); err != nil {
@@ -102,7 +101,7 @@ func runChild(ctx context.Context, o childOptions) (*childReport, error) {
 	start = time.Now()
 	report, runErr := cairn.Run(ctx, cairn.Steps(steps...), &cairn.RunOptions{
 		Prefix:        o.dir,
-		Storage:       cli.DefaultStorage(),
+		Storage:       childStorage(),
 		MaxConcurrent: o.maxConcurrent,
 		Logger:        slog.New(slog.DiscardHandler),
 	})

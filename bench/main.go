@@ -27,10 +27,27 @@
 // Output is one JSON line per tool and shape on stdout, then a table and the
 // ratios the performance targets are about on stderr.
 //
+// With -store s3://BUCKET/PREFIX or gs://BUCKET/PREFIX, cairn's prefixes
+// are on that object store instead of local disk (the object-store shapes;
+// ninja and make are not run). The child opens them with the standard
+// configuration: the AWS SDK's credentials and AWS_ENDPOINT_URL_S3, and
+// Application Default Credentials or STORAGE_EMULATOR_HOST. If the variables
+// written by scripts/services.sh (CAIRN_TEST_S3_SERVER...,
+// CAIRN_TEST_GCS_EMULATOR) are exported and the standard ones are not, the
+// loopback test servers are used:
+//
+//	set -a; . /tmp/cairn-services.env; set +a
+//	go run -tags objstore ./bench -store s3://cairn-test/bench -shapes chain,fanout-cached -scale 0.1
+//
+// (The object-store backends are linked only with -tags objstore, so that
+// their SDKs' start-up memory does not count in the local-disk shapes'
+// peak RSS.)
+//
 // Usage:
 //
 //	go run ./bench [-shapes chain,fanout,grid,fanout-cached] [-tools cairn,ninja,make]
 //	               [-repeat N] [-max-concurrent N] [-j N] [-scale F] [-keep] [-cpuprofile DIR]
+//	               [-store URL]
 package main
 
 import (
@@ -93,6 +110,7 @@ type config struct {
 	keep          bool
 	tmpRoot       string // parent of the temporary directory; "" means os.TempDir()
 	profileDir    string
+	store         string // base URL of an object-store prefix; "" means local disk
 }
 
 // toolNames returns the tools, in the order they run.
@@ -118,6 +136,7 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	fs.BoolVar(&c.keep, "keep", false, "keep the temporary directory and print its path")
 	fs.StringVar(&c.tmpRoot, "tmp", "", "directory in which to create the benchmark's prefixes and build trees (default $TMPDIR or /tmp); e.g. /dev/shm to take the disk out of the comparison")
 	fs.StringVar(&c.profileDir, "cpuprofile", "", "directory where each cairn child writes a CPU profile of cairn.Run (cairn-SHAPE-N.pprof)")
+	fs.StringVar(&c.store, "store", "", "run cairn's prefixes under this object-store URL (s3://BUCKET/PREFIX or gs://BUCKET/PREFIX) instead of local disk; only cairn runs (see the package doc)")
 	if err := fs.Parse(args); err != nil {
 		return c, err
 	}
@@ -138,7 +157,36 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	if c.tools, err = parseList("tools", toolList, toolNames()); err != nil {
 		return c, err
 	}
+	if c.store != "" {
+		if !objectStores {
+			return c, fmt.Errorf("-store needs the object-store backends: go run -tags objstore ./bench -store %s", c.store)
+		}
+		if !strings.HasPrefix(c.store, "s3://") && !strings.HasPrefix(c.store, "gs://") {
+			return c, fmt.Errorf("-store %q: want s3://BUCKET/PREFIX or gs://BUCKET/PREFIX", c.store)
+		}
+		c.store = strings.TrimSuffix(c.store, "/")
+		c.tools = []string{"cairn"} // ninja and make build on local disk only
+	}
 	return c, nil
+}
+
+// useTestServers points the SDKs at the loopback servers of
+// scripts/services.sh (whose variables the caller exported) unless the
+// standard variables already say where to go.
+func useTestServers() {
+	set := func(k, v string) {
+		if os.Getenv(k) == "" && v != "" {
+			os.Setenv(k, v)
+		}
+	}
+	if os.Getenv("AWS_ENDPOINT_URL_S3") == "" && os.Getenv("AWS_ENDPOINT_URL") == "" && os.Getenv("CAIRN_TEST_S3_SERVER") != "" {
+		set("AWS_ENDPOINT_URL_S3", os.Getenv("CAIRN_TEST_S3_SERVER"))
+		set("AWS_ACCESS_KEY_ID", os.Getenv("CAIRN_TEST_S3_SERVER_ACCESS_KEY"))
+		set("AWS_SECRET_ACCESS_KEY", os.Getenv("CAIRN_TEST_S3_SERVER_SECRET_KEY"))
+		set("AWS_REGION", "us-east-1")
+		set("AWS_EC2_METADATA_DISABLED", "true")
+	}
+	set("STORAGE_EMULATOR_HOST", os.Getenv("CAIRN_TEST_GCS_EMULATOR"))
 }
 
 // run is the command: it parses args, runs every selected tool over every
@@ -147,6 +195,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	cfg, err := parseFlags(args, stderr)
 	if err != nil {
 		return err
+	}
+	if cfg.store != "" {
+		useTestServers()
 	}
 	tools, err := newTools(cfg, stderr)
 	if err != nil {
@@ -208,7 +259,7 @@ func newTools(cfg config, stderr io.Writer) ([]tool, error) {
 		)
 		switch name {
 		case "cairn":
-			t = &cairnTool{launch: l, scale: cfg.scale, maxConcurrent: cfg.maxConcurrent, profileDir: cfg.profileDir}
+			t = &cairnTool{launch: l, scale: cfg.scale, maxConcurrent: cfg.maxConcurrent, profileDir: cfg.profileDir, store: cfg.store}
 		case "ninja":
 			t, err = newNinja(l, cfg.jobs)
 		case "make":

@@ -71,6 +71,7 @@ type cairnTool struct {
 	scale         float64
 	maxConcurrent int
 	profileDir    string // if set, each child writes a CPU profile here
+	store         string // if set, the object-store URL prefixed to every prefix
 }
 
 func (t *cairnTool) name() string { return "cairn" }
@@ -86,7 +87,7 @@ func (t *cairnTool) run(ctx context.Context, j job) (sample, error) {
 	args := []string{childFlag,
 		"-shape", j.shape.name,
 		"-scale", strconv.FormatFloat(t.scale, 'g', -1, 64),
-		"-dir", j.dir,
+		"-dir", t.store + j.dir, // the local path as a key prefix under the store's URL
 		"-max-concurrent", strconv.Itoa(t.maxConcurrent),
 	}
 	if t.profileDir != "" {

@@ -1,0 +1,459 @@
+package cairn_test
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"iter"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"example.com/cairn"
+	"example.com/cairn/cluster"
+	"example.com/cairn/cluster/localcluster"
+	"example.com/cairn/internal/statusfile"
+	"example.com/cairn/store"
+	"example.com/cairn/store/filestore"
+	"example.com/cairn/store/memstore"
+)
+
+// workerArg makes the test binary a remote-step worker (see TestMain):
+// cluster jobs run "TESTBINARY cairn-test-worker FLAGS", with the pipeline
+// named by CAIRN_TEST_CASE.
+const workerArg = "cairn-test-worker"
+
+func TestMain(m *testing.M) {
+	if len(os.Args) > 1 && os.Args[1] == workerArg {
+		os.Exit(testWorker(os.Args[2:]))
+	}
+	os.Exit(m.Run())
+}
+
+// testWorker is the worker mode of the test binary, as package cli gives
+// pipeline programs.
+func testWorker(args []string) int {
+	fs := flag.NewFlagSet("worker", flag.ContinueOnError)
+	step := fs.String("step", "", "")
+	path := fs.String("path", "", "")
+	prefix := fs.String("prefix", "", "")
+	digest := fs.String("program-digest", "", "")
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	replica, _ := strconv.Atoi(os.Getenv("CAIRN_REPLICA"))
+	err := cairn.RunWorker(context.Background(), testPipeline(os.Getenv("CAIRN_TEST_CASE"), *prefix), &cairn.WorkerOptions{
+		Step: *step, Path: *path, Prefix: *prefix, Storage: testStorage(), Digest: *digest, Replica: replica,
+	})
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "worker: %v\n", err)
+		return 1
+	}
+	return 0
+}
+
+func testStorage() *store.URLMux {
+	mux := new(store.URLMux)
+	mux.Register("file", &filestore.URLOpener{})
+	return mux
+}
+
+type sumResult struct {
+	Sum   int    `json:"sum"`
+	PID   int    `json:"pid"`
+	Label string `json:"label"`
+}
+
+// testPipeline builds the pipelines the tests run; the worker rebuilds the
+// same one. Steps are closures over local variables, as users write them.
+func testPipeline(name, prefix string) iter.Seq[*cairn.Step] {
+	label := "closure-captured-" + name // captured by the remote function
+	env := map[string]string{"CAIRN_TEST_CASE": name, "CAIRN_TEST_VALUE": "it's $HOME; `x`"}
+	gen := &cairn.Step{Name: "gen", Attrs: map[string]int{"n": 5}, Func: func(ctx context.Context, out *cairn.Output) (any, error) {
+		_, err := out.Bucket.Write(ctx, "numbers.txt", []byte("1 2 3 4 5"))
+		return map[string]int{"n": 5}, err
+	}}
+	switch name {
+	case "basic":
+		square := cairn.Remote(func(ctx context.Context, out *cairn.Output) (sumResult, error) {
+			in, err := out.OpenDep(ctx, gen)
+			if err != nil {
+				return sumResult{}, err
+			}
+			data, _, err := in.Read(ctx, "numbers.txt")
+			if err != nil {
+				return sumResult{}, err
+			}
+			sum := 0
+			for f := range strings.FieldsSeq(string(data)) {
+				n, _ := strconv.Atoi(f)
+				sum += n * n
+			}
+			out.Logger.Info("squared", "sum", sum, "value", os.Getenv("CAIRN_TEST_VALUE"))
+			return sumResult{Sum: sum, PID: os.Getpid(), Label: label}, nil
+		}, &cairn.RemoteSpec{Env: env, Resources: cluster.Resources{CPUs: 1, Memory: 64 * cluster.MiB}})
+		sq := &cairn.Step{Name: "square", Deps: []*cairn.Step{gen}, Func: square.Func()}
+		// marked is remote through Step.Remote, with a plain Func.
+		marked := &cairn.Step{Name: "marked", Deps: []*cairn.Step{sq}, Remote: &cairn.RemoteSpec{Env: env},
+			Func: func(ctx context.Context, out *cairn.Output) (any, error) {
+				r, err := cairn.Load[sumResult](ctx, out, sq)
+				return map[string]any{"sum": r.Sum, "pid": os.Getpid(), "value": os.Getenv("CAIRN_TEST_VALUE")}, err
+			}}
+		report := &cairn.Step{Name: "report", Deps: []*cairn.Step{sq, marked}, Func: func(ctx context.Context, out *cairn.Output) (any, error) {
+			r, err := cairn.Load[sumResult](ctx, out, sq)
+			return map[string]any{"sum": r.Sum, "pid": os.Getpid()}, err
+		}}
+		return cairn.Steps(report)
+	case "fail":
+		return cairn.Steps(&cairn.Step{Name: "fails", Deps: []*cairn.Step{gen}, Remote: &cairn.RemoteSpec{Env: env},
+			Func: func(ctx context.Context, out *cairn.Output) (any, error) {
+				fmt.Println("about to fail")
+				return nil, errors.New("deliberate failure in the job")
+			}})
+	case "gang":
+		return cairn.Steps(&cairn.Step{Name: "gang", Remote: &cairn.RemoteSpec{Env: env, Replicas: 2},
+			Func: func(ctx context.Context, out *cairn.Output) (any, error) {
+				dir, _ := strings.CutPrefix(out.Path, "file://")
+				f, err := os.OpenFile(filepath.Join(dir, "replicas.txt"), os.O_APPEND|os.O_CREATE|os.O_WRONLY, 0o644)
+				if err != nil {
+					return nil, err
+				}
+				defer f.Close()
+				fmt.Fprintf(f, "replica %s\n", os.Getenv("CAIRN_REPLICA"))
+				return map[string]string{"replica": os.Getenv("CAIRN_REPLICA")}, nil
+			}})
+	case "slow":
+		return cairn.Steps(&cairn.Step{Name: "slow", Remote: &cairn.RemoteSpec{Env: env},
+			Func: func(ctx context.Context, out *cairn.Output) (any, error) {
+				fmt.Println("slow step started")
+				<-ctx.Done()
+				time.Sleep(50 * time.Millisecond)
+				return nil, ctx.Err()
+			}})
+	}
+	panic("unknown test pipeline " + name)
+}
+
+// remoteRun runs pipeline name on a local-disk prefix with remote steps on
+// the local cluster backend.
+func remoteRun(t *testing.T, ctx context.Context, name, prefix string, edit func(*cairn.RemoteOptions)) (*cairn.Report, error) {
+	t.Helper()
+	c := cluster.NewClient(localcluster.New(nil), &cluster.Options{Name: "local"})
+	defer c.Close()
+	ro := &cairn.RemoteOptions{
+		Cluster: c,
+		WorkerArgs: func(w cairn.WorkerJob) []string {
+			return []string{workerArg, "--step", w.Step, "--path", w.Path, "--prefix", prefix, "--program-digest", w.Digest}
+		},
+	}
+	if edit != nil {
+		edit(ro)
+	}
+	return cairn.Run(ctx, testPipeline(name, prefix), &cairn.RunOptions{Prefix: prefix, Storage: testStorage(), Remote: ro, Logger: discardLogger()})
+}
+
+func stepDir(t *testing.T, prefix, id string) string {
+	t.Helper()
+	m, err := filepath.Glob(filepath.Join(prefix, id+"_*"))
+	if err != nil || len(m) != 1 {
+		t.Fatalf("output of %s under %s: %v %v", id, prefix, m, err)
+	}
+	return m[0]
+}
+
+func readJSON(t *testing.T, path string) string {
+	t.Helper()
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(data)
+}
+
+// A pipeline mixing local and remote steps runs each remote function in a
+// job (another process), with the lease, status and artifact protocol
+// unchanged, the job's log under the output path and the program recorded.
+func TestRemoteStepsRunAsJobs(t *testing.T) {
+	t.Parallel()
+	prefix := t.TempDir()
+	rep, err := remoteRun(t, t.Context(), "basic", prefix, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := rep.Count(cairn.Ran); n != 4 {
+		t.Errorf("%d steps ran, want 4: %+v", n, rep.Steps)
+	}
+	sq := stepDir(t, prefix, "square")
+	var got sumResult
+	if err := decodeFile(filepath.Join(sq, statusfile.ArtifactKey), &got); err != nil {
+		t.Fatal(err)
+	}
+	if got.Sum != 55 || got.PID == os.Getpid() || got.Label != "closure-captured-basic" {
+		t.Errorf("square artifact = %+v; want sum 55 computed in another process by the closure", got)
+	}
+	if s := readJSON(t, filepath.Join(sq, statusfile.StatusKey)); s != statusfile.Success {
+		t.Errorf("status %q", s)
+	}
+	if _, err := os.Stat(filepath.Join(sq, statusfile.LockKey)); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("lease not released: %v", err)
+	}
+	var rec statusfile.Remote
+	if err := decodeFile(filepath.Join(sq, statusfile.RemoteKey), &rec); err != nil {
+		t.Fatal(err)
+	}
+	self, err := cairn.CurrentProgram()
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantLog := filepath.Join(sq, statusfile.LogsDir, "attempt-1.log")
+	if rec.Program.Digest != self.Digest || rec.Program.Build == "" || rec.State != "succeeded" || rec.Cluster != "local" ||
+		!slices.Equal(rec.Logs, []string{wantLog}) || rec.Job != "square_"+strings.TrimPrefix(filepath.Base(sq), "square_") || rec.ExitCode == nil || *rec.ExitCode != 0 {
+		t.Errorf("remote record = %+v", rec)
+	}
+	if log := readJSON(t, wantLog); !strings.Contains(log, "squared") || !strings.Contains(log, "it's $HOME; `x`") {
+		t.Errorf("job log lacks the step's output:\n%s", log)
+	}
+	// Step.Remote works the same; the value reaches the job unquoted.
+	var marked map[string]any
+	if err := decodeFile(filepath.Join(stepDir(t, prefix, "marked"), statusfile.ArtifactKey), &marked); err != nil {
+		t.Fatal(err)
+	}
+	if marked["sum"] != 55.0 || marked["pid"] == float64(os.Getpid()) || marked["value"] != "it's $HOME; `x`" {
+		t.Errorf("marked artifact = %v", marked)
+	}
+	// Local steps ran here.
+	var report map[string]any
+	if err := decodeFile(filepath.Join(stepDir(t, prefix, "report"), statusfile.ArtifactKey), &report); err != nil {
+		t.Fatal(err)
+	}
+	if report["pid"] != float64(os.Getpid()) {
+		t.Errorf("report ran in pid %v, want this process", report["pid"])
+	}
+	// A second run finds everything cached and submits nothing.
+	rep, err = remoteRun(t, t.Context(), "basic", prefix, nil)
+	if err != nil || rep.Count(cairn.Cached) != 4 {
+		t.Errorf("second run: %v, %+v", err, rep.Steps)
+	}
+}
+
+func decodeFile(path string, v any) error {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return err
+	}
+	return json.Unmarshal(data, v)
+}
+
+// A failed job fails the step with its state, exit code and log tail.
+func TestRemoteStepFailure(t *testing.T) {
+	t.Parallel()
+	prefix := t.TempDir()
+	_, err := remoteRun(t, t.Context(), "fail", prefix, nil)
+	je, ok := errors.AsType[*cluster.JobError](err)
+	if !ok || je.ExitCode != 1 || je.Status != cluster.Failed || !strings.Contains(je.LogTail, "deliberate failure in the job") ||
+		!strings.Contains(je.LogTail, "about to fail") {
+		t.Fatalf("err = %v; want a JobError with exit code 1 and the step's error in the log tail", err)
+	}
+	dir := stepDir(t, prefix, "fails")
+	if s := readJSON(t, filepath.Join(dir, statusfile.StatusKey)); s != statusfile.Failed {
+		t.Errorf("status %q, want FAILED", s)
+	}
+	f := readJSON(t, filepath.Join(dir, statusfile.FailureKey))
+	if !strings.Contains(f, "deliberate failure") {
+		t.Errorf("failure record lacks the cause: %s", f)
+	}
+}
+
+// A job whose program is not the submitter's refuses to run.
+func TestRemoteProgramMismatch(t *testing.T) {
+	t.Parallel()
+	prefix := t.TempDir()
+	_, err := remoteRun(t, t.Context(), "fail", prefix, func(ro *cairn.RemoteOptions) {
+		p, err := cairn.CurrentProgram()
+		if err != nil {
+			t.Fatal(err)
+		}
+		p.Digest = "sha256:" + strings.Repeat("0", 64)
+		ro.Program = &p
+	})
+	if !errors.Is(err, cluster.ErrFailed) || !strings.Contains(err.Error(), "worker program differs from the submitter's") {
+		t.Fatalf("err = %v; want the worker's refusal", err)
+	}
+	if strings.Contains(err.Error(), "deliberate failure") {
+		t.Errorf("the step ran under another program: %v", err)
+	}
+}
+
+// Every replica of a gang runs the function; one artifact is saved.
+func TestRemoteGang(t *testing.T) {
+	t.Parallel()
+	prefix := t.TempDir()
+	if _, err := remoteRun(t, t.Context(), "gang", prefix, nil); err != nil {
+		t.Fatal(err)
+	}
+	dir := stepDir(t, prefix, "gang")
+	lines := strings.Split(strings.TrimSpace(readJSON(t, filepath.Join(dir, "replicas.txt"))), "\n")
+	slices.Sort(lines)
+	if !slices.Equal(lines, []string{"replica 0", "replica 1"}) {
+		t.Errorf("replicas ran: %q", lines)
+	}
+	if a := readJSON(t, filepath.Join(dir, statusfile.ArtifactKey)); a != `{"replica":"0"}` {
+		t.Errorf("artifact %s, want replica 0's", a)
+	}
+}
+
+// Interrupting the run cancels the job and restores the step's status.
+func TestRemoteInterruptCancelsJob(t *testing.T) {
+	t.Parallel()
+	prefix := t.TempDir()
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan error, 1)
+	go func() {
+		_, err := remoteRun(t, ctx, "slow", prefix, nil)
+		done <- err
+	}()
+	// Wait for the job to print its first line.
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		m, _ := filepath.Glob(filepath.Join(prefix, "slow_*", statusfile.LogsDir, "attempt-1.log"))
+		if len(m) == 1 {
+			if data, _ := os.ReadFile(m[0]); strings.Contains(string(data), "slow step started") {
+				break
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the job never started")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	cancel()
+	if err := <-done; !errors.Is(err, context.Canceled) {
+		t.Fatalf("run = %v, want context.Canceled", err)
+	}
+	dir := stepDir(t, prefix, "slow")
+	var rec statusfile.Remote
+	if err := decodeFile(filepath.Join(dir, statusfile.RemoteKey), &rec); err != nil {
+		t.Fatal(err)
+	}
+	if rec.State != "stopped" {
+		t.Errorf("job state %q, want stopped", rec.State)
+	}
+	if _, err := os.Stat(filepath.Join(dir, statusfile.StatusKey)); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("status not restored: %v", err)
+	}
+}
+
+// Staging copies the program once, content-addressed, and jobs run the
+// staged copy; a bucket a job cannot execute from is refused.
+func TestStageProgram(t *testing.T) {
+	t.Parallel()
+	ctx := t.Context()
+	self, err := cairn.CurrentProgram()
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	b, err := filestore.Open(dir, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	staged, err := cairn.StageProgram(ctx, b, self)
+	if err != nil {
+		t.Fatal(err)
+	}
+	hexd := strings.TrimPrefix(self.Digest, "sha256:")
+	if staged.Path != filepath.Join(dir, hexd) || staged.Digest != self.Digest {
+		t.Errorf("staged = %+v", staged)
+	}
+	fi, err := os.Stat(staged.Path)
+	if err != nil || fi.Mode()&0o111 == 0 {
+		t.Fatalf("staged binary %v, %v: want an executable file", fi, err)
+	}
+	mtime := fi.ModTime()
+	time.Sleep(20 * time.Millisecond)
+	if _, err := cairn.StageProgram(ctx, b, self); err != nil {
+		t.Fatal(err)
+	}
+	if fi, _ := os.Stat(staged.Path); !fi.ModTime().Equal(mtime) {
+		t.Errorf("the program was uploaded twice")
+	}
+	if _, err := cairn.StageProgram(ctx, memstore.New().Bucket("stage"), self); err == nil {
+		t.Errorf("staging to an in-memory bucket succeeded")
+	}
+
+	// A run with staging runs the job from the staged copy.
+	prefix := t.TempDir()
+	stage := t.TempDir()
+	if _, err := remoteRun(t, ctx, "basic", prefix, func(ro *cairn.RemoteOptions) { ro.StageProgram = stage }); err != nil {
+		t.Fatal(err)
+	}
+	var rec statusfile.Remote
+	if err := decodeFile(filepath.Join(stepDir(t, prefix, "square"), statusfile.RemoteKey), &rec); err != nil {
+		t.Fatal(err)
+	}
+	if rec.Program.Path != filepath.Join(stage, hexd) {
+		t.Errorf("job ran %s, want the staged copy in %s", rec.Program.Path, stage)
+	}
+}
+
+// Without a cluster, remote steps run in this process.
+func TestRemoteWithoutCluster(t *testing.T) {
+	t.Parallel()
+	prefix := t.TempDir()
+	if _, err := cairn.Run(t.Context(), testPipeline("basic", prefix), &cairn.RunOptions{Prefix: prefix, Storage: testStorage(), Logger: discardLogger()}); err != nil {
+		t.Fatal(err)
+	}
+	var got sumResult
+	if err := decodeFile(filepath.Join(stepDir(t, prefix, "square"), statusfile.ArtifactKey), &got); err != nil {
+		t.Fatal(err)
+	}
+	if got.Sum != 55 || got.PID != os.Getpid() {
+		t.Errorf("artifact %+v, want sum 55 computed here", got)
+	}
+}
+
+// The worker refuses a step the pipeline does not have, naming the
+// same-named step whose hash differs.
+func TestRunWorkerUnknownStep(t *testing.T) {
+	t.Parallel()
+	prefix := t.TempDir()
+	err := cairn.RunWorker(t.Context(), testPipeline("basic", prefix), &cairn.WorkerOptions{Step: "square_00000000", Prefix: prefix, Storage: testStorage()})
+	if !errors.Is(err, cairn.ErrProgramMismatch) || !strings.Contains(err.Error(), "square_") {
+		t.Errorf("err = %v", err)
+	}
+}
+
+func discardLogger() *slog.Logger { return slog.New(slog.DiscardHandler) }
+
+// With an output path a job cannot write to directly (here a URL scheme
+// the runner knows but localPath does not), the job logs to a local
+// directory and the runner copies the logs under the output path.
+func TestRemoteLogsCopiedForNonLocalPrefix(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	prefix := "shared://" + dir
+	storage := testStorage()
+	storage.Register("shared", filestore.URLOpener{})
+	c := cluster.NewClient(localcluster.New(nil), &cluster.Options{Name: "local", LogRoot: t.TempDir()})
+	defer c.Close()
+	_, err := cairn.Run(t.Context(), testPipeline("fail", prefix), &cairn.RunOptions{Prefix: prefix, Storage: storage, Logger: discardLogger(),
+		Remote: &cairn.RemoteOptions{Cluster: c, WorkerArgs: func(w cairn.WorkerJob) []string {
+			// The worker opens "shared" URLs too: it runs the same storage setup
+			// (testWorker registers only "file", so it gets the local path).
+			return []string{workerArg, "--step", w.Step, "--prefix", dir, "--program-digest", w.Digest}
+		}}})
+	if !errors.Is(err, cluster.ErrFailed) {
+		t.Fatalf("run = %v, want the job's failure", err)
+	}
+	log := readJSON(t, filepath.Join(stepDir(t, dir, "fails"), statusfile.LogsDir, "attempt-1.log"))
+	if !strings.Contains(log, "deliberate failure in the job") {
+		t.Errorf("copied log = %q", log)
+	}
+}
