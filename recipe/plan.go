@@ -388,6 +388,7 @@ func (pl *Plan) build(sel []*planned) []*cairn.Step {
 			Attrs:        map[string]string{"version": p.hash},
 			OverridePath: p.path,
 			Func:         pl.stepFunc(p),
+			Remote:       p.n.opts.Remote,
 		}
 		for _, d := range p.deps {
 			if ds, ok := byPlanned[d]; ok && !slices.Contains(s.Deps, ds) {

@@ -29,9 +29,11 @@ type StepOptions struct {
 	// does not change the version.
 	OverridePath string
 
-	// TODO(#3): a Remote field (cluster resources), copied onto the resolved
-	// cairn.Step once cairn.Step carries one, so that a recipe step marked
-	// remote stays remote.
+	// Remote, if set, runs the step's function as a cluster job with these
+	// resources (cairn.Step.Remote); the resolved step keeps it, so a recipe
+	// step marked remote stays remote. Like Marin's resources, it is not part
+	// of the version: where a step runs does not change what it computes.
+	Remote *cairn.RemoteSpec
 }
 
 // Step is a typed step: a function of a config of type C that may return an

@@ -31,7 +31,7 @@ func main() {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(cli.ExitInvalid)
 	}
-	// The train step runs as a cluster job (remote.go).
-	prepare := withRemoteTrain(recipecli.Prepare(p.Steps(), nil))
-	os.Exit(cli.Main(nil, &cli.Options{Prepare: prepare}))
+	// The train step runs as a cluster job (see trainRemote): a local
+	// subprocess by default, a Slurm job with CAIRN_CLUSTER=slurm.
+	os.Exit(cli.Main(nil, &cli.Options{Prepare: recipecli.Prepare(p.Steps(), nil)}))
 }

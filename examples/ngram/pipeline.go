@@ -153,7 +153,7 @@ func newPipeline(cfg config) (*pipeline, error) {
 		Tokenized: recipe.ArtifactOf(p.Tokenize),
 		Order:     recipe.V(cfg.Order),
 		Smoothing: recipe.V(smoothingKN),
-	}, nil)
+	}, &recipe.StepOptions{Remote: trainRemote()})
 	p.Evaluate = recipe.NewWithArtifact("ngram/evaluate", evaluate, evaluateConfig{
 		Tokenized: recipe.ArtifactOf(p.Tokenize),
 		Model:     recipe.ArtifactOf(p.Train),
