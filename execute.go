@@ -156,14 +156,28 @@ func (x *executor) newWorkerID() string {
 	return fmt.Sprintf("%s.%d", x.workerBase, x.attempts.Add(1))
 }
 
-// finished reports whether the step whose output is b has already
-// succeeded. It is a read-only check that the scheduler may make early, to
-// overlap status reads (lookahead.go); SUCCESS is terminal, so an early
-// answer stays true. Errors count as "not known to be finished": the
-// attempt reads again and reports them.
-func (x *executor) finished(ctx context.Context, b *store.Bucket) bool {
+// readAhead reads the status of the step whose output is b, for the
+// scheduler to overlap status reads ahead of attempts (lookahead.go). It
+// reports whether the read succeeded; the scheduler passes the status back
+// to attempt, and treats SUCCESS, which is terminal, as final.
+func (x *executor) readAhead(ctx context.Context, b *store.Bucket) (status string, ok bool) {
 	status, err := statusfile.ReadStatus(ctx, b)
-	return err == nil && status == statusfile.Success
+	return status, err == nil
+}
+
+// decide returns the result of an attempt that a status alone settles: a
+// succeeded step is cached; a failed one is an error when failures are not
+// re-run.
+func (x *executor) decide(status string, cached Outcome) (attemptResult, bool) {
+	switch status {
+	case statusfile.Success:
+		return attemptResult{outcome: cached}, true
+	case statusfile.Failed, statusfile.DepFailed:
+		if x.rejectFailed {
+			return attemptResult{outcome: Failed, err: fmt.Errorf("%w (status %s); re-run with force-run-failed to retry it", ErrPreviouslyFailed, status)}, true
+		}
+	}
+	return attemptResult{}, false
 }
 
 // attemptResult is the result of one attempt. held != nil means another
@@ -184,22 +198,28 @@ const cleanupTimeout = 30 * time.Second
 // attempt makes one attempt at step s (ID id) whose output is b: cache check,
 // lease, function, artifact, terminal status, release. waited says an earlier
 // attempt found the step held by another worker.
-func (x *executor) attempt(ctx context.Context, s *Step, id, path string, b *store.Bucket, waited bool) attemptResult {
+//
+// early, if not nil, is the step's status as read ahead of the attempt
+// (lookahead.go); it stands in for the first read, which only avoids taking
+// the lease of a step that is already decided. The read under the lease is
+// always made and is the one that counts, so a stale early status costs at
+// most a lease taken and given back.
+func (x *executor) attempt(ctx context.Context, s *Step, id, path string, b *store.Bucket, waited bool, early *string) attemptResult {
 	cached := Cached
 	if waited {
 		cached = CompletedElsewhere
 	}
-	status, err := statusfile.ReadStatus(ctx, b)
-	if err != nil {
-		return attemptResult{outcome: Failed, err: err}
-	}
-	switch status {
-	case statusfile.Success:
-		return attemptResult{outcome: cached}
-	case statusfile.Failed, statusfile.DepFailed:
-		if x.rejectFailed {
-			return attemptResult{outcome: Failed, err: fmt.Errorf("%w (status %s); re-run with force-run-failed to retry it", ErrPreviouslyFailed, status)}
+	var status string
+	if early != nil {
+		status = *early
+	} else {
+		var err error
+		if status, err = statusfile.ReadStatus(ctx, b); err != nil {
+			return attemptResult{outcome: Failed, err: err}
 		}
+	}
+	if res, decided := x.decide(status, cached); decided {
+		return res
 	}
 	if s.Func == nil {
 		return attemptResult{outcome: Failed, err: fmt.Errorf("%w: step %s has no Func", ErrInvalidPipeline, id)}
@@ -227,8 +247,8 @@ func (x *executor) attempt(ctx context.Context, s *Step, id, path string, b *sto
 	if err != nil {
 		return release(attemptResult{outcome: Failed, err: err})
 	}
-	if status == statusfile.Success {
-		return release(attemptResult{outcome: cached})
+	if res, decided := x.decide(status, cached); decided {
+		return release(res)
 	}
 	res := attemptResult{outcome: Ran}
 	if l.TookOver || status == statusfile.Running {
@@ -391,7 +411,7 @@ func RunStep(ctx context.Context, s *Step, opts *RunOptions) (StepResult, error)
 	r := StepResult{Step: id, Name: s.Name, Path: path}
 	waited := false
 	for {
-		res := x.attempt(ctx, s, id, path, b, waited)
+		res := x.attempt(ctx, s, id, path, b, waited, nil)
 		if res.held == nil {
 			r.Outcome, r.Err, r.Duration = res.outcome, res.err, res.duration
 			r.Holder, r.LeaseAge = res.holder, res.leaseAge

@@ -15,37 +15,39 @@ import (
 // (about 0.5-1.5 ms on loopback, tens of ms to a cloud region), so a fully
 // cached re-run was bound by them: 1,000 steps in a chain made 1,000
 // sequential reads. Reading every selected step's status as soon as it is
-// selected, lookAhead at a time, overlaps them; when the step becomes
-// ready and its status said SUCCESS, the attempt returns Cached without a
-// read of its own. Only SUCCESS is used: it is terminal, so an early read
-// of it is as good as a late one. Any other status is read again by the
-// attempt, under the usual protocol (issue 4).
+// selected, lookAhead at a time, overlaps them. The status read ahead takes
+// the place of the attempt's first read (the one before the lease), so a
+// cold run makes no more reads than before: a SUCCESS, which is terminal,
+// ends the attempt at once; any other status is only a hint, because the
+// attempt reads the status again under the lease (issue 4).
 const lookAhead = 32
 
 // lookahead reads steps' statuses ahead of their attempts. Its goroutines
 // are owned by the run that started it, which stops them.
 type lookahead struct {
 	storage BucketOpener
-	// finished is the step strategy's read-only check (executor.finished):
-	// the scheduler itself knows nothing of status files.
-	finished func(ctx context.Context, b *store.Bucket) bool
-	ctx      context.Context
-	cancel   context.CancelFunc
-	queue    chan *node
-	wg       sync.WaitGroup
+	// readAhead is the step strategy's read-only check
+	// (executor.readAhead): the scheduler itself knows nothing of status
+	// files.
+	readAhead func(ctx context.Context, b *store.Bucket) (status string, ok bool)
+	ctx       context.Context
+	cancel    context.CancelFunc
+	queue     chan *node
+	wg        sync.WaitGroup
 }
 
 // statusProbe is the result of one read ahead.
 type statusProbe struct {
-	done      chan struct{} // closed when the fields below are set
-	bucket    *store.Bucket // nil if the bucket could not be opened
-	succeeded bool          // the status was SUCCESS
+	done   chan struct{} // closed when the fields below are set
+	bucket *store.Bucket // nil if the bucket could not be opened
+	status string        // the status read, if ok
+	ok     bool          // the read succeeded
 }
 
 // startLookahead starts lookAhead readers; at most capacity nodes wait for
 // one, and add drops the rest.
-func startLookahead(ctx context.Context, storage BucketOpener, finished func(context.Context, *store.Bucket) bool, capacity int) *lookahead {
-	la := &lookahead{storage: storage, finished: finished, queue: make(chan *node, capacity)}
+func startLookahead(ctx context.Context, storage BucketOpener, readAhead func(context.Context, *store.Bucket) (string, bool), capacity int) *lookahead {
+	la := &lookahead{storage: storage, readAhead: readAhead, queue: make(chan *node, capacity)}
 	la.ctx, la.cancel = context.WithCancel(ctx)
 	for range lookAhead {
 		la.wg.Go(func() {
@@ -67,7 +69,7 @@ func (la *lookahead) read(p *statusProbe, path string) {
 		return
 	}
 	p.bucket = b
-	p.succeeded = la.finished(la.ctx, b)
+	p.status, p.ok = la.readAhead(la.ctx, b)
 }
 
 // add queues n, which the scheduler just selected, for a read ahead. It
@@ -96,12 +98,15 @@ func (la *lookahead) stop() {
 }
 
 // take returns what was read ahead for n, waiting for the read if it is in
-// flight, and forgets it, so that a later attempt reads for itself. ok is
-// false if nothing was read ahead.
-func (p *statusProbe) take() (b *store.Bucket, succeeded, ok bool) {
+// flight: the bucket it opened (nil if none) and the status, nil if it was
+// not read.
+func (p *statusProbe) take() (*store.Bucket, *string) {
 	if p == nil {
-		return nil, false, false
+		return nil, nil
 	}
 	<-p.done
-	return p.bucket, p.succeeded, true
+	if !p.ok {
+		return p.bucket, nil
+	}
+	return p.bucket, &p.status
 }

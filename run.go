@@ -139,7 +139,7 @@ func Run(ctx context.Context, steps iter.Seq[*Step], opts *RunOptions) (*Report,
 		quit:   make(chan struct{}),
 	}
 	if !opts.DryRun {
-		sc.ahead = startLookahead(ctx, opts.Storage, sc.x.finished, sc.window())
+		sc.ahead = startLookahead(ctx, opts.Storage, sc.x.readAhead, sc.window())
 	}
 	defer func() {
 		close(sc.quit)
@@ -431,14 +431,12 @@ func (sc *scheduler) start(ctx context.Context, n *node) {
 
 // attempt runs in a worker goroutine. It owns n until it returns.
 func (sc *scheduler) attempt(ctx context.Context, n *node) attemptResult {
-	if b, succeeded, ok := n.probe.take(); ok {
-		n.probe = nil
-		if n.bucket == nil {
-			n.bucket = b
-		}
-		if succeeded {
-			return attemptResult{outcome: Cached} // see lookAhead
-		}
+	// A status read ahead (lookahead.go) serves the first attempt only: a
+	// retry after waiting for another worker must read afresh.
+	b, early := n.probe.take()
+	n.probe = nil
+	if n.bucket == nil {
+		n.bucket = b
 	}
 	if n.bucket == nil {
 		b, err := sc.opts.Storage.OpenBucket(ctx, n.path)
@@ -450,7 +448,7 @@ func (sc *scheduler) attempt(ctx context.Context, n *node) attemptResult {
 	if sc.opts.DryRun {
 		return sc.x.probe(ctx, n.bucket)
 	}
-	return sc.x.attempt(ctx, n.step, n.id, n.path, n.bucket, n.waited)
+	return sc.x.attempt(ctx, n.step, n.id, n.path, n.bucket, n.waited, early)
 }
 
 // finish records the result of an attempt and releases what it unblocks.
