@@ -8,8 +8,15 @@ command -v ninja >/dev/null || need+=(ninja-build)
 command -v make >/dev/null || need+=(make)
 if [ ${#need[@]} -gt 0 ]; then
 	export DEBIAN_FRONTEND=noninteractive
-	if ! { apt-get update -qq && apt-get install -y -qq "${need[@]}"; }; then
-		echo "warning: could not install ${need[*]}; benchmark comparisons will skip them" >&2
-	fi
+	for try in 1 2 3; do
+		if apt-get update -qq && apt-get install -y -qq "${need[@]}"; then
+			break
+		fi
+		if [ "$try" = 3 ]; then
+			echo "warning: could not install ${need[*]}; benchmark comparisons will skip them" >&2
+		else
+			sleep 5
+		fi
+	done
 fi
 exit 0

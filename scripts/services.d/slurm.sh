@@ -46,8 +46,14 @@ if [ "$(id -u)" != 0 ]; then
 fi
 if ! command -v slurmctld >/dev/null || ! command -v slurmd >/dev/null || ! command -v sbatch >/dev/null || ! command -v munged >/dev/null; then
 	export DEBIAN_FRONTEND=noninteractive
-	apt-get update -qq
-	apt-get install -y -qq --no-install-recommends slurmctld slurmd slurm-client munge >/dev/null
+	# A mirror hiccup should not fail CI: try three times.
+	for try in 1 2 3; do
+		if apt-get update -qq && apt-get install -y -qq --no-install-recommends slurmctld slurmd slurm-client munge >/dev/null; then
+			break
+		fi
+		[ "$try" = 3 ] && { echo "slurm.sh: could not install Slurm from Debian's packages" >&2; exit 1; }
+		sleep 5
+	done
 fi
 
 stop # a previous run's daemons, if any
