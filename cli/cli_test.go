@@ -169,19 +169,7 @@ func TestKilledRunnerIsTakenOver(t *testing.T) {
 	if err := first.Start(); err != nil {
 		t.Fatal(err)
 	}
-	deadline := time.Now().Add(30 * time.Second)
-	var victimWorker []byte
-	for {
-		var err error
-		if victimWorker, err = os.ReadFile(marker); err == nil && len(victimWorker) > 0 {
-			break
-		}
-		if time.Now().After(deadline) {
-			first.Process.Kill()
-			t.Fatalf("victim never started:\n%s", firstErr.String())
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	victimWorker := awaitMarker(t, marker, first, &firstErr)
 	if err := first.Process.Signal(syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
@@ -368,5 +356,64 @@ func TestPathCommand(t *testing.T) {
 	var out, errb bytes.Buffer
 	if code := cli.Tool(&cli.Options{Args: []string{"path", "../x"}, Stdout: &out, Stderr: &errb}); code != cli.ExitInvalid || !strings.Contains(errb.String(), "invalid step name") {
 		t.Errorf("invalid name: %d %s", code, errb.String())
+	}
+}
+
+// awaitMarker waits until path exists and is not empty, for the process cmd
+// to signal that it reached a point, and returns its content; it kills cmd
+// and fails the test after 30 s.
+func awaitMarker(t *testing.T, path string, cmd *exec.Cmd, stderr *bytes.Buffer) []byte {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		if data, err := os.ReadFile(path); err == nil && len(data) > 0 {
+			return data
+		}
+		if time.Now().After(deadline) {
+			cmd.Process.Kill()
+			t.Fatalf("%s never appeared:\n%s", path, stderr.String())
+		}
+		time.Sleep(5 * time.Millisecond) // another process: nothing to select on
+	}
+}
+
+// Ctrl-C (SIGINT) stops a run with exit code 130, releases the running
+// step's lease and restores its status at once, so the next run starts the
+// step without waiting for the lease to go stale (default: 90 s).
+func TestInterruptReleasesLeases(t *testing.T) {
+	dir := t.TempDir()
+	prefix, logPath := filepath.Join(dir, "prefix"), filepath.Join(dir, "log")
+	marker := filepath.Join(dir, "victim-started")
+	first := pipelineCmd(t, prefix, logPath, []string{"CAIRN_TEST_BLOCK=" + marker})
+	var firstErr bytes.Buffer
+	first.Stderr = &firstErr
+	if err := first.Start(); err != nil {
+		t.Fatal(err)
+	}
+	awaitMarker(t, marker, first, &firstErr)
+	if err := first.Process.Signal(os.Interrupt); err != nil {
+		t.Fatal(err)
+	}
+	err := first.Wait()
+	if code := first.ProcessState.ExitCode(); code != cli.ExitInterrupted {
+		t.Fatalf("interrupted run exited %d (%v), want %d:\n%s", code, err, cli.ExitInterrupted, firstErr.String())
+	}
+	victims, _ := filepath.Glob(filepath.Join(prefix, "victim_*"))
+	if len(victims) != 1 {
+		t.Fatalf("victim output dirs: %v", victims)
+	}
+	for _, f := range []string{".executor_status.lock", ".executor_status"} {
+		if _, err := os.Stat(filepath.Join(victims[0], f)); !os.IsNotExist(err) {
+			t.Errorf("%s left behind after the interrupt (%v)", f, err)
+		}
+	}
+	second := pipelineCmd(t, prefix, logPath, nil, "--log-format", "json")
+	var secondErr bytes.Buffer
+	second.Stderr = &secondErr
+	if err := second.Run(); err != nil {
+		t.Fatalf("second run: %v\n%s", err, secondErr.String())
+	}
+	if strings.Contains(secondErr.String(), "waiting for another worker") || !strings.Contains(secondErr.String(), ": 1 ran, 26 cached") {
+		t.Errorf("second run did not start the victim at once:\n%s", secondErr.String())
 	}
 }
