@@ -13,7 +13,7 @@ import (
 // infrastructure over backends — and must not be relaxed just to make a
 // build pass: the core never imports a backend; only composition roots do.
 var importPolicy = map[string][]string{
-	"":                     {"store", "lease", "cluster", "internal/statusfile", "internal/canonjson"},
+	"":                     {"store", "lease", "cluster", "internal/statusfile", "internal/canonjson", "internal/dag"},
 	"store":                {"store/driver"},
 	"store/driver":         {},
 	"store/storetest":      {"store", "store/driver"},
@@ -29,6 +29,7 @@ var importPolicy = map[string][]string{
 	"cluster/slurmcluster": {"cluster", "cluster/driver"},
 	"internal/statusfile":  {"store"},
 	"internal/canonjson":   {},
+	"internal/dag":         {},
 	"internal/faultproxy":  {},
 	"internal/e2e":         {},
 	"cairntest":            {"", "store", "store/memstore"},

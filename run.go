@@ -12,6 +12,7 @@ import (
 	"sync"
 	"time"
 
+	"example.com/cairn/internal/dag"
 	"example.com/cairn/internal/statusfile"
 	"example.com/cairn/lease"
 	"example.com/cairn/store"
@@ -305,30 +306,11 @@ func (sc *scheduler) add(s *Step) error {
 	if _, err := s.ID(); err != nil { // also rejects cycles
 		return err
 	}
-	type frame struct {
-		step *Step
-		next int
-	}
-	stack := []frame{{step: s}}
-	for len(stack) > 0 {
-		top := &stack[len(stack)-1]
-		if top.next < len(top.step.Deps) {
-			d := top.step.Deps[top.next]
-			top.next++
-			if _, seen := sc.byStep[d]; !seen {
-				stack = append(stack, frame{step: d})
-			}
-			continue
-		}
-		stack = stack[:len(stack)-1]
-		if _, seen := sc.byStep[top.step]; seen { // reached twice via a diamond
-			continue
-		}
-		if err := sc.addNode(top.step); err != nil {
-			return err
-		}
-	}
-	return nil
+	_, err := dag.PostOrder(s,
+		func(st *Step) []*Step { return st.Deps },
+		func(st *Step) bool { _, seen := sc.byStep[st]; return seen },
+		sc.addNode)
+	return err
 }
 
 // addNode creates the node of st, whose deps all have nodes.

@@ -14,6 +14,7 @@ import (
 	"unicode/utf8"
 
 	"example.com/cairn/internal/canonjson"
+	"example.com/cairn/internal/dag"
 )
 
 // Func is the function of a step. It writes the step's output under
@@ -117,40 +118,18 @@ func (s *Step) identity() *identity {
 		s.id.CompareAndSwap(nil, computeIdentity(s))
 		return s.id.Load()
 	}
-	type frame struct {
-		step *Step
-		next int // index of the next dep to visit
-	}
-	onStack := map[*Step]bool{s: true}
-	stack := []frame{{step: s}}
-	for len(stack) > 0 {
-		top := &stack[len(stack)-1]
-		if top.next < len(top.step.Deps) {
-			dep := top.step.Deps[top.next]
-			top.next++
-			if dep == nil || dep.id.Load() != nil {
-				continue
-			}
-			if onStack[dep] {
-				cycle := []string{dep.Name}
-				for i := len(stack) - 1; i >= 0 && stack[i].step != dep; i-- {
-					cycle = append(cycle, stack[i].step.Name)
-				}
-				cycle = append(cycle, dep.Name)
-				slices.Reverse(cycle)
-				err := fmt.Errorf("%w: dependency cycle: %s", ErrInvalidPipeline, strings.Join(cycle, " -> "))
-				for _, f := range stack {
-					f.step.id.CompareAndSwap(nil, &identity{err: err})
-				}
-				return s.id.Load()
-			}
-			onStack[dep] = true
-			stack = append(stack, frame{step: dep})
-			continue
+	cycle, _ := dag.PostOrder(s,
+		func(st *Step) []*Step { return st.Deps },
+		func(st *Step) bool { return st == nil || st.id.Load() != nil },
+		func(st *Step) error { st.id.CompareAndSwap(nil, computeIdentity(st)); return nil })
+	if cycle != nil {
+		names := make([]string, len(cycle))
+		for i, c := range cycle {
+			names[i] = c.Name
 		}
-		top.step.id.CompareAndSwap(nil, computeIdentity(top.step))
-		delete(onStack, top.step)
-		stack = stack[:len(stack)-1]
+		// Only s is marked: the other steps on the way are recomputed (and
+		// fail the same way) if asked.
+		s.id.CompareAndSwap(nil, &identity{err: fmt.Errorf("%w: dependency cycle: %s", ErrInvalidPipeline, strings.Join(names, " -> "))})
 	}
 	return s.id.Load()
 }
