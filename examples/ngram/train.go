@@ -15,7 +15,9 @@ const modelKey = "model.json"
 type trainAttrs struct {
 	// Order is the n-gram order: 3 for a trigram model.
 	Order int `json:"order"`
-	// Smoothing must be "interpolated-kneser-ney".
+	// Smoothing names the smoothing method. It is versioned so that a
+	// model's directory says how it was smoothed; this example implements
+	// one method, "interpolated-kneser-ney" (smoothingKN).
 	Smoothing string `json:"smoothing"`
 }
 
@@ -37,7 +39,7 @@ type TrainResult struct {
 // in and writes it to out.
 func runTrain(ctx context.Context, out *store.Bucket, in *store.Bucket, tok TokenizeResult, attrs trainAttrs) (*TrainResult, error) {
 	if attrs.Smoothing != smoothingKN {
-		return nil, fmt.Errorf("smoothing %q is not implemented; use %q", attrs.Smoothing, smoothingKN)
+		return nil, fmt.Errorf("unknown smoothing %q: the example's models use %q", attrs.Smoothing, smoothingKN)
 	}
 	vocab, train, _, err := readTokenized(ctx, in, tok)
 	if err != nil {
