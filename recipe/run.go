@@ -1,7 +1,6 @@
 package recipe
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -317,7 +316,7 @@ func (pl *Plan) writeRecords(ctx context.Context, opts *cairn.RunOptions, rec *R
 		return err
 	}
 	exp := pl.Experiment(rec, opts.WorkerID)
-	data, err := marshalIndent(exp)
+	data, err := statusfile.EncodeIndent(exp)
 	if err != nil {
 		return fmt.Errorf("recipe: encode experiment record: %w", err)
 	}
@@ -334,29 +333,13 @@ func (pl *Plan) writeRecords(ctx context.Context, opts *cairn.RunOptions, rec *R
 }
 
 func (pl *Plan) writeInfo(ctx context.Context, opts *cairn.RunOptions, p *planned) error {
-	data, err := marshalIndent(p.info)
-	if err != nil {
-		return fmt.Errorf("recipe: encode %s of %s: %w", statusfile.InfoKey, p.n.name, err)
-	}
 	b, err := opts.Storage.OpenBucket(ctx, p.path)
 	if err != nil {
 		return err
 	}
-	if _, err := b.Write(ctx, statusfile.InfoKey, data); err != nil {
-		return fmt.Errorf("recipe: write %s of %s: %w", statusfile.InfoKey, p.n.name, err)
+	if err := statusfile.WriteInfo(ctx, b, p.info); err != nil {
+		return fmt.Errorf("recipe: %s of %s: %w", statusfile.InfoKey, p.n.name, err)
 	}
 	return nil
 }
 
-// marshalIndent encodes v as Python's print(json.dumps(v, indent=2)) lays
-// it out: two-space indent, a final newline, no HTML escaping.
-func marshalIndent(v any) ([]byte, error) {
-	var buf bytes.Buffer
-	enc := json.NewEncoder(&buf)
-	enc.SetEscapeHTML(false)
-	enc.SetIndent("", "  ")
-	if err := enc.Encode(v); err != nil {
-		return nil, err
-	}
-	return buf.Bytes(), nil
-}

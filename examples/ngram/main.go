@@ -33,5 +33,5 @@ func main() {
 	}
 	// The train step runs as a cluster job (see trainRemote): a local
 	// subprocess by default, a Slurm job with CAIRN_CLUSTER=slurm.
-	os.Exit(cli.Main(nil, &cli.Options{Prepare: recipecli.Prepare(p.Steps(), nil)}))
+	os.Exit(recipecli.Main(p.Steps(), nil))
 }

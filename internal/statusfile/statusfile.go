@@ -145,9 +145,9 @@ func WriteInfoIfAbsent(ctx context.Context, b *store.Bucket, info Info) (bool, e
 	return err == nil, err
 }
 
-// marshalIndent encodes like Python's json.dumps(indent=2): two-space indent,
-// no HTML escaping.
-func marshalIndent(v any) ([]byte, error) {
+// EncodeIndent encodes v as Python's print(json.dumps(v, indent=2)) lays
+// it out: two-space indent, a final newline, no HTML escaping.
+func EncodeIndent(v any) ([]byte, error) {
 	var buf bytes.Buffer
 	enc := json.NewEncoder(&buf)
 	enc.SetEscapeHTML(false)
@@ -155,7 +155,26 @@ func marshalIndent(v any) ([]byte, error) {
 	if err := enc.Encode(v); err != nil {
 		return nil, err
 	}
-	return bytes.TrimRight(buf.Bytes(), "\n"), nil
+	return buf.Bytes(), nil
+}
+
+// marshalIndent is EncodeIndent without the final newline, as
+// json.dumps(indent=2) writes a file.
+func marshalIndent(v any) ([]byte, error) {
+	data, err := EncodeIndent(v)
+	return bytes.TrimRight(data, "\n"), err
+}
+
+// WriteInfo replaces `.executor_info` with info, encoded with EncodeIndent.
+// The executor layer (package recipe) writes its richer record with it,
+// every run, before the runner's write-if-absent.
+func WriteInfo(ctx context.Context, b *store.Bucket, info any) error {
+	data, err := EncodeIndent(info)
+	if err != nil {
+		return fmt.Errorf("encode %s: %w", InfoKey, err)
+	}
+	_, err = b.Write(ctx, InfoKey, data)
+	return err
 }
 
 // ReadInfo decodes `.executor_info` into a generic map; ok is false if the
