@@ -91,17 +91,30 @@ func LoadArtifact[T any](ctx context.Context, storage BucketOpener, prefix strin
 	if err != nil {
 		return v, err
 	}
-	data, err := statusfile.ReadArtifact(ctx, b)
-	if errors.Is(err, store.ErrNotExist) {
+	v, found, err := decodeArtifact[T](ctx, b)
+	switch {
+	case !found && err == nil:
 		return v, fmt.Errorf("load %s: %w", s, ErrNoArtifact)
-	}
-	if err != nil {
+	case err != nil:
 		return v, fmt.Errorf("load %s: %w", s, err)
 	}
-	if err := json.Unmarshal(data, &v); err != nil {
-		return v, fmt.Errorf("load %s: decode artifact as %s: %w", s, reflect.TypeFor[T](), err)
-	}
 	return v, nil
+}
+
+// decodeArtifact reads the artifact under b and decodes it as a T. found is
+// false, with no error, if there is none.
+func decodeArtifact[T any](ctx context.Context, b *store.Bucket) (v T, found bool, err error) {
+	data, err := statusfile.ReadArtifact(ctx, b)
+	if errors.Is(err, store.ErrNotExist) {
+		return v, false, nil
+	}
+	if err != nil {
+		return v, false, err
+	}
+	if err := json.Unmarshal(data, &v); err != nil {
+		return v, true, fmt.Errorf("decode artifact as %s: %w", reflect.TypeFor[T](), err)
+	}
+	return v, true, nil
 }
 
 // executor runs single steps with the cache, lease and status protocol. It is
@@ -178,6 +191,33 @@ func (x *executor) decide(status string, cached Outcome) (attemptResult, bool) {
 		}
 	}
 	return attemptResult{}, false
+}
+
+// probe reports, without writing anything, what running the step at b would
+// do. It is the dry-run half of the step's execution strategy.
+func (x *executor) probe(ctx context.Context, b *store.Bucket) attemptResult {
+	status, err := statusfile.ReadStatus(ctx, b)
+	if err != nil {
+		return attemptResult{outcome: Failed, err: err}
+	}
+	if status == statusfile.Success {
+		return attemptResult{outcome: Cached}
+	}
+	rec, ok, err := lease.Inspect(ctx, b, statusfile.LockKey)
+	if err != nil {
+		return attemptResult{outcome: Failed, err: err}
+	}
+	now := time.Now()
+	if ok && !rec.Stale(now, x.leaseOpts.WithDefaults().StaleAfter) {
+		return attemptResult{outcome: RunningElsewhere, holder: rec.WorkerID, leaseAge: rec.Age(now)}
+	}
+	if status == statusfile.Failed || status == statusfile.DepFailed {
+		if x.rejectFailed {
+			return attemptResult{outcome: Failed, err: fmt.Errorf("%w (status %s)", ErrPreviouslyFailed, status)}
+		}
+		return attemptResult{outcome: FailedBefore}
+	}
+	return attemptResult{outcome: WouldRun}
 }
 
 // attemptResult is the result of one attempt. held != nil means another
@@ -337,12 +377,18 @@ func (x *executor) call(ctx context.Context, s *Step, out *Output) (any, error) 
 	if s.Remote == nil || x.remote == nil {
 		return callFunc(ctx, s.Func, out)
 	}
-	out.remoteUsed = true
-	if err := x.remote.runJob(ctx, out, s.Remote); err != nil {
-		return nil, err
+	return nil, out.runRemote(ctx, s.Remote)
+}
+
+// runRemote runs the step of out as a cluster job with spec, which saves
+// the step's artifact, and records that it did.
+func (o *Output) runRemote(ctx context.Context, spec *RemoteSpec) error {
+	o.remoteUsed = true
+	if err := o.remote.runJob(ctx, o, spec); err != nil {
+		return err
 	}
-	out.artifactSaved = true
-	return nil, nil
+	o.artifactSaved = true
+	return nil
 }
 
 // callFunc runs f, turning a panic into a *PanicError (see its doc for why).

@@ -4,14 +4,12 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
 	"maps"
 	"os"
 	"path/filepath"
-	"reflect"
 	"sync"
 	"time"
 
@@ -101,21 +99,13 @@ func (r *RemoteFunc[T]) Call(ctx context.Context, out *Output) (T, error) {
 	if out.remoteUsed {
 		return zero, fmt.Errorf("step %s: RemoteFunc.Call called twice in one execution", out.ID)
 	}
-	out.remoteUsed = true
-	if err := out.remote.runJob(ctx, out, &r.spec); err != nil {
+	if err := out.runRemote(ctx, &r.spec); err != nil {
 		return zero, err
 	}
-	out.artifactSaved = true
-	data, err := statusfile.ReadArtifact(ctx, out.Bucket)
-	if errors.Is(err, store.ErrNotExist) {
-		return zero, nil // the function returned a nil value
-	}
+	// No artifact means the function returned a nil value.
+	v, _, err := decodeArtifact[T](ctx, out.Bucket)
 	if err != nil {
-		return zero, err
-	}
-	var v T
-	if err := json.Unmarshal(data, &v); err != nil {
-		return zero, fmt.Errorf("step %s: decode the job's artifact as %s: %w", out.ID, reflect.TypeFor[T](), err)
+		return zero, fmt.Errorf("step %s: the job's artifact: %w", out.ID, err)
 	}
 	return v, nil
 }

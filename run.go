@@ -13,7 +13,6 @@ import (
 	"time"
 
 	"example.com/cairn/internal/dag"
-	"example.com/cairn/internal/statusfile"
 	"example.com/cairn/lease"
 	"example.com/cairn/store"
 )
@@ -542,31 +541,4 @@ func (sc *scheduler) logResult(r StepResult) {
 	case RunningElsewhere:
 		sc.log.Info("dry run: step running elsewhere", append(attrs, "holder", r.Holder, "lease_age", r.LeaseAge.Round(time.Millisecond))...)
 	}
-}
-
-// probe reports, without writing anything, what running the step at b would
-// do. It is the dry-run half of the step's execution strategy.
-func (x *executor) probe(ctx context.Context, b *store.Bucket) attemptResult {
-	status, err := statusfile.ReadStatus(ctx, b)
-	if err != nil {
-		return attemptResult{outcome: Failed, err: err}
-	}
-	if status == statusfile.Success {
-		return attemptResult{outcome: Cached}
-	}
-	rec, ok, err := lease.Inspect(ctx, b, statusfile.LockKey)
-	if err != nil {
-		return attemptResult{outcome: Failed, err: err}
-	}
-	now := time.Now()
-	if ok && !rec.Stale(now, x.leaseOpts.WithDefaults().StaleAfter) {
-		return attemptResult{outcome: RunningElsewhere, holder: rec.WorkerID, leaseAge: rec.Age(now)}
-	}
-	if status == statusfile.Failed || status == statusfile.DepFailed {
-		if x.rejectFailed {
-			return attemptResult{outcome: Failed, err: fmt.Errorf("%w (status %s)", ErrPreviouslyFailed, status)}
-		}
-		return attemptResult{outcome: FailedBefore}
-	}
-	return attemptResult{outcome: WouldRun}
 }

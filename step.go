@@ -69,7 +69,13 @@ type identity struct {
 	hashID string
 	nwh    string // name_with_hash
 	attrs  []byte // canonical JSON of Attrs
-	err    error
+	err    error  // ErrInvalidPipeline: reason
+	reason string // why the identity cannot be computed, for dependents' errors
+}
+
+// invalid returns the identity of a step whose identity cannot be computed.
+func invalid(reason string) *identity {
+	return &identity{err: fmt.Errorf("%w: %s", ErrInvalidPipeline, reason), reason: reason}
 }
 
 // ID returns the step's name_with_hash: Name + "_" + the first 8 hex digits
@@ -106,18 +112,6 @@ func (s *Step) identity() *identity {
 	if id := s.id.Load(); id != nil {
 		return id
 	}
-	// Fast path: the deps are known (the scheduler adds deps first).
-	depsKnown := true
-	for _, d := range s.Deps {
-		if d != nil && d.id.Load() == nil {
-			depsKnown = false
-			break
-		}
-	}
-	if depsKnown {
-		s.id.CompareAndSwap(nil, computeIdentity(s))
-		return s.id.Load()
-	}
 	cycle, _ := dag.PostOrder(s,
 		func(st *Step) []*Step { return st.Deps },
 		func(st *Step) bool { return st == nil || st.id.Load() != nil },
@@ -129,7 +123,7 @@ func (s *Step) identity() *identity {
 		}
 		// Only s is marked: the other steps on the way are recomputed (and
 		// fail the same way) if asked.
-		s.id.CompareAndSwap(nil, &identity{err: fmt.Errorf("%w: dependency cycle: %s", ErrInvalidPipeline, strings.Join(names, " -> "))})
+		s.id.CompareAndSwap(nil, invalid("dependency cycle: "+strings.Join(names, " -> ")))
 	}
 	return s.id.Load()
 }
@@ -137,10 +131,10 @@ func (s *Step) identity() *identity {
 // computeIdentity hashes s; the identities of its deps are already known.
 func computeIdentity(s *Step) *identity {
 	fail := func(format string, args ...any) *identity {
-		return &identity{err: fmt.Errorf("%w: step %q: %s", ErrInvalidPipeline, s.Name, fmt.Sprintf(format, args...))}
+		return invalid(fmt.Sprintf("step %q: ", s.Name) + fmt.Sprintf(format, args...))
 	}
 	if err := ValidateName(s.Name); err != nil {
-		return &identity{err: fmt.Errorf("%w: %w", ErrInvalidPipeline, err)}
+		return invalid(err.Error())
 	}
 	deps := make([]string, 0, len(s.Deps))
 	for i, d := range s.Deps {
@@ -149,7 +143,7 @@ func computeIdentity(s *Step) *identity {
 		}
 		did := d.id.Load()
 		if did.err != nil {
-			return fail("dependency %q: %v", d.Name, unwrapInvalid(did.err))
+			return fail("dependency %q: %s", d.Name, did.reason)
 		}
 		deps = append(deps, did.nwh)
 	}
@@ -217,11 +211,6 @@ func hashIdentity(name string, attrs any, deps []string) (string, []byte, error)
 	buf = append(buf, '}')
 	sum := sha256.Sum256(buf)
 	return hex.EncodeToString(sum[:4]), attrsJSON, nil
-}
-
-// unwrapInvalid strips the ErrInvalidPipeline prefix from a nested message.
-func unwrapInvalid(err error) string {
-	return strings.TrimPrefix(err.Error(), ErrInvalidPipeline.Error()+": ")
 }
 
 func truncate(s string, n int) string {

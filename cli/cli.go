@@ -167,7 +167,7 @@ func Main(steps iter.Seq[*cairn.Step], opts *Options) int {
 		case "run":
 			args = args[1:]
 		case "status":
-			return runStatus(o, args[1:], "")
+			return runStatus(o, args[1:])
 		case "worker": // hidden: what cluster jobs run (see remote.go)
 			return runWorker(o, steps, args[1:])
 		default:

@@ -16,7 +16,7 @@ import (
 
 // runStatus implements "status [PREFIX] [--json]". Without a positional
 // prefix it uses --prefix, then the environment.
-func runStatus(o Options, args []string, _ string) int {
+func runStatus(o Options, args []string) int {
 	fs := flag.NewFlagSet("status", flag.ContinueOnError)
 	fs.SetOutput(o.Stderr)
 	prefix := fs.String("prefix", "", "storage root (default $CAIRN_PREFIX, else $MARIN_PREFIX, else ./"+cairn.DefaultLocalPrefix+")")

@@ -42,6 +42,7 @@ import (
 	"fmt"
 	"math"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -86,21 +87,10 @@ func (r Record) Stale(now time.Time, staleAfter time.Duration) bool {
 func (r Record) Marshal() []byte {
 	id, _ := json.Marshal(r.WorkerID) // a string always encodes
 	ts := strconv.FormatFloat(float64(r.Timestamp.UnixMicro())/1e6, 'f', -1, 64)
-	if !containsAny(ts, ".eE") {
+	if !strings.ContainsAny(ts, ".eE") {
 		ts += ".0" // Python writes floats with a decimal point
 	}
 	return []byte(`{"worker_id": ` + string(id) + `, "timestamp": ` + ts + `}`)
-}
-
-func containsAny(s, chars string) bool {
-	for i := 0; i < len(s); i++ {
-		for j := 0; j < len(chars); j++ {
-			if s[i] == chars[j] {
-				return true
-			}
-		}
-	}
-	return false
 }
 
 // ParseRecord decodes a lease record. It accepts the holder under

@@ -342,4 +342,3 @@ func (pl *Plan) writeInfo(ctx context.Context, opts *cairn.RunOptions, p *planne
 	}
 	return nil
 }
-
