@@ -358,22 +358,18 @@ func (l *Lease) Renew(ctx context.Context) error {
 	now := time.Now()
 	v, err := l.bucket.WriteIf(ctx, l.key, Record{WorkerID: l.worker, Timestamp: now}.Marshal(), store.IfVersion(ver))
 	if errors.Is(err, store.ErrPrecondition) {
-		// An earlier refresh that this worker gave up on (its context ended
-		// while the request was in flight) may have been applied after all:
-		// then the record is still ours, with a version we never learnt.
-		// Worker ids are unique to one attempt, so a record naming this
-		// worker was written by it, and nobody has taken over since.
-		if data, cur, rerr := l.bucket.Read(ctx, l.key); rerr == nil {
-			if rec, perr := ParseRecord(data); perr == nil && rec.WorkerID == l.worker {
-				now = time.Now()
-				v, err = l.bucket.WriteIf(ctx, l.key, Record{WorkerID: l.worker, Timestamp: now}.Marshal(), store.IfVersion(cur))
-			}
+		cur, ours, _, lost := l.stillOurs(ctx)
+		if !ours {
+			l.markLost(lost)
+			return lost
 		}
-	}
-	if errors.Is(err, store.ErrPrecondition) {
-		lost := l.explainLoss(ctx)
-		l.markLost(lost)
-		return lost
+		now = time.Now()
+		v, err = l.bucket.WriteIf(ctx, l.key, Record{WorkerID: l.worker, Timestamp: now}.Marshal(), store.IfVersion(cur))
+		if errors.Is(err, store.ErrPrecondition) {
+			lost := l.explainLoss(ctx)
+			l.markLost(lost)
+			return lost
+		}
 	}
 	if err != nil {
 		return fmt.Errorf("lease: renew %s: %w", l.bucket.URL(l.key), err)
@@ -384,8 +380,41 @@ func (l *Lease) Renew(ctx context.Context) error {
 	return nil
 }
 
+// stillOurs reads the record after a conditional write or delete of it
+// failed. An earlier refresh that this worker gave up on (its context ended
+// while the request was in flight) may have been applied after all: then
+// the record is still ours, with a version we never learnt. Worker ids are
+// unique to one attempt, so a record naming this worker was written by it,
+// and nobody has taken over since. If the record is ours, stillOurs returns
+// its version and ours; otherwise lost explains the loss (ErrLost), and
+// absent says the record is gone.
+func (l *Lease) stillOurs(ctx context.Context) (cur store.Version, ours, absent bool, lost error) {
+	data, cur, err := l.bucket.Read(ctx, l.key)
+	if errors.Is(err, store.ErrNotExist) {
+		return "", false, true, l.describeLoss(Record{}, false, nil)
+	}
+	if err != nil {
+		return "", false, false, l.describeLoss(Record{}, false, err)
+	}
+	rec, err := ParseRecord(data)
+	if err != nil {
+		return "", false, false, l.describeLoss(Record{}, false, fmt.Errorf("lease %s: %w", l.bucket.URL(l.key), err))
+	}
+	if rec.WorkerID == l.worker {
+		return cur, true, false, nil
+	}
+	return "", false, false, l.describeLoss(rec, true, nil)
+}
+
+// explainLoss reads the record to say why this worker's lease is lost.
 func (l *Lease) explainLoss(ctx context.Context) error {
 	rec, ok, err := Inspect(ctx, l.bucket, l.key)
+	return l.describeLoss(rec, ok, err)
+}
+
+// describeLoss says why the lease is lost, given what reading the record
+// returned: a record held by another worker (ok), none, or an error.
+func (l *Lease) describeLoss(rec Record, ok bool, err error) error {
 	switch {
 	case err != nil:
 		return fmt.Errorf("%w: %s changed and cannot be read: %v", ErrLost, l.bucket.URL(l.key), err)
@@ -495,19 +524,20 @@ func (l *Lease) Release(ctx context.Context) error {
 	l.mu.Unlock()
 	err := l.bucket.DeleteIf(ctx, l.key, store.IfVersion(ver))
 	if errors.Is(err, store.ErrPrecondition) {
-		data, cur, rerr := l.bucket.Read(ctx, l.key)
-		if errors.Is(rerr, store.ErrNotExist) {
+		cur, ours, absent, lost := l.stillOurs(ctx)
+		switch {
+		case absent:
 			return nil // deleted by someone else: nothing left to release
+		case !ours:
+			l.markLost(lost)
+			return lost
 		}
-		if rec, perr := ParseRecord(data); rerr == nil && perr == nil && rec.WorkerID == l.worker {
-			// Still ours, after a refresh whose answer was lost (see Renew).
-			err = l.bucket.DeleteIf(ctx, l.key, store.IfVersion(cur))
+		err = l.bucket.DeleteIf(ctx, l.key, store.IfVersion(cur))
+		if errors.Is(err, store.ErrPrecondition) {
+			lost := l.explainLoss(ctx)
+			l.markLost(lost)
+			return lost
 		}
-	}
-	if errors.Is(err, store.ErrPrecondition) {
-		lost := l.explainLoss(ctx)
-		l.markLost(lost)
-		return lost
 	}
 	if err != nil {
 		return fmt.Errorf("lease: release %s: %w", l.bucket.URL(l.key), err)
