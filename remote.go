@@ -211,11 +211,12 @@ func (r *remoteRunner) runJob(ctx context.Context, out *Output, spec *RemoteSpec
 	if name == "" {
 		name = out.ID
 	}
+	tag := jobTag(out.Path)
 	logDir, copyLogs := "", false
 	if dir, ok := localPath(out.Path); ok {
 		logDir = filepath.Join(dir, statusfile.LogsDir)
 	} else { // the job writes locally; the logs are copied under the output path
-		logDir = filepath.Join(os.TempDir(), "cairn-logs", cluster.SanitizeName(name)+"-"+jobTag(out.Path))
+		logDir = filepath.Join(os.TempDir(), "cairn-logs", cluster.SanitizeName(name)+"-"+tag)
 		copyLogs = true
 	}
 	env := maps.Clone(spec.Environment.Vars)
@@ -234,7 +235,7 @@ func (r *remoteRunner) runJob(ctx context.Context, out *Output, spec *RemoteSpec
 		MaxRetriesFailure:    spec.MaxRetriesFailure,
 		MaxRetriesPreemption: spec.MaxRetriesPreemption,
 		LogDir:               logDir,
-		Tag:                  jobTag(out.Path),
+		Tag:                  tag,
 	}
 	c := r.opts.Cluster
 	rec := statusfile.Remote{

@@ -209,7 +209,7 @@ func (c *Client) newJob(spec JobSpec, ds *driver.JobSpec, id string) *Job {
 		failures:    spec.MaxRetriesFailure,
 		preemptions: spec.preemptionBudget(),
 	}
-	j.attempts = []Attempt{{N: ds.Attempt, ID: id, LogPath: filepath.Join(ds.LogDir, driver.LogName(ds.Attempt))}}
+	j.attempts = []Attempt{newAttempt(ds.LogDir, ds.Attempt, id)}
 	return j
 }
 
@@ -221,10 +221,7 @@ func (c *Client) watch(j *Job) error {
 		return fmt.Errorf("cluster %s: %w", c.name, ErrClosed)
 	}
 	c.active[j] = struct{}{}
-	select {
-	case c.wake <- struct{}{}:
-	default:
-	}
+	c.poke()
 	return nil
 }
 
@@ -313,4 +310,17 @@ func (c *Client) abandon() {
 	for j := range jobs {
 		j.abandon()
 	}
+}
+
+// poke makes the poller poll now, unless a poll is already due.
+func (c *Client) poke() {
+	select {
+	case c.wake <- struct{}{}:
+	default:
+	}
+}
+
+// newAttempt describes attempt n of a job, whose log goes to logDir.
+func newAttempt(logDir string, n int, id string) Attempt {
+	return Attempt{N: n, ID: id, LogPath: filepath.Join(logDir, driver.LogName(n))}
 }

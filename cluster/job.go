@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -143,10 +142,7 @@ func (j *Job) Cancel(ctx context.Context) error {
 	if err != nil && j.c.drv.ErrorCode(err) != driver.NotFound {
 		return j.c.wrap("cancel "+j.ds.Name, err)
 	}
-	select { // poll now: the job should be stopped soon
-	case j.c.wake <- struct{}{}:
-	default:
-	}
+	j.c.poke() // poll now: the job should be stopped soon
 	return nil
 }
 
@@ -172,6 +168,11 @@ func WaitAll(ctx context.Context, jobs ...*Job) ([]Status, error) {
 // advance applies one polled status; it runs on the client's goroutine. It
 // reports whether anything changed.
 func (j *Job) advance(ctx context.Context, st driver.Status) bool {
+	// A program killed by a signal exits, as a shell reports it, with
+	// 128+signal; backends report the signal as they learn it.
+	if st.Cause == driver.CauseExit && st.ExitCode == 0 && st.Signal != 0 {
+		st.ExitCode = 128 + st.Signal
+	}
 	j.mu.Lock()
 	if j.status.Finished() {
 		j.mu.Unlock()
@@ -188,7 +189,7 @@ func (j *Job) advance(ctx context.Context, st driver.Status) bool {
 		cur := &j.attempts[len(j.attempts)-1]
 		cur.Status, cur.Cause = Failed, causeNames[driver.CausePreempted]
 		n := cur.N + 1
-		j.attempts = append(j.attempts, Attempt{N: n, ID: j.id, LogPath: filepath.Join(j.ds.LogDir, driver.LogName(n))})
+		j.attempts = append(j.attempts, newAttempt(j.ds.LogDir, n, j.id))
 		j.preemptions--
 		j.c.log.Info("cluster: job restarted in place by the scheduler", "cluster", j.c.name, "job", j.ds.Name, "id", j.id, "attempt", n)
 	}
@@ -268,7 +269,7 @@ func (j *Job) advance(ctx context.Context, st driver.Status) bool {
 	}
 	j.ds, j.id, j.restarts, j.status = &next, id, 0, Pending
 	j.last = driver.Status{}
-	j.attempts = append(j.attempts, Attempt{N: next.Attempt, ID: id, LogPath: filepath.Join(next.LogDir, driver.LogName(next.Attempt))})
+	j.attempts = append(j.attempts, newAttempt(next.LogDir, next.Attempt, id))
 	cancelled := j.cancelled
 	j.mu.Unlock()
 	if cancelled { // Cancel raced the resubmission

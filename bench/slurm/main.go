@@ -136,7 +136,11 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if c.partition != "" {
 		spec += "?partition=" + c.partition
 	}
-	b := &bench{cfg: c, exe: exe, root: root, spec: spec, enc: json.NewEncoder(stdout)}
+	prog, err := cairn.CurrentProgram()
+	if err != nil {
+		return err
+	}
+	b := &bench{cfg: c, prog: prog, exe: exe, root: root, spec: spec, enc: json.NewEncoder(stdout)}
 	var lat = map[string][]float64{}
 	for i := range c.repeat {
 		for _, tool := range []string{"bare", "cairn"} {
@@ -172,6 +176,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 
 type bench struct {
 	cfg  config
+	prog cairn.Program // this binary, hashed once rather than in every timed run
 	exe  string
 	root string
 	spec string
@@ -267,6 +272,7 @@ func (b *bench) cairn(ctx context.Context, dir string, n int) (time.Duration, er
 		Logger:        logger,
 		Remote: &cairn.RemoteOptions{
 			Cluster: c,
+			Program: &b.prog,
 			WorkerArgs: func(w cairn.WorkerJob) []string {
 				return []string{"worker", "--step", w.Step, "--path", w.Path, "--prefix", prefix, "--program-digest", w.Digest, "--log-level", "warn"}
 			},

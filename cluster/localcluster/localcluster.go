@@ -25,6 +25,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"net/url"
 	"os"
 	"os/exec"
@@ -91,7 +92,6 @@ type job struct {
 	status    driver.Status
 	cancelled bool
 	timedOut  bool
-	procs     []*os.Process
 	stop      chan struct{} // closed to cancel a running job
 }
 
@@ -260,7 +260,6 @@ func (s *Scheduler) run(j *job) {
 		st = driver.Status{State: driver.Failed, Cause: driver.CauseTimeLimit, ExitCode: st.ExitCode, Signal: st.Signal, Reason: "time limit " + j.spec.Resources.TimeLimit.String() + " reached"}
 	}
 	j.status = st
-	j.procs = nil
 	r, n := j.spec.Resources, j.spec.Replicas
 	s.running--
 	s.usedCPU -= r.CPUs * n
@@ -289,7 +288,7 @@ func (s *Scheduler) execute(j *job) driver.Status {
 		timeout = t.C
 	}
 	env := os.Environ()
-	for _, k := range sortedKeys(j.spec.Env) {
+	for _, k := range slices.Sorted(maps.Keys(j.spec.Env)) {
 		env = append(env, k+"="+j.spec.Env[k])
 	}
 	env = append(env,
@@ -347,12 +346,7 @@ func (s *Scheduler) wait(j *job, cmds []*exec.Cmd, timeout <-chan time.Time) (dr
 		}
 		started = append(started, c)
 	}
-	s.mu.Lock()
-	for _, c := range started {
-		j.procs = append(j.procs, c.Process)
-	}
-	stop := j.stop
-	s.mu.Unlock()
+	stop := j.stop // set before the job's goroutine started
 
 	type exit struct {
 		i   int
@@ -410,9 +404,6 @@ func (s *Scheduler) wait(j *job, cmds []*exec.Cmd, timeout <-chan time.Time) (dr
 		graceTimer.Stop()
 	}
 	wg.Wait()
-	s.mu.Lock()
-	j.procs = nil
-	s.mu.Unlock()
 	if startErr != nil {
 		return driver.Status{State: driver.Failed, Cause: driver.CauseExit, ExitCode: 127, Reason: startErr.Error()}, false
 	}
@@ -428,15 +419,6 @@ func (s *Scheduler) wait(j *job, cmds []*exec.Cmd, timeout <-chan time.Time) (dr
 		}
 	}
 	return st, false
-}
-
-func sortedKeys(m map[string]string) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	slices.Sort(keys)
-	return keys
 }
 
 // Status implements driver.Scheduler.

@@ -42,6 +42,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"net/url"
 	"os/exec"
 	"regexp"
@@ -80,7 +81,7 @@ type Scheduler struct {
 	mu      sync.Mutex
 	submit  map[string]string // job ID -> submit time last seen (requeues change it)
 	details map[string]detail // job ID -> last scontrol details
-	sacct   int               // 0 unknown, 1 available, -1 not
+	noSacct bool              // sacct said accounting is disabled
 }
 
 // New returns a scheduler. It fails if sbatch cannot be found.
@@ -200,6 +201,8 @@ func (s *Scheduler) run(ctx context.Context, stdin []byte, name string, args ...
 	switch {
 	case strings.Contains(low, "invalid job id"):
 		e.Code = driver.NotFound
+	case strings.Contains(low, "accounting storage is disabled"):
+		e.Code = driver.Unsupported
 	case containsAny(low, unsatisfiableMessages):
 		e.Code = driver.Unsatisfiable
 	case containsAny(low, transientMessages):
@@ -243,12 +246,7 @@ func (s *Scheduler) script(spec *driver.JobSpec) []byte {
 	b.WriteString("exec >>\"$cairn_log_dir/attempt-$cairn_attempt.log\" 2>&1\n")
 	b.WriteString("export CAIRN_ATTEMPT=\"$cairn_attempt\" CAIRN_JOB_ID=\"$SLURM_JOB_ID\"\n")
 	fmt.Fprintf(&b, "export CAIRN_REPLICAS=%d\n", spec.Replicas)
-	keys := make([]string, 0, len(spec.Env))
-	for k := range spec.Env {
-		keys = append(keys, k)
-	}
-	slices.Sort(keys)
-	for _, k := range keys { // keys are validated identifiers
+	for _, k := range slices.Sorted(maps.Keys(spec.Env)) { // keys are validated identifiers
 		fmt.Fprintf(&b, "export %s=%s\n", k, quote(spec.Env[k]))
 	}
 	if spec.Dir != "" {
@@ -417,7 +415,9 @@ func (s *Scheduler) Status(ctx context.Context, ids []string) ([]driver.Status, 
 	for i, id := range ids {
 		l, ok := lines[id]
 		if !ok {
+			// Gone from squeue: sacct (or Gone) answers for it from now on.
 			missing = append(missing, i)
+			s.forget(id)
 			continue
 		}
 		st, err := s.status(ctx, l)
@@ -449,9 +449,7 @@ func (s *Scheduler) status(ctx context.Context, l queueLine) (driver.Status, err
 		switch {
 		case err == nil:
 			d, haveDetail = fresh, true
-			s.mu.Lock()
-			s.details[l.id] = d
-			s.mu.Unlock()
+			s.remember(l.id, l.submit, d)
 		case s.ErrorCode(err) != driver.NotFound:
 			return driver.Status{}, err
 		}
@@ -462,33 +460,43 @@ func (s *Scheduler) status(ctx context.Context, l queueLine) (driver.Status, err
 			st.ExitCode, st.Signal = d.exit, d.signal
 		}
 	}
-	if final { // the portable layer stops asking; forget the job
-		s.mu.Lock()
-		delete(s.submit, l.id)
-		delete(s.details, l.id)
-		s.mu.Unlock()
-	}
-	if st.Cause == driver.CauseExit && st.ExitCode == 0 && st.Signal != 0 {
-		st.ExitCode = 128 + st.Signal
+	if final { // the portable layer stops asking
+		s.forget(l.id)
 	}
 	return st, nil
 }
 
+// remember records what status compares and reuses between polls of job id:
+// its submit time (a change means a requeue) and its scontrol details.
+func (s *Scheduler) remember(id, submit string, d detail) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.submit[id] = submit
+	s.details[id] = d
+}
+
+// forget drops what remember recorded for id.
+func (s *Scheduler) forget(id string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	delete(s.submit, id)
+	delete(s.details, id)
+}
+
 type detail struct {
-	state    string
 	restarts int
 	exit     int
 	signal   int
 }
 
-var detailRE = map[string]*regexp.Regexp{
-	"JobState": regexp.MustCompile(`(?:^| )JobState=(\S+)`),
-	"Restarts": regexp.MustCompile(`(?:^| )Restarts=(\d+)`),
-	"ExitCode": regexp.MustCompile(`(?:^| )ExitCode=(\d+):(\d+)`),
-}
+// The fields of scontrol show job -o that status needs.
+var (
+	restartsRE = regexp.MustCompile(`(?:^| )Restarts=(\d+)`)
+	exitCodeRE = regexp.MustCompile(`(?:^| )ExitCode=(\d+):(\d+)`)
+)
 
 // detail runs scontrol show job -o ID. Fields are taken from their first
-// occurrence: JobState, Restarts and ExitCode come before any field a user
+// occurrence: Restarts and ExitCode come before any field a user
 // value could reach (paths, command).
 func (s *Scheduler) detail(ctx context.Context, id string) (detail, error) {
 	out, err := s.run(ctx, nil, "scontrol", "show", "job", "-o", id)
@@ -497,13 +505,10 @@ func (s *Scheduler) detail(ctx context.Context, id string) (detail, error) {
 	}
 	line := string(out)
 	d := detail{exit: -1}
-	if m := detailRE["JobState"].FindStringSubmatch(line); m != nil {
-		d.state = m[1]
-	}
-	if m := detailRE["Restarts"].FindStringSubmatch(line); m != nil {
+	if m := restartsRE.FindStringSubmatch(line); m != nil {
 		d.restarts, _ = strconv.Atoi(m[1])
 	}
-	if m := detailRE["ExitCode"].FindStringSubmatch(line); m != nil {
+	if m := exitCodeRE.FindStringSubmatch(line); m != nil {
 		d.exit, _ = strconv.Atoi(m[1])
 		d.signal, _ = strconv.Atoi(m[2])
 	}
@@ -517,9 +522,9 @@ func (s *Scheduler) fromAccounting(ctx context.Context, ids []string, missing []
 		sts[i] = driver.Status{State: driver.Gone, ExitCode: -1}
 	}
 	s.mu.Lock()
-	avail := s.sacct
+	noSacct := s.noSacct
 	s.mu.Unlock()
-	if avail < 0 {
+	if noSacct {
 		return nil
 	}
 	want := make([]string, len(missing))
@@ -527,18 +532,15 @@ func (s *Scheduler) fromAccounting(ctx context.Context, ids []string, missing []
 		want[k] = ids[i]
 	}
 	out, err := s.run(ctx, nil, "sacct", "-n", "-P", "-X", "-j", strings.Join(want, ","), "-o", "JobID,State,ExitCode")
+	if s.ErrorCode(err) == driver.Unsupported {
+		s.mu.Lock()
+		s.noSacct = true
+		s.mu.Unlock()
+		return nil
+	}
 	if err != nil {
-		if strings.Contains(strings.ToLower(err.Error()), "accounting storage is disabled") {
-			s.mu.Lock()
-			s.sacct = -1
-			s.mu.Unlock()
-			return nil
-		}
 		return err
 	}
-	s.mu.Lock()
-	s.sacct = 1
-	s.mu.Unlock()
 	byID := map[string][]string{}
 	for line := range strings.SplitSeq(string(out), "\n") {
 		if f := strings.Split(strings.TrimSpace(line), "|"); len(f) == 3 {
@@ -642,10 +644,7 @@ func (s *Scheduler) Find(ctx context.Context, name string) ([]driver.Found, erro
 			continue // not submitted by cairn
 		}
 		if d, err := s.detail(ctx, l.id); err == nil {
-			s.mu.Lock()
-			s.submit[l.id] = l.submit
-			s.details[l.id] = d
-			s.mu.Unlock()
+			s.remember(l.id, l.submit, d)
 		}
 		found = append(found, driver.Found{ID: l.id, Tag: tag, State: st.State, Attempt: attempt})
 	}
