@@ -185,16 +185,14 @@ func newBucket(client *storage.Client, bucket, prefix string, opts *store.Option
 	if bucket == "" {
 		return nil, errors.New("gcsstore: empty bucket name")
 	}
-	prefix = strings.Trim(prefix, "/")
+	// The bucket's root is the whole bucket; store.Bucket.Sub roots it at
+	// prefix, so the driver itself never sees the prefix.
 	root := "gs://" + bucket
-	if prefix != "" {
-		if err := store.ValidateKey(prefix); err != nil {
-			return nil, fmt.Errorf("gcsstore: open %s/%s: %w", root, prefix, err)
-		}
-		root += "/" + prefix
-		prefix += "/"
+	b, err := store.NewBucket(&gcsBucket{bkt: client.Bucket(bucket), name: bucket}, root, opts).Sub(prefix)
+	if err != nil {
+		return nil, fmt.Errorf("gcsstore: open %s: %w", root, err)
 	}
-	return store.NewBucket(&gcsBucket{bkt: client.Bucket(bucket), name: bucket, prefix: prefix}, root, opts), nil
+	return b, nil
 }
 
 // URLOpener opens "gs://bucket/prefix" URLs for a store.URLMux. It makes
@@ -234,11 +232,10 @@ func (o *URLOpener) OpenBucketURL(ctx context.Context, u *url.URL) (*store.Bucke
 	return newBucket(client, u.Host, u.Path, o.Options.Bucket)
 }
 
-// gcsBucket is the driver.Bucket of a bucket rooted at prefix.
+// gcsBucket is the driver.Bucket of a whole GCS bucket.
 type gcsBucket struct {
-	bkt    *storage.BucketHandle
-	name   string
-	prefix string // "" or ending in "/"
+	bkt  *storage.BucketHandle
+	name string
 }
 
 var _ driver.Bucket = (*gcsBucket)(nil)
@@ -269,7 +266,7 @@ func generation(v driver.Version) (int64, error) {
 }
 
 func (b *gcsBucket) Read(ctx context.Context, key string) ([]byte, driver.Version, error) {
-	r, err := b.bkt.Object(b.prefix + key).NewReader(ctx)
+	r, err := b.bkt.Object(key).NewReader(ctx)
 	if err != nil {
 		return nil, "", b.explain(err)
 	}
@@ -282,7 +279,7 @@ func (b *gcsBucket) Read(ctx context.Context, key string) ([]byte, driver.Versio
 }
 
 func (b *gcsBucket) Stat(ctx context.Context, key string) (driver.Attributes, error) {
-	a, err := b.bkt.Object(b.prefix + key).Attrs(ctx)
+	a, err := b.bkt.Object(key).Attrs(ctx)
 	if err != nil {
 		return driver.Attributes{}, b.explain(err)
 	}
@@ -290,7 +287,7 @@ func (b *gcsBucket) Stat(ctx context.Context, key string) (driver.Attributes, er
 }
 
 func (b *gcsBucket) Write(ctx context.Context, key string, data []byte, cond driver.Condition) (driver.Version, error) {
-	obj := b.bkt.Object(b.prefix + key)
+	obj := b.bkt.Object(key)
 	switch cond.Kind {
 	case driver.Always:
 	case driver.IfAbsent:
@@ -338,7 +335,7 @@ func (b *gcsBucket) noBucket() string {
 }
 
 func (b *gcsBucket) Delete(ctx context.Context, key string, cond driver.Condition) error {
-	obj := b.bkt.Object(b.prefix + key)
+	obj := b.bkt.Object(key)
 	switch cond.Kind {
 	case driver.Always:
 	case driver.IfVersion:
@@ -362,7 +359,7 @@ func (b *gcsBucket) Delete(ctx context.Context, key string, cond driver.Conditio
 
 func (b *gcsBucket) List(ctx context.Context, prefix string) iter.Seq2[string, error] {
 	return func(yield func(string, error) bool) {
-		q := &storage.Query{Prefix: b.prefix + prefix}
+		q := &storage.Query{Prefix: prefix}
 		if err := q.SetAttrSelection([]string{"Name"}); err != nil {
 			yield("", err)
 			return
@@ -381,7 +378,7 @@ func (b *gcsBucket) List(ctx context.Context, prefix string) iter.Seq2[string, e
 			if strings.HasSuffix(a.Name, "/") {
 				continue // a "folder" placeholder made by the console or another tool
 			}
-			if !yield(strings.TrimPrefix(a.Name, b.prefix), nil) {
+			if !yield(a.Name, nil) {
 				return
 			}
 		}

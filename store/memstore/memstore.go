@@ -57,10 +57,9 @@ var ErrInjectedTransient = errors.New("memstore: injected transient error")
 var (
 	errNotExist = errors.New("object does not exist")
 	// Precondition failures.
-	errExists       = errors.New("object exists")
-	errAbsent       = errors.New("object does not exist, want a version")
-	errVersion      = errors.New("version does not match")
-	errDeleteAbsent = errors.New("IfAbsent is not a valid delete condition")
+	errExists  = errors.New("object exists")
+	errAbsent  = errors.New("object does not exist, want a version")
+	errVersion = errors.New("version does not match")
 )
 
 // Faults configures the failures a [Namespace] injects. The zero value
@@ -296,10 +295,7 @@ func (b *bucket) Write(ctx context.Context, key string, data []byte, cond driver
 }
 
 func (b *bucket) Delete(ctx context.Context, key string, cond driver.Condition) error {
-	if cond.Kind == driver.IfAbsent {
-		return errDeleteAbsent
-	}
-	if cond.Kind != driver.Always && cond.Kind != driver.IfVersion {
+	if cond.Kind != driver.Always && cond.Kind != driver.IfVersion { // IfAbsent too: store.Bucket rejects it first
 		return fmt.Errorf("unknown condition kind %d", cond.Kind)
 	}
 	k := b.prefix + key

@@ -188,16 +188,14 @@ func newBucket(client *s3.Client, bucket, prefix string, opts *store.Options) (*
 	if bucket == "" {
 		return nil, errors.New("s3store: empty bucket name")
 	}
-	prefix = strings.Trim(prefix, "/")
+	// The bucket's root is the whole bucket; store.Bucket.Sub roots it at
+	// prefix, so the driver itself never sees the prefix.
 	root := "s3://" + bucket
-	if prefix != "" {
-		if err := store.ValidateKey(prefix); err != nil {
-			return nil, fmt.Errorf("s3store: open %s/%s: %w", root, prefix, err)
-		}
-		root += "/" + prefix
-		prefix += "/"
+	b, err := store.NewBucket(&s3Bucket{client: client, bucket: bucket}, root, opts).Sub(prefix)
+	if err != nil {
+		return nil, fmt.Errorf("s3store: open %s: %w", root, err)
 	}
-	return store.NewBucket(&s3Bucket{client: client, bucket: bucket, prefix: prefix}, root, opts), nil
+	return b, nil
 }
 
 // newClient makes an S3 client from the SDK's default configuration and o.
@@ -313,11 +311,10 @@ func (o *URLOpener) OpenBucketURL(ctx context.Context, u *url.URL) (*store.Bucke
 	return newBucket(client, u.Host, u.Path, opts.Bucket)
 }
 
-// s3Bucket is the driver.Bucket of a bucket rooted at prefix.
+// s3Bucket is the driver.Bucket of a whole S3 bucket.
 type s3Bucket struct {
 	client *s3.Client
 	bucket string
-	prefix string // "" or ending in "/"
 }
 
 var _ driver.Bucket = (*s3Bucket)(nil)
@@ -337,7 +334,7 @@ func (e *preconditionError) Error() string { return "precondition failed: " + e.
 func (e *preconditionError) Unwrap() error { return e.err }
 
 func (b *s3Bucket) Read(ctx context.Context, key string) ([]byte, driver.Version, error) {
-	out, err := b.client.GetObject(ctx, &s3.GetObjectInput{Bucket: &b.bucket, Key: aws.String(b.prefix + key)})
+	out, err := b.client.GetObject(ctx, &s3.GetObjectInput{Bucket: &b.bucket, Key: aws.String(key)})
 	if err != nil {
 		return nil, "", b.explain(err)
 	}
@@ -353,7 +350,7 @@ func (b *s3Bucket) Read(ctx context.Context, key string) ([]byte, driver.Version
 }
 
 func (b *s3Bucket) Stat(ctx context.Context, key string) (driver.Attributes, error) {
-	out, err := b.client.HeadObject(ctx, &s3.HeadObjectInput{Bucket: &b.bucket, Key: aws.String(b.prefix + key)})
+	out, err := b.client.HeadObject(ctx, &s3.HeadObjectInput{Bucket: &b.bucket, Key: aws.String(key)})
 	if err != nil {
 		return driver.Attributes{}, b.explain(err)
 	}
@@ -370,7 +367,7 @@ func (b *s3Bucket) Stat(ctx context.Context, key string) (driver.Attributes, err
 func (b *s3Bucket) Write(ctx context.Context, key string, data []byte, cond driver.Condition) (driver.Version, error) {
 	in := &s3.PutObjectInput{
 		Bucket:        &b.bucket,
-		Key:           aws.String(b.prefix + key),
+		Key:           aws.String(key),
 		Body:          bytes.NewReader(data),
 		ContentLength: aws.Int64(int64(len(data))),
 	}
@@ -402,7 +399,7 @@ func (b *s3Bucket) Write(ctx context.Context, key string, data []byte, cond driv
 }
 
 func (b *s3Bucket) Delete(ctx context.Context, key string, cond driver.Condition) error {
-	in := &s3.DeleteObjectInput{Bucket: &b.bucket, Key: aws.String(b.prefix + key)}
+	in := &s3.DeleteObjectInput{Bucket: &b.bucket, Key: aws.String(key)}
 	switch cond.Kind {
 	case driver.Always:
 	case driver.IfVersion:
@@ -442,7 +439,7 @@ func (b *s3Bucket) List(ctx context.Context, prefix string) iter.Seq2[string, er
 	return func(yield func(string, error) bool) {
 		p := s3.NewListObjectsV2Paginator(b.client, &s3.ListObjectsV2Input{
 			Bucket: &b.bucket,
-			Prefix: aws.String(b.prefix + prefix),
+			Prefix: aws.String(prefix),
 		})
 		for p.HasMorePages() {
 			page, err := p.NextPage(ctx)
@@ -456,7 +453,7 @@ func (b *s3Bucket) List(ctx context.Context, prefix string) iter.Seq2[string, er
 				if strings.HasSuffix(k, "/") {
 					continue // a "directory" marker made by a console or another tool
 				}
-				if !yield(strings.TrimPrefix(k, b.prefix), nil) {
+				if !yield(k, nil) {
 					return
 				}
 			}
