@@ -58,12 +58,6 @@ func emulatorOptions(endpoint string) *gcsstore.Options {
 	}}
 }
 
-func uniquePrefix(name string) string {
-	var b [6]byte
-	rand.Read(b[:])
-	return "cairn-test/" + strings.NewReplacer("/", "-", " ", "-").Replace(name) + "-" + hex.EncodeToString(b[:])
-}
-
 // newBucket creates a bucket on the emulator and returns its name.
 func newBucket(t *testing.T) string {
 	t.Helper()
@@ -95,48 +89,12 @@ func openLocation(ctx context.Context, loc string) (*store.Bucket, error) {
 	return nil, fmt.Errorf("bad location %q", loc)
 }
 
-func conformance(t *testing.T, loc func(prefix string) string, uncheckedDelete string) {
-	var mu sync.Mutex
-	locations := map[*store.Bucket]string{}
-	storetest.Run(t, storetest.Harness{
-		NewBucket: func(t *testing.T) *store.Bucket {
-			l := loc(uniquePrefix(t.Name()))
-			b, err := openLocation(t.Context(), l)
-			if err != nil {
-				t.Fatal(err)
-			}
-			mu.Lock()
-			locations[b] = l
-			mu.Unlock()
-			t.Cleanup(func() { clean(t, l) })
-			return b
-		},
-		Location: func(t *testing.T, b *store.Bucket) string {
-			mu.Lock()
-			defer mu.Unlock()
-			return locations[b]
-		},
-		UncheckedDeleteConditions: uncheckedDelete,
-	})
-}
-
-func clean(t *testing.T, l string) {
-	ctx := context.Background()
-	b, err := openLocation(ctx, l)
-	if err != nil {
-		t.Error(err)
-		return
-	}
-	for k, err := range b.List(ctx, "") {
-		if err != nil {
-			t.Errorf("cleaning up %s: %v", l, err)
-			return
-		}
-		if err := b.Delete(ctx, k); err != nil {
-			t.Errorf("cleaning up %s: %v", l, err)
-			return
-		}
-	}
+// conformance runs the suite on buckets opened from the locations loc
+// names ("KIND ... PREFIX"), removing their objects afterwards.
+func conformance(t *testing.T, loc func(t *testing.T, prefix string) string, uncheckedDelete string) {
+	h := storetest.OpenHarness(openLocation, loc)
+	h.UncheckedDeleteConditions = uncheckedDelete
+	storetest.Run(t, h)
 }
 
 // TestConformance runs the storage conformance suite, including the
@@ -148,7 +106,7 @@ func TestConformance(t *testing.T) {
 	emulator(t)
 	// A bucket per test: fake-gcs-server's memory backend slows down as a
 	// bucket fills (each upload is O(objects in the bucket)).
-	conformance(t, func(prefix string) string { return "emulator " + newBucket(t) + " " + prefix },
+	conformance(t, func(t *testing.T, prefix string) string { return "emulator " + newBucket(t) + " " + prefix },
 		"fake-gcs-server ignores ifGenerationMatch on DELETE")
 }
 
@@ -161,7 +119,7 @@ func TestConformanceCloud(t *testing.T) {
 		t.Skipf("%s not set: no real GCS bucket to test against", envCloud)
 	}
 	bucket, base, _ := strings.Cut(name, "/")
-	conformance(t, func(prefix string) string {
+	conformance(t, func(_ *testing.T, prefix string) string {
 		return "cloud " + bucket + " " + strings.TrimPrefix(base+"/"+prefix, "/")
 	}, "")
 }
@@ -205,7 +163,7 @@ func recorded(t *testing.T) (*recorder, *store.Bucket) {
 	rec := &recorder{target: target}
 	srv := httptest.NewServer(rec)
 	t.Cleanup(srv.Close)
-	b, err := gcsstore.Open(t.Context(), bucket, uniquePrefix(t.Name()), emulatorOptions(srv.URL))
+	b, err := gcsstore.Open(t.Context(), bucket, storetest.UniquePrefix(t.Name()), emulatorOptions(srv.URL))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -281,7 +239,7 @@ func TestPermanentErrors(t *testing.T) {
 	var retries atomic.Int32
 	opts := emulatorOptions(endpoint)
 	opts.Bucket = &store.Options{OnRetry: func(string, string, int, error) { retries.Add(1) }}
-	b, err := gcsstore.Open(ctx, "no-such-bucket-"+uniquePrefix("x")[len("cairn-test/"):], "", opts)
+	b, err := gcsstore.Open(ctx, "no-such-bucket-"+storetest.UniquePrefix("x")[len("cairn-test/"):], "", opts)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -303,7 +261,7 @@ func TestURLOpener(t *testing.T) {
 	ctx := t.Context()
 	mux := new(store.URLMux)
 	mux.Register("gs", &gcsstore.URLOpener{Options: *emulatorOptions(endpoint)})
-	prefix := uniquePrefix(t.Name())
+	prefix := storetest.UniquePrefix(t.Name())
 	b, err := mux.OpenBucket(ctx, "gs://"+bucket+"/"+prefix)
 	if err != nil {
 		t.Fatal(err)

@@ -2,8 +2,6 @@ package s3store_test
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"net/http"
@@ -11,7 +9,6 @@ import (
 	"net/url"
 	"os"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -57,14 +54,6 @@ func serverOpts(endpoint string) *s3store.Options {
 	}
 }
 
-// uniquePrefix returns a fresh key prefix, so that tests, and runs of the
-// test binary, never share objects.
-func uniquePrefix(name string) string {
-	var b [6]byte
-	rand.Read(b[:])
-	return "cairn-test/" + strings.NewReplacer("/", "-", " ", "-").Replace(name) + "-" + hex.EncodeToString(b[:])
-}
-
 // openLocation opens a bucket from a Location string: "server PREFIX" or
 // "cloud BUCKET PREFIX". It runs in helper processes too.
 func openLocation(ctx context.Context, loc string) (*store.Bucket, error) {
@@ -78,58 +67,19 @@ func openLocation(ctx context.Context, loc string) (*store.Bucket, error) {
 	return nil, fmt.Errorf("bad location %q", loc)
 }
 
-// conformance runs the suite on buckets opened from "KIND ... PREFIX"
-// locations, removing their objects afterwards.
-func conformance(t *testing.T, loc func(prefix string) string, lag string) {
-	var mu sync.Mutex
-	locations := map[*store.Bucket]string{}
-	storetest.Run(t, storetest.Harness{
-		NewBucket: func(t *testing.T) *store.Bucket {
-			l := loc(uniquePrefix(t.Name()))
-			b, err := openLocation(t.Context(), l)
-			if err != nil {
-				t.Fatal(err)
-			}
-			mu.Lock()
-			locations[b] = l
-			mu.Unlock()
-			t.Cleanup(func() { clean(t, l) })
-			return b
-		},
-		Location: func(t *testing.T, b *store.Bucket) string {
-			mu.Lock()
-			defer mu.Unlock()
-			return locations[b]
-		},
-		ReadVersionMayLag: lag,
-	})
-}
-
-// clean deletes every object under the bucket at location l.
-func clean(t *testing.T, l string) {
-	ctx := context.Background()
-	b, err := openLocation(ctx, l)
-	if err != nil {
-		t.Error(err)
-		return
-	}
-	for k, err := range b.List(ctx, "") {
-		if err != nil {
-			t.Errorf("cleaning up %s: %v", l, err)
-			return
-		}
-		if err := b.Delete(ctx, k); err != nil {
-			t.Errorf("cleaning up %s: %v", l, err)
-			return
-		}
-	}
+// conformance runs the suite on buckets opened from the locations loc
+// names ("KIND ... PREFIX"), removing their objects afterwards.
+func conformance(t *testing.T, loc func(t *testing.T, prefix string) string, lag string) {
+	h := storetest.OpenHarness(openLocation, loc)
+	h.ReadVersionMayLag = lag
+	storetest.Run(t, h)
 }
 
 // TestConformance runs the storage conformance suite, including the
 // goroutine and process races, against the loopback S3 server (versitygw).
 func TestConformance(t *testing.T) {
 	serverOptions(t)
-	conformance(t, func(prefix string) string { return "server " + prefix },
+	conformance(t, func(_ *testing.T, prefix string) string { return "server " + prefix },
 		// versitygw's posix backend reads an object's ETag (an xattr) before
 		// it opens the file, so a GET racing a PUT can pair the new bytes
 		// with the old ETag (backend/posix GetObject). AWS does not.
@@ -145,7 +95,7 @@ func TestConformanceCloud(t *testing.T) {
 		t.Skipf("%s not set: no real S3 bucket to test against", envCloud)
 	}
 	bucket, base, _ := strings.Cut(name, "/")
-	conformance(t, func(prefix string) string {
+	conformance(t, func(_ *testing.T, prefix string) string {
 		return "cloud " + bucket + " " + strings.TrimPrefix(base+"/"+prefix, "/")
 	}, "")
 }
@@ -172,7 +122,7 @@ func TestReadIsOneRequest(t *testing.T) {
 	}))
 	defer proxy.Close()
 	opts.Endpoint = proxy.URL
-	b, err := s3store.Open(t.Context(), bucket, uniquePrefix(t.Name()), opts)
+	b, err := s3store.Open(t.Context(), bucket, storetest.UniquePrefix(t.Name()), opts)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -229,7 +179,7 @@ func TestPermanentErrors(t *testing.T) {
 
 	noBucket := *opts
 	noBucket.Bucket = count
-	b, err := s3store.Open(ctx, "no-such-bucket-"+uniquePrefix("x")[len("cairn-test/"):], "", &noBucket)
+	b, err := s3store.Open(ctx, "no-such-bucket-"+storetest.UniquePrefix("x")[len("cairn-test/"):], "", &noBucket)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -241,7 +191,7 @@ func TestPermanentErrors(t *testing.T) {
 	badKey := *opts
 	badKey.Credentials = credentials.NewStaticCredentialsProvider(os.Getenv(envAccessKey), "wrong-secret", "")
 	badKey.Bucket = count
-	b, err = s3store.Open(ctx, bucket, uniquePrefix(t.Name()), &badKey)
+	b, err = s3store.Open(ctx, bucket, storetest.UniquePrefix(t.Name()), &badKey)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -284,7 +234,7 @@ func TestURLOpener(t *testing.T) {
 	ctx := t.Context()
 	mux := new(store.URLMux)
 	mux.Register("s3", &s3store.URLOpener{Options: s3store.Options{Credentials: opts.Credentials}})
-	prefix := uniquePrefix(t.Name())
+	prefix := storetest.UniquePrefix(t.Name())
 	loc := fmt.Sprintf("s3://%s/%s?endpoint=%s", bucket, prefix, url.QueryEscape(opts.Endpoint))
 	b, err := mux.OpenBucket(ctx, loc)
 	if err != nil {
