@@ -114,7 +114,8 @@ func (w *walker) walk(v reflect.Value, key, field, forbid string) error {
 		return w.errorf(field, "a step (%s) cannot be used as a config value; refer to its output with recipe.OutputOf or recipe.ArtifactOf", typeName(t))
 	}
 	switch v.Kind() {
-	case reflect.Pointer:
+	case reflect.Pointer, reflect.Slice, reflect.Map:
+		// References: nil holds nothing; a cycle through one is an error.
 		if v.IsNil() {
 			return nil
 		}
@@ -123,36 +124,21 @@ func (w *walker) walk(v reflect.Value, key, field, forbid string) error {
 			return err
 		}
 		defer done()
+	}
+	switch v.Kind() {
+	case reflect.Pointer:
 		return w.walk(v.Elem(), key, field, forbid)
 	case reflect.Interface:
 		return w.walk(v.Elem(), key, field, forbid)
 	case reflect.Struct:
 		return w.walkStruct(v, key, field, forbid)
 	case reflect.Slice, reflect.Array:
-		if v.Kind() == reflect.Slice {
-			if v.IsNil() {
-				return nil
-			}
-			done, err := w.enter(v, field)
-			if err != nil {
-				return err
-			}
-			defer done()
-		}
 		for i := range v.Len() {
 			if err := w.walk(v.Index(i), indexKey(key, i), field+"["+strconv.Itoa(i)+"]", forbid); err != nil {
 				return err
 			}
 		}
 	case reflect.Map:
-		if v.IsNil() {
-			return nil
-		}
-		done, err := w.enter(v, field)
-		if err != nil {
-			return err
-		}
-		defer done()
 		if t.Key().Kind() != reflect.String {
 			if forbid == "" {
 				forbid = fmt.Sprintf("a map with %s keys (only string keys have a deterministic order)", t.Key())
