@@ -7,7 +7,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -134,7 +133,7 @@ type buildTool struct {
 	j      int      // -j
 	file   string   // build file name
 	flags  []string // extra flags before -j
-	write  func(w io.Writer, g *graph) error
+	write  func(w *bufio.Writer, g *graph)
 }
 
 // newNinja returns the ninja tool, or an error if ninja is not installed.
@@ -180,8 +179,8 @@ func (t *buildTool) prepare(dir string, g *graph) error {
 		return err
 	}
 	w := bufio.NewWriter(f)
-	err = t.write(w, g)
-	return errors.Join(err, w.Flush(), f.Close())
+	t.write(w, g) // write errors stick in w and come back from Flush
+	return errors.Join(w.Flush(), f.Close())
 }
 
 func (t *buildTool) run(ctx context.Context, j job) (sample, error) {
@@ -243,47 +242,34 @@ func checkOutputs(before, after []time.Time, j job) error {
 	return fmt.Errorf("%d of %d outputs %s (first: %s)", len(bad), j.graph.size(), what, bad[0])
 }
 
-// writeNinja writes a build.ninja with one `touch` edge per step.
-func writeNinja(w io.Writer, g *graph) error {
-	if _, err := fmt.Fprint(w, "rule touch\n  command = touch $out\n\n"); err != nil {
-		return err
+// writeNinja writes a build.ninja with one `touch` edge per step. Write
+// errors stick in the bufio.Writer and come back from its Flush.
+func writeNinja(w *bufio.Writer, g *graph) {
+	w.WriteString("rule touch\n  command = touch $out\n\n")
+	for i := range g.names {
+		writeRule(w, g, i, "build %s/%s: touch", "\n")
 	}
-	for i, name := range g.names {
-		var line strings.Builder
-		fmt.Fprintf(&line, "build %s/%s: touch", outDir, name)
-		for _, d := range g.deps[i] {
-			fmt.Fprintf(&line, " %s/%s", outDir, g.names[d])
-		}
-		line.WriteByte('\n')
-		if _, err := io.WriteString(w, line.String()); err != nil {
-			return err
-		}
-	}
-	return nil
 }
 
 // writeMakefile writes a Makefile with one `touch` rule per step and a
 // phony default target depending on every sink.
-func writeMakefile(w io.Writer, g *graph) error {
-	var all strings.Builder
-	all.WriteString(".SUFFIXES:\n.PHONY: all\nall:")
+func writeMakefile(w *bufio.Writer, g *graph) {
+	w.WriteString(".SUFFIXES:\n.PHONY: all\nall:")
 	for _, s := range g.sinks() {
-		fmt.Fprintf(&all, " %s/%s", outDir, g.names[s])
+		fmt.Fprintf(w, " %s/%s", outDir, g.names[s])
 	}
-	all.WriteString("\n\n")
-	if _, err := io.WriteString(w, all.String()); err != nil {
-		return err
+	w.WriteString("\n\n")
+	for i := range g.names {
+		writeRule(w, g, i, "%s/%s:", "\n\ttouch $@\n")
 	}
-	for i, name := range g.names {
-		var rule strings.Builder
-		fmt.Fprintf(&rule, "%s/%s:", outDir, name)
-		for _, d := range g.deps[i] {
-			fmt.Fprintf(&rule, " %s/%s", outDir, g.names[d])
-		}
-		rule.WriteString("\n\ttouch $@\n")
-		if _, err := io.WriteString(w, rule.String()); err != nil {
-			return err
-		}
+}
+
+// writeRule writes the rule of step i: head (formatted with the output
+// directory and the step's name), its dependencies' outputs, then tail.
+func writeRule(w *bufio.Writer, g *graph, i int, head, tail string) {
+	fmt.Fprintf(w, head, outDir, g.names[i])
+	for _, d := range g.deps[i] {
+		fmt.Fprintf(w, " %s/%s", outDir, g.names[d])
 	}
-	return nil
+	w.WriteString(tail)
 }
