@@ -100,7 +100,7 @@ func TestStaleTakeover(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		ctx := context.Background()
 		b := newBucket()
-		dead := lease.Record{WorkerID: "dead", Timestamp: time.Now().Add(-lease.DefaultStaleAfter - 10*time.Second)}
+		dead := lease.Record{WorkerID: "dead", Timestamp: time.Now().Add(-lease.DefaultAncientAfter - 10*time.Second)}
 		if _, err := b.Write(ctx, key, dead.Marshal()); err != nil {
 			t.Fatal(err)
 		}
@@ -120,13 +120,16 @@ func TestStaleTakeover(t *testing.T) {
 		if after := readRecord(t, b).Timestamp; !after.After(before) {
 			t.Errorf("renew did not advance the timestamp: %v -> %v", before, after)
 		}
-		// Exactly at the boundary the lease is still fresh.
-		fresh := lease.Record{Timestamp: time.Now().Add(-lease.DefaultStaleAfter)}
-		if fresh.Stale(time.Now(), lease.DefaultStaleAfter) {
-			t.Error("a lease exactly StaleAfter old counts as stale")
+		// The ancient-record shortcut has a strict boundary.
+		now := time.Now()
+		if (lease.Record{Timestamp: now.Add(-time.Hour)}).Ancient(now, time.Hour) {
+			t.Error("a record exactly AncientAfter old counts as ancient")
 		}
-		if !(lease.Record{Timestamp: time.Now().Add(-lease.DefaultStaleAfter - time.Second)}).Stale(time.Now(), lease.DefaultStaleAfter) {
-			t.Error("a lease older than StaleAfter counts as fresh")
+		if !(lease.Record{Timestamp: now.Add(-time.Hour - time.Second)}).Ancient(now, time.Hour) {
+			t.Error("a record older than AncientAfter does not count as ancient")
+		}
+		if (lease.Record{Timestamp: now.Add(-1000 * time.Hour)}).Ancient(now, -1) {
+			t.Error("a negative AncientAfter still trusts timestamps")
 		}
 	})
 }
