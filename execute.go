@@ -53,6 +53,9 @@ type Output struct {
 	tookOver      bool
 	remoteUsed    bool
 	artifactSaved bool
+	// fence is the version of this attempt's RUNNING record: the artifact
+	// is saved only while the status file still has it.
+	fence store.Version
 }
 
 // OpenDep opens the output of dep (normally one of the running step's
@@ -139,30 +142,40 @@ func newExecutor(opts *RunOptions) *executor {
 		prefix:       opts.Prefix,
 		rejectFailed: opts.RejectPreviouslyFailed,
 		logger:       opts.logger(),
-		workerBase:   opts.WorkerID,
 	}
 	if opts.Lease != nil {
 		x.leaseOpts = *opts.Lease
 	}
-	x.remote = newRemoteRunner(opts.Remote, opts.Storage, x.logger)
-	if x.workerBase == "" {
-		x.workerBase = defaultWorkerBase()
+	if x.leaseOpts.Watch == nil {
+		x.leaseOpts.Watch = lease.NewWatch()
 	}
+	x.remote = newRemoteRunner(opts.Remote, opts.Storage, x.logger)
+	x.workerBase = workerBase(opts.WorkerID)
 	return x
 }
 
-// defaultWorkerBase names this process: host, pid and a random token, so
-// that two processes with the same pid on hosts with the same name (common
-// in containers) still differ.
-func defaultWorkerBase() string {
-	host, err := os.Hostname()
-	if err != nil {
-		host = "unknown-host"
-	}
+// workerBase names one executor: the given name, or host and pid, then a
+// random token. The token is always there, because worker ids must be
+// unique to one attempt whatever RunOptions.WorkerID says: a lease that
+// names this worker is taken as this worker's own (re-entrant), so two runs
+// sharing an id would both run the step at once. It also tells apart two
+// processes with the same pid on hosts with the same name (common in
+// containers).
+func workerBase(name string) string {
 	var tok [3]byte
 	_, _ = rand.Read(tok[:]) // crypto/rand.Read never fails on Linux
-	return fmt.Sprintf("%s-%d-%s", host, os.Getpid(), hex.EncodeToString(tok[:]))
+	if name == "" {
+		host, err := os.Hostname()
+		if err != nil {
+			host = "unknown-host"
+		}
+		name = fmt.Sprintf("%s-%d", host, os.Getpid())
+	}
+	return name + "-" + hex.EncodeToString(tok[:])
 }
+
+// defaultWorkerBase names this process: see workerBase.
+func defaultWorkerBase() string { return workerBase("") }
 
 // newWorkerID returns a worker id unique to one attempt of one step.
 func (x *executor) newWorkerID() string {
@@ -207,8 +220,10 @@ func (x *executor) probe(ctx context.Context, b *store.Bucket) attemptResult {
 	if err != nil {
 		return attemptResult{outcome: Failed, err: err}
 	}
+	// One look cannot tell a live holder from a dead one (see package
+	// lease, Clocks): a record that is not ancient counts as held.
 	now := time.Now()
-	if ok && !rec.Stale(now, x.leaseOpts.WithDefaults().StaleAfter) {
+	if ok && !rec.Ancient(now, x.leaseOpts.WithDefaults().AncientAfter) {
 		return attemptResult{outcome: RunningElsewhere, holder: rec.WorkerID, leaseAge: rec.Age(now)}
 	}
 	if status == statusfile.Failed || status == statusfile.DepFailed {
@@ -226,6 +241,7 @@ type attemptResult struct {
 	outcome  Outcome
 	err      error
 	held     *lease.HeldError
+	lost     error // with held: this attempt lost the lease it held
 	holder   string
 	leaseAge time.Duration
 	duration time.Duration
@@ -244,6 +260,14 @@ const cleanupTimeout = 30 * time.Second
 // the lease of a step that is already decided. The read under the lease is
 // always made and is the one that counts, so a stale early status costs at
 // most a lease taken and given back.
+//
+// Every status write after the lease is taken is conditional: the attempt
+// writes its own RUNNING record (statusfile.RunningRecord, unique to the
+// attempt) only over the status it read, and its artifact and terminal
+// status only while the status file still holds that record. A worker that
+// lost the step while it ran — paused past its lease, or cut off from
+// storage — can therefore never overwrite what the new holder wrote; it
+// goes back to waiting on the new holder instead (a held result).
 func (x *executor) attempt(ctx context.Context, s *Step, id, path string, b *store.Bucket, waited bool, early *string) attemptResult {
 	cached := Cached
 	if waited {
@@ -267,7 +291,7 @@ func (x *executor) attempt(ctx context.Context, s *Step, id, path string, b *sto
 	worker := x.newWorkerID()
 	l, err := lease.Acquire(ctx, b, statusfile.LockKey, worker, &x.leaseOpts)
 	if held, ok := errors.AsType[*lease.HeldError](err); ok {
-		return attemptResult{held: held, holder: held.Holder.WorkerID, leaseAge: held.Age}
+		return heldResult(held)
 	}
 	if err != nil {
 		return attemptResult{outcome: Failed, err: err}
@@ -275,15 +299,18 @@ func (x *executor) attempt(ctx context.Context, s *Step, id, path string, b *sto
 	cleanupCtx, cancelCleanup := context.WithTimeout(context.WithoutCancel(ctx), cleanupTimeout)
 	defer cancelCleanup()
 	release := func(r attemptResult) attemptResult {
-		if err := l.Release(cleanupCtx); err != nil && r.err == nil {
+		// A lease lost after the attempt's conditional writes succeeded
+		// changes nothing: they prove nobody else has started the step.
+		if err := l.Release(cleanupCtx); err != nil && r.err == nil && !errors.Is(err, lease.ErrLost) {
 			r.outcome, r.err = Failed, err
 		}
 		return r
 	}
 
 	// Double-check under the lease: another worker may have finished between
-	// our status read and our acquisition.
-	status, err = statusfile.ReadStatus(ctx, b)
+	// our status read and our acquisition. The version read is what our
+	// RUNNING record may replace.
+	status, prevVersion, err := statusfile.ReadStatusVersion(ctx, b)
 	if err != nil {
 		return release(attemptResult{outcome: Failed, err: err})
 	}
@@ -301,7 +328,17 @@ func (x *executor) attempt(ctx context.Context, s *Step, id, path string, b *sto
 	if _, err := statusfile.WriteInfoIfAbsent(ctx, b, x.info(s, path)); err != nil {
 		return release(attemptResult{outcome: Failed, err: err})
 	}
-	if err := statusfile.WriteStatus(ctx, b, statusfile.Running); err != nil {
+	cond := store.IfAbsent()
+	if prevVersion != "" {
+		cond = store.IfVersion(prevVersion)
+	}
+	fence, err := statusfile.WriteStatusIf(ctx, b, statusfile.RunningRecord(worker, time.Now()), cond)
+	if errors.Is(err, store.ErrPrecondition) {
+		// A worker that lost the lease before we took it wrote its status
+		// after our read: decide again from the next attempt.
+		return release(attemptResult{held: &lease.HeldError{Key: b.URL(statusfile.StatusKey), Holder: lease.Record{WorkerID: "(the previous holder, finishing)"}}})
+	}
+	if err != nil {
 		return release(attemptResult{outcome: Failed, err: err})
 	}
 
@@ -317,49 +354,83 @@ func (x *executor) attempt(ctx context.Context, s *Step, id, path string, b *sto
 		prefix:   x.prefix,
 		remote:   x.remote,
 		tookOver: res.outcome == TookOver,
+		fence:    fence,
 	}
 	val, ferr := x.call(stepCtx, s, out)
+	lostCause := context.Cause(stepCtx)
 	cancel()
 	res.duration = time.Since(start)
 
-	if lerr := l.Err(); lerr != nil {
-		// Another worker owns the step now; its status is theirs to write.
-		l.Stop()
-		return attemptResult{outcome: Failed, err: lerr, duration: res.duration}
+	if ferr != nil && errors.Is(lostCause, lease.ErrLost) && ctx.Err() == nil {
+		// The step was stopped because the lease was lost: it is not a
+		// failure of the step. Whoever holds the step now finishes it.
+		return x.lost(l, b, lostCause, res.duration)
 	}
 	if ferr != nil && ctx.Err() != nil {
 		// Interrupted: put the status back as it was so the next run starts
 		// the step at once instead of waiting for a stale lease.
 		if status == "" {
-			err = statusfile.DeleteStatus(cleanupCtx, b)
+			err = b.DeleteIf(cleanupCtx, statusfile.StatusKey, store.IfVersion(fence))
 		} else {
-			err = statusfile.WriteStatus(cleanupCtx, b, status)
+			_, err = statusfile.WriteStatusIf(cleanupCtx, b, []byte(status), store.IfVersion(fence))
+		}
+		if errors.Is(err, store.ErrPrecondition) {
+			err = nil // another worker owns the step now
 		}
 		return release(attemptResult{outcome: Interrupted, err: errors.Join(context.Cause(ctx), err), duration: res.duration})
 	}
 	if ferr == nil && !out.artifactSaved && val != nil && !isNilValue(val) {
-		if err := statusfile.WriteArtifact(cleanupCtx, b, val); err != nil {
+		data, err := statusfile.EncodeArtifact(val)
+		if err == nil {
+			err = statusfile.CommitArtifact(cleanupCtx, b, data, fence)
+		}
+		if errors.Is(err, statusfile.ErrFenced) {
+			return x.lost(l, b, err, res.duration)
+		}
+		if err != nil {
 			ferr = fmt.Errorf("save artifact: %w", err)
 		}
 	}
-	if err := l.Confirm(cleanupCtx); err != nil {
-		l.Stop()
-		return attemptResult{outcome: Failed, err: err, duration: res.duration}
-	}
 	if ferr != nil {
+		_, err := statusfile.WriteStatusIf(cleanupCtx, b, []byte(statusfile.Failed), store.IfVersion(fence))
+		if errors.Is(err, store.ErrPrecondition) {
+			return x.lost(l, b, fmt.Errorf("%w (the step failed here: %v)", statusfile.ErrFenced, ferr), res.duration)
+		}
 		f := statusfile.Failure{Error: ferr.Error(), WorkerID: worker, Time: time.Now().UTC()}
 		if pe, ok := errors.AsType[*PanicError](ferr); ok {
 			f.Stack = string(pe.Stack)
 		}
 		// The failure record is best effort; the status is what matters.
 		_ = statusfile.WriteFailure(cleanupCtx, b, f)
-		err := statusfile.WriteStatus(cleanupCtx, b, statusfile.Failed)
 		return release(attemptResult{outcome: Failed, err: errors.Join(ferr, err), duration: res.duration})
 	}
-	if err := statusfile.WriteStatus(cleanupCtx, b, statusfile.Success); err != nil {
+	_, err = statusfile.WriteStatusIf(cleanupCtx, b, []byte(statusfile.Success), store.IfVersion(fence))
+	if errors.Is(err, store.ErrPrecondition) {
+		return x.lost(l, b, fmt.Errorf("%w: %s changed while the step ran", statusfile.ErrFenced, b.URL(statusfile.StatusKey)), res.duration)
+	}
+	if err != nil {
 		return release(attemptResult{outcome: Failed, err: err, duration: res.duration})
 	}
 	return release(res)
+}
+
+// lost ends an attempt whose step another worker took over, or whose lease
+// this worker could not keep, after its function returned: nothing more is
+// written, and the step goes back to waiting on its holder (a held result),
+// who finishes it or, if it dies too, is taken over again. If the lease
+// record still names this worker (it was lost through refreshes too slow,
+// with nobody taking over), the worker is abandoned in the run's Watch so
+// that the next attempt takes over at once instead of waiting StaleAfter.
+func (x *executor) lost(l *lease.Lease, b *store.Bucket, cause error, ran time.Duration) attemptResult {
+	l.Stop()
+	x.leaseOpts.Watch.Abandon(l.Worker())
+	x.logger.Warn("lease lost; the step goes back to waiting for its holder", "step", b.String(), "worker", l.Worker(), "cause", cause, "ran", ran.Round(time.Millisecond))
+	return attemptResult{held: &lease.HeldError{Key: b.URL(statusfile.LockKey), Holder: lease.Record{WorkerID: "(the worker that took over)"}}, lost: cause, duration: ran}
+}
+
+// heldResult is the result of an attempt that found the step held.
+func heldResult(h *lease.HeldError) attemptResult {
+	return attemptResult{held: h, holder: h.Holder.WorkerID, leaseAge: h.Age}
 }
 
 func isNilValue(v any) bool {

@@ -562,26 +562,39 @@ func TestWaitsForAnotherWorker(t *testing.T) {
 	}
 }
 
-// Scenario 46/51: a stale lease is taken over and the step runs.
+// Scenario 46/51: a stale lease is taken over and the step runs. Staleness
+// is observed, not computed from the dead holder's timestamp: the runner
+// takes over once it has watched the record unchanged for StaleAfter.
 func TestStaleLeaseTakenOver(t *testing.T) {
-	st := cairntest.NewStorage(t)
-	var rec cairntest.Recorder
-	s := &cairn.Step{Name: "orphan", Func: rec.Func("orphan", nil)}
-	b := st.StepBucket(t, s)
-	dead := lease.Record{WorkerID: "dead-host-1", Timestamp: time.Now().Add(-lease.DefaultStaleAfter - 10*time.Second)}
-	if _, err := b.Write(t.Context(), statusfile.LockKey, dead.Marshal()); err != nil {
-		t.Fatal(err)
-	}
-	if err := statusfile.WriteStatus(t.Context(), b, "RUNNING"); err != nil {
-		t.Fatal(err)
-	}
-	r := mustRun(t, st, nil, s)
-	res := r.Steps[0]
-	if res.Outcome != cairn.TookOver || res.Holder != "dead-host-1" || res.LeaseAge < lease.DefaultStaleAfter {
-		t.Errorf("result %+v, want took over from dead-host-1", res)
-	}
-	if rec.Count("orphan") != 1 || readStatus(t, st, s) != "SUCCESS" {
-		t.Error("orphan did not run to success")
+	for name, stamp := range map[string]time.Time{
+		"recent":  time.Now(),
+		"future":  time.Now().Add(time.Hour),
+		"ancient": time.Now().Add(-lease.DefaultAncientAfter - time.Minute),
+	} {
+		t.Run(name, func(t *testing.T) {
+			st := cairntest.NewStorage(t)
+			var rec cairntest.Recorder
+			s := &cairn.Step{Name: "orphan", Func: rec.Func("orphan", nil)}
+			b := st.StepBucket(t, s)
+			dead := lease.Record{WorkerID: "dead-host-1", Timestamp: stamp}
+			if _, err := b.Write(t.Context(), statusfile.LockKey, dead.Marshal()); err != nil {
+				t.Fatal(err)
+			}
+			if err := statusfile.WriteStatus(t.Context(), b, "RUNNING"); err != nil {
+				t.Fatal(err)
+			}
+			opts := st.Options()
+			opts.Lease = &lease.Options{Interval: 20 * time.Millisecond, StaleAfter: 100 * time.Millisecond}
+			opts.PollInterval = 10 * time.Millisecond
+			r := mustRun(t, st, opts, s)
+			res := r.Steps[0]
+			if res.Outcome != cairn.TookOver || res.Holder != "dead-host-1" {
+				t.Errorf("result %+v, want took over from dead-host-1", res)
+			}
+			if rec.Count("orphan") != 1 || readStatus(t, st, s) != "SUCCESS" {
+				t.Error("orphan did not run to success")
+			}
+		})
 	}
 }
 
@@ -626,22 +639,28 @@ func TestCorruptControlFiles(t *testing.T) {
 	}
 }
 
-// A lost lease cancels the step's context and fails the step with
-// ErrLeaseLost; the new holder's status is not overwritten.
-func TestLeaseLossCancelsStep(t *testing.T) {
+// A lost lease cancels the step's context with ErrLeaseLost. It is not a
+// failure of the step: the run goes back to waiting for the new holder,
+// never overwrites what that holder writes, and reports the step completed
+// by it.
+func TestLeaseLossCancelsStepAndWaits(t *testing.T) {
 	st := cairntest.NewStorage(t)
-	started := make(chan *cairn.Output)
-	var cause error
+	started := make(chan *cairn.Output, 1)
+	causes := make(chan error, 1)
+	runs := 0
 	s := &cairn.Step{Name: "victim", Func: func(ctx context.Context, out *cairn.Output) (any, error) {
+		runs++
 		started <- out
 		<-ctx.Done()
-		cause = context.Cause(ctx)
-		return nil, cause
+		causes <- context.Cause(ctx)
+		return "loser's artifact", context.Cause(ctx)
 	}}
 	opts := st.Options()
 	opts.Lease = &lease.Options{Interval: time.Millisecond, StaleAfter: time.Hour}
+	opts.PollInterval = 5 * time.Millisecond
 	done := make(chan error)
-	go func() { _, err := run(t, st, opts, s); done <- err }()
+	var report *cairn.Report
+	go func() { r, err := run(t, st, opts, s); report = r; done <- err }()
 	out := <-started
 	// Another worker takes the lease over (as if ours had gone stale).
 	usurper := lease.Record{WorkerID: "usurper-1", Timestamp: time.Now()}
@@ -651,19 +670,38 @@ func TestLeaseLossCancelsStep(t *testing.T) {
 	if err := statusfile.WriteStatus(t.Context(), out.Bucket, "RUNNING"); err != nil {
 		t.Fatal(err)
 	}
-	err := <-done
-	if !errors.Is(err, cairn.ErrLeaseLost) || !errors.Is(cause, cairn.ErrLeaseLost) {
-		t.Fatalf("err = %v, cause = %v; want ErrLeaseLost", err, cause)
+	if cause := <-causes; !errors.Is(cause, cairn.ErrLeaseLost) || !strings.Contains(cause.Error(), "usurper-1") {
+		t.Fatalf("cause = %v; want ErrLeaseLost naming usurper-1", cause)
 	}
-	if !strings.Contains(err.Error(), "usurper-1") {
-		t.Errorf("error %q does not name the new holder", err)
-	}
-	rec, ok, _ := lease.Inspect(t.Context(), out.Bucket, statusfile.LockKey)
-	if !ok || rec.WorkerID != "usurper-1" {
-		t.Errorf("lease now %+v, want the usurper's", rec)
+	select {
+	case err := <-done:
+		t.Fatalf("the run ended (%v) while the new holder still runs the step", err)
+	case <-time.After(50 * time.Millisecond):
 	}
 	if got := readStatus(t, st, s); got != "RUNNING" {
 		t.Errorf("status %q: the loser overwrote the new holder's status", got)
+	}
+	// The new holder finishes.
+	if err := statusfile.WriteArtifact(t.Context(), out.Bucket, "usurper's artifact"); err != nil {
+		t.Fatal(err)
+	}
+	if err := statusfile.WriteStatus(t.Context(), out.Bucket, "SUCCESS"); err != nil {
+		t.Fatal(err)
+	}
+	if err := out.Bucket.Delete(t.Context(), statusfile.LockKey); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-done; err != nil {
+		t.Fatalf("run = %v, want success: the new holder completed the step", err)
+	}
+	if o := outcomes(report); o["victim"] != cairn.CompletedElsewhere {
+		t.Errorf("outcome %v, want completed by another worker", o["victim"])
+	}
+	if got, err := cairn.LoadArtifact[string](t.Context(), st.Mux, st.Prefix, s); err != nil || got != "usurper's artifact" {
+		t.Errorf("artifact %q, %v; want the usurper's", got, err)
+	}
+	if runs != 1 {
+		t.Errorf("step ran %d times", runs)
 	}
 }
 

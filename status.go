@@ -33,8 +33,10 @@ type StepState struct {
 	Dir    string
 	Status Status
 	// Holder is the worker id in the lease, if there is a lease; LeaseAge is
-	// the time since its last refresh and LeaseStale whether it may be taken
-	// over.
+	// the time since its last refresh by the holder's timestamp and this
+	// host's clock, and LeaseStale whether that is more than StaleAfter. Both
+	// are hints: a runner judges staleness by watching the record (package
+	// lease, Clocks), which a single look cannot do.
 	Holder     string
 	LeaseAge   time.Duration
 	LeaseStale bool
@@ -117,7 +119,8 @@ func inspectStep(ctx context.Context, root *store.Bucket, dir string, staleAfter
 	problems = append(problems, err)
 	if ok {
 		now := time.Now()
-		st.Holder, st.LeaseAge, st.LeaseStale = rec.WorkerID, rec.Age(now), rec.Stale(now, staleAfter)
+		// A single look can only go by the holder's clock: a hint.
+		st.Holder, st.LeaseAge, st.LeaseStale = rec.WorkerID, rec.Age(now), rec.Age(now) > staleAfter
 	}
 	if st.Status == StatusFailed {
 		f, ok, err := statusfile.ReadFailure(ctx, b)

@@ -727,6 +727,13 @@ func (l *Lease) Stop() {
 func (l *Lease) Release(ctx context.Context) error {
 	l.Stop()
 	if err := l.Err(); err != nil {
+		// Lost by the deadline, the record may still be ours, with nobody
+		// taking over: delete it so that others need not wait for it to
+		// go stale. Worker ids are unique, so a record naming this worker
+		// was written by it and taken by nobody since.
+		if cur, ours, _, _ := l.stillOurs(ctx); ours {
+			_ = l.bucket.DeleteIf(ctx, l.key, store.IfVersion(cur))
+		}
 		return err
 	}
 	l.mu.Lock()

@@ -43,6 +43,11 @@ const (
 // ErrCorrupt marks a control file that cannot be understood.
 var ErrCorrupt = errors.New("corrupt control file")
 
+// ErrFenced means another attempt has taken the step over: the status file
+// no longer holds this attempt's RUNNING record, and this attempt's writes
+// are refused.
+var ErrFenced = errors.New("step taken over by another attempt")
+
 // ParseStatus decodes the content of a status file. It returns "" for an
 // empty file. It accepts the modern single-token format and the legacy
 // JSON-lines event log of Marin's old executor (the status of the last line
@@ -98,6 +103,104 @@ func ReadStatus(ctx context.Context, b *store.Bucket) (string, error) {
 		return "", fmt.Errorf("%s: %w; delete the file to make the step run again", b.URL(StatusKey), err)
 	}
 	return s, nil
+}
+
+// ReadStatusVersion is ReadStatus that also returns the status file's
+// version ("" if there is none), for a conditional write that follows.
+func ReadStatusVersion(ctx context.Context, b *store.Bucket) (string, store.Version, error) {
+	data, v, err := b.Read(ctx, StatusKey)
+	if errors.Is(err, store.ErrNotExist) {
+		return "", "", nil
+	}
+	if err != nil {
+		return "", "", err
+	}
+	s, err := ParseStatus(data)
+	if err != nil {
+		return "", "", fmt.Errorf("%s: %w; delete the file to make the step run again", b.URL(StatusKey), err)
+	}
+	return s, v, nil
+}
+
+// RunningRecord is the RUNNING status one attempt writes: a line of
+// Marin's legacy JSON-lines status log, which every Marin reader reads as
+// RUNNING,
+//
+//	{"date": "2026-11-30T00:00:00.123456", "status": "RUNNING", "message": "worker host-1-ab12cd.3"}
+//
+// rather than the bare token, because its content, and so its version on
+// every backend (content hashes and ETags included), is unique to the
+// attempt. The attempt's later status writes are conditional on that
+// version: a worker that lost the step to another (which wrote its own
+// RUNNING record) can never overwrite the new holder's status.
+func RunningRecord(worker string, now time.Time) []byte {
+	data, _ := json.Marshal(struct {
+		Date    string `json:"date"`
+		Status  string `json:"status"`
+		Message string `json:"message"`
+	}{now.UTC().Format("2006-01-02T15:04:05.000000"), Running, "worker " + worker})
+	// Python's json.dumps separators.
+	return []byte(strings.NewReplacer(`","`, `", "`, `":"`, `": "`).Replace(string(data)))
+}
+
+// WriteStatusIf writes data to the status file under cond and returns its
+// new version. It fails with store.ErrPrecondition if cond does not hold.
+func WriteStatusIf(ctx context.Context, b *store.Bucket, data []byte, cond store.Condition) (store.Version, error) {
+	return b.WriteIf(ctx, StatusKey, data, cond)
+}
+
+// CommitArtifact saves data as the artifact of an attempt whose RUNNING
+// record has version fence, without ever replacing an artifact that a
+// later attempt saved. It creates the file if absent; an existing artifact
+// (left by an attempt that saved it and then failed to finish, or by a
+// worker that lost the step while it ran) is replaced only while the status
+// file still holds this attempt's RUNNING record, by a delete conditional
+// on the version read. It fails with an error satisfying
+// errors.Is(err, ErrFenced) when another attempt owns the step.
+//
+// One race remains, and it needs three attempts: this one pausing between
+// its status check and its delete for longer than the lease lasts, a third
+// attempt taking over and saving, in that window, an artifact byte for
+// byte equal to the one being deleted. It cannot happen on backends whose
+// versions are generations (GCS, memory); on content-addressed ones (local
+// disk, S3) it needs identical artifacts, whose loss is then harmless only
+// if the replacement is identical too.
+func CommitArtifact(ctx context.Context, b *store.Bucket, data []byte, fence store.Version) error {
+	for range 4 {
+		_, err := b.WriteIf(ctx, ArtifactKey, data, store.IfAbsent())
+		if !errors.Is(err, store.ErrPrecondition) {
+			return err
+		}
+		_, sv, err := ReadStatusVersion(ctx, b)
+		if err != nil {
+			return err
+		}
+		if sv != fence {
+			return fmt.Errorf("%w: %s changed while the step ran", ErrFenced, b.URL(StatusKey))
+		}
+		_, av, err := b.Read(ctx, ArtifactKey)
+		if errors.Is(err, store.ErrNotExist) {
+			continue
+		}
+		if err != nil {
+			return err
+		}
+		if err := b.DeleteIf(ctx, ArtifactKey, store.IfVersion(av)); err != nil && !errors.Is(err, store.ErrPrecondition) && !errors.Is(err, store.ErrNotExist) {
+			return err
+		}
+	}
+	return fmt.Errorf("%w: %s keeps changing", ErrFenced, b.URL(ArtifactKey))
+}
+
+// EncodeArtifact returns the JSON encoding of v as WriteArtifact stores it.
+func EncodeArtifact(v any) ([]byte, error) {
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(v); err != nil {
+		return nil, fmt.Errorf("encode artifact: %w", err)
+	}
+	return bytes.TrimRight(buf.Bytes(), "\n"), nil
 }
 
 // WriteStatus replaces the status token. It does not touch the lease.
@@ -193,15 +296,14 @@ func ReadInfo(ctx context.Context, b *store.Bucket) (info map[string]any, ok boo
 	return info, true, nil
 }
 
-// WriteArtifact stores the JSON encoding of v as the step's artifact.
+// WriteArtifact stores the JSON encoding of v as the step's artifact,
+// unconditionally.
 func WriteArtifact(ctx context.Context, b *store.Bucket, v any) error {
-	var buf bytes.Buffer
-	enc := json.NewEncoder(&buf)
-	enc.SetEscapeHTML(false)
-	if err := enc.Encode(v); err != nil {
-		return fmt.Errorf("encode artifact: %w", err)
+	data, err := EncodeArtifact(v)
+	if err != nil {
+		return err
 	}
-	_, err := b.Write(ctx, ArtifactKey, bytes.TrimRight(buf.Bytes(), "\n"))
+	_, err = b.Write(ctx, ArtifactKey, data)
 	return err
 }
 
