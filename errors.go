@@ -3,6 +3,9 @@ package cairn
 import (
 	"errors"
 	"fmt"
+	"path/filepath"
+	"runtime"
+	"runtime/debug"
 	"strings"
 
 	"example.com/cairn/lease"
@@ -33,7 +36,7 @@ var (
 )
 
 // StepError is the failure of one step. Err is the root cause: the error the
-// step's function returned, a *PanicError, or an error satisfying
+// step's function returned, a *PanicError, a *GoexitError, or an error satisfying
 // ErrLeaseLost, ErrPreviouslyFailed or ErrDepFailed.
 type StepError struct {
 	// Step is the step's ID (name_with_hash).
@@ -90,3 +93,47 @@ type PanicError struct {
 }
 
 func (e *PanicError) Error() string { return fmt.Sprintf("panic: %v", e.Value) }
+
+// GoexitError is the cause of a step failure when its function ended its
+// goroutine with runtime.Goexit instead of returning, most often through
+// t.FailNow, t.Fatal or t.SkipNow called from a step in a test. Such a
+// function returned no value and no error, so the runner cannot tell success
+// from failure; it counts the step failed rather than waiting forever for a
+// return that will never come (issue 8).
+type GoexitError struct {
+	// Caller is the function that called runtime.Goexit, outside packages
+	// runtime and testing, as "pkg.Func (file:line)"; "" if not found.
+	Caller string
+	// Stack is the goroutine's stack when it exited.
+	Stack []byte
+}
+
+func (e *GoexitError) Error() string {
+	msg := "step function called runtime.Goexit instead of returning (t.FailNow, t.Fatal or t.SkipNow outside the test's goroutine?)"
+	if e.Caller != "" {
+		msg += " from " + e.Caller
+	}
+	return msg
+}
+
+// newGoexitError describes a runtime.Goexit; call it from a function
+// deferred by the goroutine that exits.
+func newGoexitError() error {
+	e := &GoexitError{Stack: debug.Stack()}
+	pcs := make([]uintptr, 64)
+	frames := runtime.CallersFrames(pcs[:runtime.Callers(1, pcs)])
+	seenGoexit := false
+	for {
+		fr, more := frames.Next()
+		if fr.Function == "runtime.Goexit" {
+			seenGoexit = true
+		} else if seenGoexit && !strings.HasPrefix(fr.Function, "runtime.") && !strings.HasPrefix(fr.Function, "testing.") {
+			e.Caller = fmt.Sprintf("%s (%s:%d)", fr.Function, filepath.Base(fr.File), fr.Line)
+			break
+		}
+		if !more {
+			break
+		}
+	}
+	return e
+}

@@ -391,14 +391,39 @@ func (o *Output) runRemote(ctx context.Context, spec *RemoteSpec) error {
 	return nil
 }
 
-// callFunc runs f, turning a panic into a *PanicError (see its doc for why).
-func callFunc(ctx context.Context, f Func, out *Output) (v any, err error) {
-	defer func() {
-		if r := recover(); r != nil {
-			v, err = nil, &PanicError{Value: r, Stack: debug.Stack()}
-		}
+// callFunc runs f, turning a panic into a *PanicError (see its doc for why)
+// and a runtime.Goexit into a *GoexitError.
+//
+// f runs on a goroutine of its own that callFunc waits for: a Goexit
+// cannot be stopped once it starts unwinding, and on the caller's goroutine
+// it would end the attempt without ever reporting, leaving the run (and a
+// SIGTERM's cancellation) waiting forever.
+func callFunc(ctx context.Context, f Func, out *Output) (any, error) {
+	type result struct {
+		v   any
+		err error
+	}
+	done := make(chan result, 1)
+	go func() {
+		var res result
+		returned := false
+		defer func() {
+			if !returned {
+				if r := recover(); r != nil {
+					res = result{err: &PanicError{Value: r, Stack: debug.Stack()}}
+				} else {
+					// Neither a return nor a panic (since Go 1.21 even
+					// panic(nil) recovers non-nil): runtime.Goexit.
+					res = result{err: newGoexitError()}
+				}
+			}
+			done <- res
+		}()
+		v, err := f(ctx, out)
+		res, returned = result{v, err}, true
 	}()
-	return f(ctx, out)
+	res := <-done
+	return res.v, res.err
 }
 
 // info builds the `.executor_info` record of s.
