@@ -31,7 +31,8 @@ var (
 	// could not refresh it in time). It is lease.ErrLost.
 	ErrLeaseLost = lease.ErrLost
 
-	// ErrNoArtifact is returned by Load for a step that saved no artifact.
+	// ErrNoArtifact is returned by Load for a step that saved no artifact,
+	// or saved JSON null (Marin's record of a function returning None).
 	ErrNoArtifact = errors.New("step has no artifact")
 )
 

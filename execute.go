@@ -1,6 +1,7 @@
 package cairn
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -74,7 +75,10 @@ func (o *Output) Open(ctx context.Context, location string) (*store.Bucket, erro
 
 // Load decodes the artifact of dep, a dependency of the running step, into a
 // value of type T. It fails with an error satisfying
-// errors.Is(err, ErrNoArtifact) if dep saved none.
+// errors.Is(err, ErrNoArtifact) if dep saved none (or, as Marin saves a
+// None, saved null), and with a decoding error if T is a struct and the
+// artifact lacks a field that an artifact saved from a T always has (one
+// without omitempty or omitzero; see the issue 8 note in artifact.go).
 func Load[T any](ctx context.Context, out *Output, dep *Step) (T, error) {
 	return LoadArtifact[T](ctx, out.storage, out.prefix, dep)
 }
@@ -102,7 +106,10 @@ func LoadArtifact[T any](ctx context.Context, storage BucketOpener, prefix strin
 }
 
 // decodeArtifact reads the artifact under b and decodes it as a T. found is
-// false, with no error, if there is none.
+// false, with no error, if there is none, or if it is JSON null: Marin saves
+// a function's None as null where cairn saves nothing, and both mean "no
+// artifact". A struct T must find all its always-written fields
+// (checkArtifactFields).
 func decodeArtifact[T any](ctx context.Context, b *store.Bucket) (v T, found bool, err error) {
 	data, err := statusfile.ReadArtifact(ctx, b)
 	if errors.Is(err, store.ErrNotExist) {
@@ -111,8 +118,15 @@ func decodeArtifact[T any](ctx context.Context, b *store.Bucket) (v T, found boo
 	if err != nil {
 		return v, false, err
 	}
+	if string(bytes.TrimSpace(data)) == "null" {
+		return v, false, nil
+	}
 	if err := json.Unmarshal(data, &v); err != nil {
 		return v, true, fmt.Errorf("decode artifact as %s: %w", reflect.TypeFor[T](), err)
+	}
+	if err := checkArtifactFields[T](data); err != nil {
+		var zero T
+		return zero, true, fmt.Errorf("decode artifact as %s: %w", reflect.TypeFor[T](), err)
 	}
 	return v, true, nil
 }
