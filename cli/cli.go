@@ -228,7 +228,7 @@ func Main(steps iter.Seq[*cairn.Step], opts *Options) int {
 	defer stop()
 	// Unusable storage is one error with its own exit code, not a failure
 	// of every step (issue 8).
-	if err := checkPrefix(ctx, o.Storage, *prefix, false); err != nil {
+	if _, err := openPrefix(ctx, o.Storage, *prefix, false); err != nil {
 		fmt.Fprintf(o.Stderr, "error: %v\n", err)
 		return ExitStorage
 	}

@@ -44,32 +44,30 @@ func checkPositive(name string, d time.Duration) error {
 	return nil
 }
 
-// checkPrefix opens the bucket at prefix, failing if no backend serves its
+// openPrefix opens the bucket at prefix, failing if no backend serves its
 // scheme, and for a local prefix looks at what is there: a file is an
 // error, and so is a missing directory if mustExist (status cannot list
 // what is not there, and an empty table would hide the typo). Errors are
 // storage errors (ExitStorage).
-func checkPrefix(ctx context.Context, storage *store.URLMux, prefix string, mustExist bool) error {
-	if _, err := storage.OpenBucket(ctx, prefix); err != nil {
-		return err
-	}
-	if !store.IsLocal(prefix) {
-		return nil
+func openPrefix(ctx context.Context, storage *store.URLMux, prefix string, mustExist bool) (*store.Bucket, error) {
+	b, err := storage.OpenBucket(ctx, prefix)
+	if err != nil || !store.IsLocal(prefix) {
+		return b, err
 	}
 	u, err := store.ParseURL(prefix)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	fi, err := os.Stat(filepath.FromSlash(u.Path))
 	switch {
 	case errors.Is(err, fs.ErrNotExist) && !mustExist:
-		return nil
+		return b, nil
 	case errors.Is(err, fs.ErrNotExist):
-		return fmt.Errorf("prefix %s: no such directory (nothing has run under it)", prefix)
+		return nil, fmt.Errorf("prefix %s: no such directory (nothing has run under it)", prefix)
 	case err != nil:
-		return fmt.Errorf("prefix %s: %w", prefix, err)
+		return nil, fmt.Errorf("prefix %s: %w", prefix, err)
 	case !fi.IsDir():
-		return fmt.Errorf("prefix %s: not a directory", prefix)
+		return nil, fmt.Errorf("prefix %s: not a directory", prefix)
 	}
-	return nil
+	return b, nil
 }

@@ -52,11 +52,7 @@ func runStatus(o Options, args []string) int {
 		}
 	}
 	ctx := o.Context
-	if err := checkPrefix(ctx, o.Storage, *prefix, true); err != nil {
-		fmt.Fprintf(o.Stderr, "error: %v\n", err)
-		return ExitStorage
-	}
-	b, err := o.Storage.OpenBucket(ctx, *prefix)
+	b, err := openPrefix(ctx, o.Storage, *prefix, true)
 	if err != nil {
 		fmt.Fprintf(o.Stderr, "error: %v\n", err)
 		return ExitStorage
