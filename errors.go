@@ -37,8 +37,8 @@ var (
 )
 
 // StepError is the failure of one step. Err is the root cause: the error the
-// step's function returned, a *PanicError, a *GoexitError, or an error satisfying
-// ErrLeaseLost, ErrPreviouslyFailed or ErrDepFailed.
+// step's function returned, a *PanicError, a *GoexitError, or an error
+// satisfying ErrLeaseLost, ErrPreviouslyFailed or ErrDepFailed.
 type StepError struct {
 	// Step is the step's ID (name_with_hash).
 	Step string
@@ -110,11 +110,11 @@ type GoexitError struct {
 }
 
 func (e *GoexitError) Error() string {
-	msg := "step function called runtime.Goexit instead of returning (t.FailNow, t.Fatal or t.SkipNow outside the test's goroutine?)"
+	from := ""
 	if e.Caller != "" {
-		msg += " from " + e.Caller
+		from = " from " + e.Caller
 	}
-	return msg
+	return "step function called runtime.Goexit" + from + " instead of returning (t.FailNow, t.Fatal or t.SkipNow in a step?)"
 }
 
 // newGoexitError describes a runtime.Goexit; call it from a function
