@@ -3,6 +3,9 @@ package cairn
 import (
 	"errors"
 	"fmt"
+	"path/filepath"
+	"runtime"
+	"runtime/debug"
 	"strings"
 
 	"example.com/cairn/lease"
@@ -28,13 +31,14 @@ var (
 	// could not refresh it in time). It is lease.ErrLost.
 	ErrLeaseLost = lease.ErrLost
 
-	// ErrNoArtifact is returned by Load for a step that saved no artifact.
+	// ErrNoArtifact is returned by Load for a step that saved no artifact,
+	// or saved JSON null (Marin's record of a function returning None).
 	ErrNoArtifact = errors.New("step has no artifact")
 )
 
 // StepError is the failure of one step. Err is the root cause: the error the
-// step's function returned, a *PanicError, or an error satisfying
-// ErrLeaseLost, ErrPreviouslyFailed or ErrDepFailed.
+// step's function returned, a *PanicError, a *GoexitError, or an error
+// satisfying ErrLeaseLost, ErrPreviouslyFailed or ErrDepFailed.
 type StepError struct {
 	// Step is the step's ID (name_with_hash).
 	Step string
@@ -90,3 +94,47 @@ type PanicError struct {
 }
 
 func (e *PanicError) Error() string { return fmt.Sprintf("panic: %v", e.Value) }
+
+// GoexitError is the cause of a step failure when its function ended its
+// goroutine with runtime.Goexit instead of returning, most often through
+// t.FailNow, t.Fatal or t.SkipNow called from a step in a test. Such a
+// function returned no value and no error, so the runner cannot tell success
+// from failure; it counts the step failed rather than waiting forever for a
+// return that will never come (issue 8).
+type GoexitError struct {
+	// Caller is the function that called runtime.Goexit, outside packages
+	// runtime and testing, as "pkg.Func (file:line)"; "" if not found.
+	Caller string
+	// Stack is the goroutine's stack when it exited.
+	Stack []byte
+}
+
+func (e *GoexitError) Error() string {
+	from := ""
+	if e.Caller != "" {
+		from = " from " + e.Caller
+	}
+	return "step function called runtime.Goexit" + from + " instead of returning (t.FailNow, t.Fatal or t.SkipNow in a step?)"
+}
+
+// newGoexitError describes a runtime.Goexit; call it from a function
+// deferred by the goroutine that exits.
+func newGoexitError() error {
+	e := &GoexitError{Stack: debug.Stack()}
+	pcs := make([]uintptr, 64)
+	frames := runtime.CallersFrames(pcs[:runtime.Callers(1, pcs)])
+	seenGoexit := false
+	for {
+		fr, more := frames.Next()
+		if fr.Function == "runtime.Goexit" {
+			seenGoexit = true
+		} else if seenGoexit && !strings.HasPrefix(fr.Function, "runtime.") && !strings.HasPrefix(fr.Function, "testing.") {
+			e.Caller = fmt.Sprintf("%s (%s:%d)", fr.Function, filepath.Base(fr.File), fr.Line)
+			break
+		}
+		if !more {
+			break
+		}
+	}
+	return e
+}

@@ -1,6 +1,7 @@
 package cairn
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -77,7 +78,10 @@ func (o *Output) Open(ctx context.Context, location string) (*store.Bucket, erro
 
 // Load decodes the artifact of dep, a dependency of the running step, into a
 // value of type T. It fails with an error satisfying
-// errors.Is(err, ErrNoArtifact) if dep saved none.
+// errors.Is(err, ErrNoArtifact) if dep saved none (or, as Marin saves a
+// None, saved null), and with a decoding error if T is a struct and the
+// artifact lacks a field that an artifact saved from a T always has (one
+// without omitempty or omitzero; see the issue 8 note in artifact.go).
 func Load[T any](ctx context.Context, out *Output, dep *Step) (T, error) {
 	return LoadArtifact[T](ctx, out.storage, out.prefix, dep)
 }
@@ -105,7 +109,10 @@ func LoadArtifact[T any](ctx context.Context, storage BucketOpener, prefix strin
 }
 
 // decodeArtifact reads the artifact under b and decodes it as a T. found is
-// false, with no error, if there is none.
+// false, with no error, if there is none, or if it is JSON null: Marin saves
+// a function's None as null where cairn saves nothing, and both mean "no
+// artifact". A struct T must find all its always-written fields
+// (checkArtifactFields).
 func decodeArtifact[T any](ctx context.Context, b *store.Bucket) (v T, found bool, err error) {
 	data, err := statusfile.ReadArtifact(ctx, b)
 	if errors.Is(err, store.ErrNotExist) {
@@ -114,8 +121,15 @@ func decodeArtifact[T any](ctx context.Context, b *store.Bucket) (v T, found boo
 	if err != nil {
 		return v, false, err
 	}
+	if string(bytes.TrimSpace(data)) == "null" {
+		return v, false, nil
+	}
 	if err := json.Unmarshal(data, &v); err != nil {
 		return v, true, fmt.Errorf("decode artifact as %s: %w", reflect.TypeFor[T](), err)
+	}
+	if err := checkArtifactFields[T](data); err != nil {
+		var zero T
+		return zero, true, fmt.Errorf("decode artifact as %s: %w", reflect.TypeFor[T](), err)
 	}
 	return v, true, nil
 }
@@ -399,6 +413,8 @@ func (x *executor) attempt(ctx context.Context, s *Step, id, path string, b *sto
 		f := statusfile.Failure{Error: ferr.Error(), WorkerID: worker, Time: time.Now().UTC()}
 		if pe, ok := errors.AsType[*PanicError](ferr); ok {
 			f.Stack = string(pe.Stack)
+		} else if ge, ok := errors.AsType[*GoexitError](ferr); ok {
+			f.Stack = string(ge.Stack)
 		}
 		// The failure record is best effort; the status is what matters.
 		_ = statusfile.WriteFailure(cleanupCtx, b, f)
@@ -462,14 +478,39 @@ func (o *Output) runRemote(ctx context.Context, spec *RemoteSpec) error {
 	return nil
 }
 
-// callFunc runs f, turning a panic into a *PanicError (see its doc for why).
-func callFunc(ctx context.Context, f Func, out *Output) (v any, err error) {
-	defer func() {
-		if r := recover(); r != nil {
-			v, err = nil, &PanicError{Value: r, Stack: debug.Stack()}
-		}
+// callFunc runs f, turning a panic into a *PanicError (see its doc for why)
+// and a runtime.Goexit into a *GoexitError.
+//
+// f runs on a goroutine of its own that callFunc waits for: a Goexit
+// cannot be stopped once it starts unwinding, and on the caller's goroutine
+// it would end the attempt without ever reporting, leaving the run (and a
+// SIGTERM's cancellation) waiting forever.
+func callFunc(ctx context.Context, f Func, out *Output) (any, error) {
+	type result struct {
+		v   any
+		err error
+	}
+	done := make(chan result, 1)
+	go func() {
+		var res result
+		returned := false
+		defer func() {
+			if !returned {
+				if r := recover(); r != nil {
+					res = result{err: &PanicError{Value: r, Stack: debug.Stack()}}
+				} else {
+					// Neither a return nor a panic (since Go 1.21 even
+					// panic(nil) recovers non-nil): runtime.Goexit.
+					res = result{err: newGoexitError()}
+				}
+			}
+			done <- res
+		}()
+		v, err := f(ctx, out)
+		res, returned = result{v, err}, true
 	}()
-	return f(ctx, out)
+	res := <-done
+	return res.v, res.err
 }
 
 // info builds the `.executor_info` record of s.

@@ -18,7 +18,8 @@ type Status string
 
 // Status values, as written in `.executor_status`.
 const (
-	// StatusNone: no status file (or an empty one); the step never ran.
+	// StatusNone: no status file, an empty one, or a legacy Marin log
+	// ending in WAITING; the step never ran.
 	StatusNone      Status = ""
 	StatusSuccess   Status = statusfile.Success
 	StatusFailed    Status = statusfile.Failed

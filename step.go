@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"net/url"
+	"path/filepath"
 	"slices"
 	"strings"
 	"sync/atomic"
@@ -222,7 +223,8 @@ func truncate(s string, n int) string {
 
 // ValidateName reports whether name can be a step name: non-empty, valid
 // UTF-8 without control characters or backslashes, and a relative
-// slash-separated path without empty, "." or ".." segments.
+// slash-separated path without empty, "." or ".." segments, or segments
+// that storage reserves for its own files (see [reservedSegment]).
 func ValidateName(name string) error {
 	bad := func(why string) error { return fmt.Errorf("invalid step name %q: %s", name, why) }
 	switch {
@@ -237,12 +239,40 @@ func ValidateName(name string) error {
 	case strings.IndexFunc(name, unicode.IsControl) >= 0:
 		return bad("control character")
 	}
-	for seg := range strings.SplitSeq(name, "/") {
+	return checkSegments(name, bad)
+}
+
+// checkSegments checks the slash-separated segments of a relative path
+// (a step name or a relative OverridePath), reporting with bad.
+func checkSegments(p string, bad func(why string) error) error {
+	for seg := range strings.SplitSeq(p, "/") {
 		if seg == "" || seg == "." || seg == ".." {
 			return bad(`empty, "." or ".." path segment`)
 		}
+		if why := reservedSegment(seg); why != "" {
+			return bad(why)
+		}
 	}
 	return nil
+}
+
+// reservedSegment says why a path segment cannot name a step's directory,
+// or returns "". Such names are storage's own: a directory named so is
+// skipped when listing a prefix, so `cairn status` would never show the
+// step (issue 8). Rejecting them as a definition error is clearer than
+// running a step nobody can see; Marin has no rule here, and no Marin
+// pipeline is known to use them.
+func reservedSegment(seg string) string {
+	// Package filestore's temporary files.
+	if strings.HasPrefix(seg, ".cairn-tmp-") {
+		return `a path segment starting with ".cairn-tmp-" is reserved for cairn's temporary files`
+	}
+	// An NFS client's name for a removed but open file: ".nfs" and 24
+	// hex digits.
+	if h, ok := strings.CutPrefix(seg, ".nfs"); ok && len(h) == 24 && strings.Trim(h, "0123456789abcdefABCDEF") == "" {
+		return `a path segment ".nfs" + 24 hex digits is reserved for NFS's temporary files`
+	}
+	return ""
 }
 
 // OutputPath returns where the step writes, given the run's prefix: the
@@ -257,6 +287,11 @@ func (s *Step) OutputPath(prefix string) (string, error) {
 		prefix = s.Prefix
 	}
 	if s.OverridePath != "" && !isRelative(s.OverridePath) {
+		// The step's control files would sit at the root of the prefix,
+		// beside every other step's directory, where status never looks.
+		if prefix != "" && samePath(s.OverridePath, prefix) {
+			return "", fmt.Errorf("%w: step %s: OverridePath %q is the prefix itself; give the step a directory of its own", ErrInvalidPipeline, id.nwh, s.OverridePath)
+		}
 		return s.OverridePath, nil
 	}
 	if prefix == "" {
@@ -264,9 +299,27 @@ func (s *Step) OutputPath(prefix string) (string, error) {
 	}
 	rel := id.nwh
 	if s.OverridePath != "" {
+		// "." would be the prefix itself, ".." outside it.
+		if err := checkSegments(s.OverridePath, func(why string) error {
+			return fmt.Errorf("%w: step %s: invalid relative OverridePath %q: %s", ErrInvalidPipeline, id.nwh, s.OverridePath, why)
+		}); err != nil {
+			return "", err
+		}
 		rel = s.OverridePath
 	}
 	return strings.TrimSuffix(prefix, "/") + "/" + rel, nil
+}
+
+// samePath reports whether two locations name the same place, up to
+// trailing slashes and, for local paths, "." and ".." segments and the
+// working directory.
+func samePath(a, b string) bool {
+	if !strings.Contains(a, "://") && !strings.Contains(b, "://") {
+		absA, errA := filepath.Abs(a)
+		absB, errB := filepath.Abs(b)
+		return errA == nil && errB == nil && absA == absB
+	}
+	return strings.TrimRight(a, "/") == strings.TrimRight(b, "/")
 }
 
 // isRelative follows Marin: no URL scheme and not starting with "/".

@@ -150,6 +150,57 @@ func TestOutputPathOverrides(t *testing.T) {
 	}
 }
 
+// Issue 8: an output path that is the prefix itself, or outside it, is a
+// definition error: the step's control files would sit where status never
+// looks (or beside other steps' directories).
+func TestOutputPathRejectsPrefixRoot(t *testing.T) {
+	for _, tc := range []struct {
+		override, prefix string
+	}{
+		{".", "/data"},
+		{"./", "/data"},
+		{"./x", "/data"},
+		{"a/..", "/data"},
+		{"..", "/data"},
+		{"../x", "/data"},
+		{"a//b", "/data"},
+		{".cairn-tmp-1", "/data"},
+		{"a/.cairn-tmp-1", "gs://b/p"},
+		{"/data", "/data"},
+		{"/data/", "/data"},
+		{"/data/x/..", "/data/"},
+		{"gs://b/p/", "gs://b/p"},
+	} {
+		s := &cairn.Step{Name: "raw", OverridePath: tc.override}
+		if got, err := s.OutputPath(tc.prefix); !errors.Is(err, cairn.ErrInvalidPipeline) || !strings.Contains(err.Error(), "OverridePath") {
+			t.Errorf("OutputPath(OverridePath %q, prefix %q) = %q, %v; want ErrInvalidPipeline", tc.override, tc.prefix, got, err)
+		}
+	}
+	// Names and paths Marin pipelines may use are still fine.
+	for _, tc := range []struct {
+		step         *cairn.Step
+		prefix, want string
+	}{
+		{&cairn.Step{Name: ".hidden"}, "/data", "/data/.hidden_" + mustHash(t, ".hidden")},
+		{&cairn.Step{Name: "raw", OverridePath: ".cache/raw"}, "/data", "/data/.cache/raw"},
+		{&cairn.Step{Name: "raw", OverridePath: "/data/raw"}, "/data", "/data/raw"},
+		{&cairn.Step{Name: "raw", OverridePath: "/elsewhere"}, "/data", "/elsewhere"},
+	} {
+		if got, err := tc.step.OutputPath(tc.prefix); err != nil || got != tc.want {
+			t.Errorf("OutputPath(%+v, %q) = %q, %v; want %q", tc.step, tc.prefix, got, err, tc.want)
+		}
+	}
+}
+
+func mustHash(t *testing.T, name string) string {
+	t.Helper()
+	h, err := cairn.HashID(name, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return h
+}
+
 func TestStepIDErrors(t *testing.T) {
 	cyc1 := &cairn.Step{Name: "c1"}
 	cyc2 := &cairn.Step{Name: "c2", Deps: []*cairn.Step{cyc1}}
@@ -170,6 +221,10 @@ func TestStepIDErrors(t *testing.T) {
 		{"dotdot", &cairn.Step{Name: "a/../b"}, []string{`"a/../b"`}},
 		{"leading slash", &cairn.Step{Name: "/a"}, []string{"leading"}},
 		{"control char", &cairn.Step{Name: "a\nb"}, []string{"control"}},
+		// Issue 8: directories status would never list.
+		{"cairn temp name", &cairn.Step{Name: ".cairn-tmp-x"}, []string{".cairn-tmp-", "reserved"}},
+		{"cairn temp segment", &cairn.Step{Name: "group/.cairn-tmp-x/y"}, []string{".cairn-tmp-", "reserved"}},
+		{"nfs temp segment", &cairn.Step{Name: ".nfs0123456789abcdef01234567/y"}, []string{".nfs", "reserved"}},
 		{"NaN", &cairn.Step{Name: "nan", Attrs: map[string]any{"lr": math.NaN()}}, []string{`step "nan"`, "attribute lr"}},
 		{"Inf nested", &cairn.Step{Name: "inf", Attrs: map[string]any{"opt": map[string]any{"eps": math.Inf(1)}}}, []string{"attribute opt.eps"}},
 		{"chan", &cairn.Step{Name: "ch", Attrs: map[string]any{"c": ch}}, []string{"attribute c"}},

@@ -98,6 +98,8 @@ func RunWorker(ctx context.Context, steps iter.Seq[*Step], opts *WorkerOptions) 
 	if err != nil {
 		if pe, ok := errors.AsType[*PanicError](err); ok {
 			fmt.Fprintf(os.Stderr, "%v\n%s\n", pe, pe.Stack)
+		} else if ge, ok := errors.AsType[*GoexitError](err); ok {
+			fmt.Fprintf(os.Stderr, "%v\n%s\n", ge, ge.Stack)
 		}
 		return err
 	}

@@ -31,10 +31,13 @@
 //
 //	0   every step succeeded (or the dry run found nothing wrong)
 //	1   one or more steps failed
-//	2   usage error (unknown flag, bad value)
+//	2   usage error (unknown flag, bad value: an empty --prefix, a timing
+//	    flag that is not positive, --lease-stale-after not above
+//	    --lease-interval)
 //	3   invalid pipeline (cycle, bad name or attributes, duplicate output
 //	    path, --run-only matching nothing)
-//	4   storage could not be opened
+//	4   storage could not be opened (no backend for the prefix's scheme, a
+//	    local prefix that is a file; for status, one that does not exist)
 //	130 interrupted (SIGINT or SIGTERM); running steps were stopped and their
 //	    leases released
 //
@@ -207,17 +210,28 @@ func Main(steps iter.Seq[*cairn.Step], opts *Options) int {
 		fmt.Fprintf(o.Stderr, "--max-concurrent must be >= 1, got %d\n", *maxConcurrent)
 		return ExitUsage
 	}
+	if err := checkTiming(*poll, *heartbeat, *staleAfter); err != nil {
+		fmt.Fprintln(o.Stderr, err)
+		return ExitUsage
+	}
 	logger, err := newLogger(o.Stderr, *logLevel, *logFormat)
 	if err != nil {
 		fmt.Fprintln(o.Stderr, err)
 		return ExitUsage
 	}
-	if *prefix == "" {
-		*prefix = cairn.PrefixFromEnv(o.Getenv)
+	if *prefix, err = resolvePrefix(fs, *prefix, o.Getenv); err != nil {
+		fmt.Fprintln(o.Stderr, err)
+		return ExitUsage
 	}
 
 	ctx, stop := signal.NotifyContext(o.Context, os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	// Unusable storage is one error with its own exit code, not a failure
+	// of every step (issue 8).
+	if _, err := openPrefix(ctx, o.Storage, *prefix, false); err != nil {
+		fmt.Fprintf(o.Stderr, "error: %v\n", err)
+		return ExitStorage
+	}
 	start := time.Now()
 	runOpts := &cairn.RunOptions{
 		Prefix:                 *prefix,
@@ -249,6 +263,24 @@ func Main(steps iter.Seq[*cairn.Step], opts *Options) int {
 	}
 	printSummary(o.Stderr, report, *prefix, time.Since(start))
 	return exitCode(ctx, err, o.Stderr)
+}
+
+// checkTiming validates the timing flags of a run: each must be positive
+// (0 would silently mean the default), and a lease must outlive the
+// interval between its refreshes, or every step would fail to take it.
+func checkTiming(poll, interval, staleAfter time.Duration) error {
+	for _, f := range []struct {
+		name string
+		d    time.Duration
+	}{{"poll-interval", poll}, {"lease-interval", interval}, {"lease-stale-after", staleAfter}} {
+		if err := checkPositive(f.name, f.d); err != nil {
+			return err
+		}
+	}
+	if staleAfter <= interval {
+		return fmt.Errorf("--lease-stale-after (%s) must exceed --lease-interval (%s)", staleAfter, interval)
+	}
+	return nil
 }
 
 func exitCode(ctx context.Context, err error, stderr io.Writer) int {

@@ -98,8 +98,9 @@ func runWorker(o Options, steps iter.Seq[*cairn.Step], args []string) int {
 		fmt.Fprintln(o.Stderr, err)
 		return ExitUsage
 	}
-	if *prefix == "" {
-		*prefix = cairn.PrefixFromEnv(o.Getenv)
+	if *prefix, err = resolvePrefix(fs, *prefix, o.Getenv); err != nil {
+		fmt.Fprintln(o.Stderr, err)
+		return ExitUsage
 	}
 	replica, _ := strconv.Atoi(o.Getenv("CAIRN_REPLICA"))
 	// scancel and the local backend stop a job with SIGTERM.

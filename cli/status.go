@@ -28,17 +28,31 @@ func runStatus(o Options, args []string) int {
 		}
 		return ExitUsage
 	}
+	if err := checkPositive("lease-stale-after", *staleAfter); err != nil {
+		fmt.Fprintln(o.Stderr, err)
+		return ExitUsage
+	}
+	var err error
 	switch {
-	case fs.NArg() == 1:
-		*prefix = fs.Arg(0)
 	case fs.NArg() > 1:
 		fmt.Fprintf(o.Stderr, "status takes one prefix, got %q\n", fs.Args())
 		return ExitUsage
-	case *prefix == "":
-		*prefix = cairn.PrefixFromEnv(o.Getenv)
+	case fs.NArg() == 1 && isSet(fs, "prefix"):
+		fmt.Fprintf(o.Stderr, "status: give the prefix once, as --prefix %q or as the argument %q\n", *prefix, fs.Arg(0))
+		return ExitUsage
+	case fs.NArg() == 1 && fs.Arg(0) == "":
+		fmt.Fprintln(o.Stderr, "status: the prefix argument is empty")
+		return ExitUsage
+	case fs.NArg() == 1:
+		*prefix = fs.Arg(0)
+	default:
+		if *prefix, err = resolvePrefix(fs, *prefix, o.Getenv); err != nil {
+			fmt.Fprintln(o.Stderr, err)
+			return ExitUsage
+		}
 	}
 	ctx := o.Context
-	b, err := o.Storage.OpenBucket(ctx, *prefix)
+	b, err := openPrefix(ctx, o.Storage, *prefix, true)
 	if err != nil {
 		fmt.Fprintf(o.Stderr, "error: %v\n", err)
 		return ExitStorage

@@ -44,6 +44,20 @@ func toolUsage(o Options) {
 `)
 }
 
+// checkStepID checks that id is a step's ID: a valid step name, "_" and
+// eight lowercase hex digits, as cairn and Marin write them.
+func checkStepID(id string) error {
+	i := strings.LastIndex(id, "_")
+	if i < 0 {
+		return errors.New("no _HASH suffix")
+	}
+	name, hash := id[:i], id[i+1:]
+	if len(hash) != 8 || strings.Trim(hash, "0123456789abcdef") != "" {
+		return fmt.Errorf("hash %q is not 8 lowercase hex digits", hash)
+	}
+	return cairn.ValidateName(name)
+}
+
 type stringList []string
 
 func (l *stringList) String() string     { return strings.Join(*l, ",") }
@@ -81,8 +95,8 @@ func runPath(o Options, args []string) int {
 		return ExitUsage
 	}
 	for _, d := range deps {
-		if i := strings.LastIndex(d, "_"); i <= 0 || len(d)-i-1 != 8 {
-			fmt.Fprintf(o.Stderr, "--dep %q: want a dependency's name_with_hash, like raw_547180fc\n", d)
+		if err := checkStepID(d); err != nil {
+			fmt.Fprintf(o.Stderr, "--dep %q: %v; want a dependency's name_with_hash, like raw_547180fc\n", d, err)
 			return ExitUsage
 		}
 	}
@@ -91,8 +105,9 @@ func runPath(o Options, args []string) int {
 		fmt.Fprintf(o.Stderr, "error: %v\n", err)
 		return ExitInvalid
 	}
-	if *prefix == "" {
-		*prefix = cairn.PrefixFromEnv(o.Getenv)
+	if *prefix, err = resolvePrefix(fs, *prefix, o.Getenv); err != nil {
+		fmt.Fprintln(o.Stderr, err)
+		return ExitUsage
 	}
 	nwh := name + "_" + h
 	out := strings.TrimSuffix(*prefix, "/") + "/" + nwh

@@ -48,11 +48,27 @@ var ErrCorrupt = errors.New("corrupt control file")
 // are refused.
 var ErrFenced = errors.New("step taken over by another attempt")
 
-// ParseStatus decodes the content of a status file. It returns "" for an
-// empty file. It accepts the modern single-token format and the legacy
-// JSON-lines event log of Marin's old executor (the status of the last line
-// that has one wins). An unknown token is an error satisfying
-// errors.Is(err, ErrCorrupt).
+// ParseStatus decodes the content of a status file. It accepts exactly
+// the two formats Marin writes, and returns "" (never ran) for an empty or
+// blank file:
+//
+//   - the modern format: one status token, SUCCESS, FAILED, RUNNING or
+//     DEP_FAILED. Marin writes it with no newline; surrounding whitespace
+//     (a trailing newline from an editor or echo) is allowed, as Marin's
+//     reader strips it.
+//   - the legacy JSON-lines event log of Marin's old executor, one
+//     {"date": ..., "status": ..., "message": ...} object per line. Every
+//     non-blank line must be a JSON object whose "status" is a string; the
+//     last line's status wins. Its statuses are the four tokens and WAITING,
+//     which the old executor wrote before a step's dependencies finished: a
+//     log ending in WAITING is a step that never started, and reads as "".
+//
+// Anything else — several bare lines ("FAILED\nSUCCESS"), a token beside a
+// line that is not one, a log line that is not a JSON object with a known
+// status, an unknown token — is an error satisfying
+// errors.Is(err, ErrCorrupt): guessing would risk skipping a step that never
+// succeeded (issue 8). Marin's own reader is more lenient: it takes the last
+// line, or skips log lines it cannot parse.
 func ParseStatus(data []byte) (string, error) {
 	var lines []string
 	for line := range strings.SplitSeq(string(data), "\n") {
@@ -60,26 +76,45 @@ func ParseStatus(data []byte) (string, error) {
 			lines = append(lines, line)
 		}
 	}
-	if len(lines) == 0 {
+	switch {
+	case len(lines) == 0:
 		return "", nil
+	case len(lines) == 1 && !strings.HasPrefix(lines[0], "{"):
+		if !isToken(lines[0]) {
+			return "", fmt.Errorf("%w: unknown status %q (want SUCCESS, FAILED, RUNNING or DEP_FAILED)", ErrCorrupt, truncate(lines[0], 80))
+		}
+		return lines[0], nil
 	}
-	token := lines[len(lines)-1]
-	if len(lines) > 1 || strings.HasPrefix(lines[0], "{") {
-		// Legacy format: {"date": ..., "status": "RUNNING", "message": null} per line.
-		for _, line := range lines {
-			var ev struct {
-				Status *string `json:"status"`
-			}
-			if json.Unmarshal([]byte(line), &ev) == nil && ev.Status != nil {
-				token = *ev.Status
-			}
+	var status string
+	for i, line := range lines {
+		var ev map[string]json.RawMessage
+		if err := json.Unmarshal([]byte(line), &ev); err != nil || ev == nil {
+			return "", fmt.Errorf("%w: line %d is neither a status token alone in the file nor a JSON event: %q", ErrCorrupt, i+1, truncate(line, 80))
+		}
+		raw, ok := ev["status"]
+		if !ok || json.Unmarshal(raw, &status) != nil {
+			return "", fmt.Errorf("%w: event on line %d has no string \"status\": %q", ErrCorrupt, i+1, truncate(line, 80))
+		}
+		if status != legacyWaiting && !isToken(status) {
+			return "", fmt.Errorf("%w: event on line %d has unknown status %q (want WAITING, SUCCESS, FAILED, RUNNING or DEP_FAILED)", ErrCorrupt, i+1, truncate(status, 80))
 		}
 	}
-	switch token {
-	case Success, Failed, Running, DepFailed:
-		return token, nil
+	if status == legacyWaiting {
+		return "", nil
 	}
-	return "", fmt.Errorf("%w: unknown status %q (want SUCCESS, FAILED, RUNNING or DEP_FAILED)", ErrCorrupt, truncate(token, 80))
+	return status, nil
+}
+
+// legacyWaiting is the first event of the old executor's log: the step
+// waited for its dependencies and had not started.
+const legacyWaiting = "WAITING"
+
+func isToken(s string) bool {
+	switch s {
+	case Success, Failed, Running, DepFailed:
+		return true
+	}
+	return false
 }
 
 func truncate(s string, n int) string {

@@ -18,32 +18,52 @@ import (
 
 func TestParseStatus(t *testing.T) {
 	for _, tc := range []struct {
-		in, want string
+		name, in, want string
 	}{
-		{"SUCCESS", "SUCCESS"},
-		{"FAILED\n", "FAILED"},
-		{"  RUNNING  ", "RUNNING"},
-		{"DEP_FAILED", "DEP_FAILED"},
-		{"", ""},
-		{"\n\n", ""},
-		// Several bare lines: Marin takes the last one.
-		{"RUNNING\nFAILED", "FAILED"},
-		// Scenario 45: the legacy JSON-lines event log.
-		{`{"date": "d", "status": "WAITING", "message": null}
-{"date": "d", "status": "RUNNING", "message": null}
-{"date": "d", "status": "SUCCESS", "message": null}`, "SUCCESS"},
-		{`{"date": "d", "status": "RUNNING"}
-not json
-{"date": "d"}`, "RUNNING"},
+		{"token as Marin writes it", "SUCCESS", "SUCCESS"},
+		{"token and newline", "FAILED\n", "FAILED"},
+		{"token and spaces", "  RUNNING  ", "RUNNING"},
+		{"token and CRLF", "\r\nDEP_FAILED\r\n", "DEP_FAILED"},
+		{"empty", "", ""},
+		{"blank lines", "\n\n", ""},
+		// Scenario 45: the legacy JSON-lines event log, as the old
+		// executor printed it (json.dumps per line, a final newline).
+		{"legacy log", `{"date": "2024-09-28T13:29:20.780705", "status": "WAITING", "message": null, "ray_task_id": null}
+{"date": "2024-09-28T13:29:21.091470", "status": "RUNNING", "message": null, "ray_task_id": null}
+{"date": "2024-09-28T13:29:47.559614", "status": "SUCCESS", "message": null, "ray_task_id": null}
+`, "SUCCESS"},
+		{"legacy single event", `{"date": "d", "status": "FAILED", "message": "boom"}`, "FAILED"},
+		{"legacy log ending waiting", `{"date": "d", "status": "WAITING", "message": null}`, ""},
 	} {
 		got, err := statusfile.ParseStatus([]byte(tc.in))
 		if err != nil || got != tc.want {
-			t.Errorf("ParseStatus(%q) = %q, %v; want %q", tc.in, got, err, tc.want)
+			t.Errorf("%s: ParseStatus(%q) = %q, %v; want %q", tc.name, tc.in, got, err, tc.want)
 		}
 	}
-	for _, bad := range []string{"GARBAGE", `{"status": "WAITING"}`, "success"} {
-		if _, err := statusfile.ParseStatus([]byte(bad)); !errors.Is(err, statusfile.ErrCorrupt) {
-			t.Errorf("ParseStatus(%q) err = %v, want ErrCorrupt", bad, err)
+	// Issue 8: anything Marin does not write is corrupt, not guessed at.
+	for _, bad := range []string{
+		"GARBAGE",
+		"success",
+		"garbage\nSUCCESS",
+		"FAILED\nSUCCESS",
+		"RUNNING\nFAILED",
+		"SUCCESS\n{\"status\": \"SUCCESS\"}",
+		"{\"status\": \"SUCCESS\"}\nSUCCESS",
+		`{"status": "GARBAGE"}`,
+		`{"status": "success"}`,
+		`{"status": 1}`,
+		`{"status": null}`,
+		`{"date": "d"}`,
+		`{"status": "SUCCESS"} trailing`,
+		`{"status": "SUCCESS"`,
+		"{\"status\": \"RUNNING\"}\nnot json\n{\"status\": \"SUCCESS\"}",
+		"{\"status\": \"RUNNING\"}\n{\"date\": \"d\"}",
+		"{\"status\": \"RUNNING\"}\n[\"SUCCESS\"]",
+		"{\"status\": \"RUNNING\"}\nnull",
+		"{\"status\": \"GARBAGE\"}\n{\"status\": \"SUCCESS\"}",
+	} {
+		if got, err := statusfile.ParseStatus([]byte(bad)); !errors.Is(err, statusfile.ErrCorrupt) {
+			t.Errorf("ParseStatus(%q) = %q, %v; want ErrCorrupt", bad, got, err)
 		}
 	}
 }

@@ -59,7 +59,7 @@ func TestMainRuns(t *testing.T) {
 		{"changed versioned value", 2, nil, cli.ExitOK, []string{"b"}, "1 ran, 1 cached"},
 		{"run-only of a succeeded step", 2, []string{"--run-only", "^a$"}, cli.ExitOK, nil, "nothing to do"},
 		{"run-only matching nothing", 3, []string{"--run-only", "^z$"}, cli.ExitInvalid, nil, `--run-only "^z$" matched no step`},
-		{"bad prefix", 3, []string{"--prefix", "nope://x"}, cli.ExitFailed, nil, `no backend for scheme "nope"`},
+		{"bad prefix", 3, []string{"--prefix", "nope://x"}, cli.ExitStorage, nil, `no backend for scheme "nope"`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			ran = nil
