@@ -1,6 +1,7 @@
 package localcluster_test
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"os"
@@ -19,6 +20,18 @@ func TestConformance(t *testing.T) {
 	clustertest.Run(t, clustertest.Harness{
 		New: func(t *testing.T) *cluster.Client {
 			return cluster.NewClient(localcluster.New(&localcluster.Options{CPUs: 64, KillGrace: time.Second}), &cluster.Options{Name: "local"})
+		},
+		Driver: func(t *testing.T) driver.Scheduler {
+			return localcluster.New(&localcluster.Options{CPUs: 64, KillGrace: time.Second})
+		},
+		// Another scheduler's job: the jobs of another process (even the
+		// same user's) die with it and are never adopted.
+		ForeignJob: func(t *testing.T, ctx context.Context, name, tag string) {
+			other := cluster.NewClient(localcluster.New(nil), &cluster.Options{Name: "other"})
+			t.Cleanup(func() { other.Close() })
+			if _, err := other.Submit(ctx, cluster.JobSpec{Name: name, Tag: tag, Command: []string{"sleep", "600"}, LogDir: t.TempDir()}); err != nil {
+				t.Fatal(err)
+			}
 		},
 		UnsatisfiableCPUs: 65,
 		Replicas:          true,

@@ -12,6 +12,7 @@ import (
 
 	"example.com/cairn/cluster"
 	"example.com/cairn/cluster/clustertest"
+	"example.com/cairn/cluster/driver"
 	"example.com/cairn/cluster/slurmcluster"
 )
 
@@ -37,13 +38,37 @@ func newClient(t *testing.T, opts *slurmcluster.Options) *cluster.Client {
 func TestConformance(t *testing.T) {
 	opts := requireSlurm(t)
 	clustertest.Run(t, clustertest.Harness{
-		New:                func(t *testing.T) *cluster.Client { return newClient(t, opts) },
+		New: func(t *testing.T) *cluster.Client { return newClient(t, opts) },
+		Driver: func(t *testing.T) driver.Scheduler {
+			s, err := slurmcluster.New(opts)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return s
+		},
+		ForeignJob:         foreignJob,
 		UnsatisfiableCPUs:  1000,
 		AdoptAcrossClients: true,
 		Replicas:           true,
 		TimeLimit:          time.Second, // rounded up to Slurm's minute
 		Timeout:            3 * time.Minute,
 	})
+}
+
+// foreignJob submits, as the user nobody, a held job named name whose
+// comment carries tag as cairn's do. Only root can submit as another user.
+func foreignJob(t *testing.T, ctx context.Context, name, tag string) {
+	t.Helper()
+	if os.Getuid() != 0 {
+		t.Skip("submitting another user's job needs root (sbatch --uid)")
+	}
+	out, err := exec.CommandContext(ctx, "sbatch", "--parsable", "--uid=nobody", "--hold", "--job-name="+name,
+		"--comment=cairn:"+tag+":1", "--output=/dev/null", "--wrap=sleep 600").CombinedOutput()
+	if err != nil {
+		t.Fatalf("sbatch --uid=nobody: %v\n%s", err, out)
+	}
+	id := strings.TrimSpace(string(out))
+	t.Cleanup(func() { exec.Command("scancel", id).Run() })
 }
 
 func submitWait(t *testing.T, c *cluster.Client, spec cluster.JobSpec) (*cluster.Job, cluster.Status, error) {
