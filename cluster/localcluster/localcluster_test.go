@@ -192,3 +192,23 @@ func TestOpener(t *testing.T) {
 		}
 	}
 }
+
+// Local jobs do not see the variables of a Slurm job the submitter runs in
+// (issue 8, item 15). Not parallel: it sets the environment.
+func TestInheritedSlurmVariables(t *testing.T) {
+	t.Setenv("SLURM_RESTART_COUNT", "3")
+	t.Setenv("SLURM_JOB_ID", "999999")
+	t.Setenv("CAIRN_T_KEEP", "kept")
+	c := newClient(t, nil)
+	j, err := c.Submit(t.Context(), cluster.JobSpec{Name: "inherited", Command: []string{"/bin/sh", "-c", `env | grep -E '^(SLURM_|CAIRN_T_KEEP=)' | sort; echo "attempt=$CAIRN_ATTEMPT"`}, LogDir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := j.Wait(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	data, err := os.ReadFile(j.Attempts()[0].LogPath)
+	if got, want := string(data), "CAIRN_T_KEEP=kept\nattempt=1\n"; err != nil || got != want {
+		t.Errorf("job saw %q, %v; want %q", got, err, want)
+	}
+}
