@@ -10,6 +10,7 @@ import (
 	"maps"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"time"
 
@@ -227,8 +228,13 @@ func (r *remoteRunner) runJob(ctx context.Context, out *Output, spec *RemoteSpec
 	environment := spec.Environment
 	environment.Vars = env
 	job := cluster.JobSpec{
-		Name:                 name,
-		Command:              append([]string{prog.Path}, r.opts.WorkerArgs(WorkerJob{Step: out.ID, Path: out.Path, Digest: prog.Digest})...),
+		Name:    name,
+		Command: append([]string{prog.Path}, r.opts.WorkerArgs(WorkerJob{Step: out.ID, Path: out.Path, Digest: prog.Digest})...),
+		// The job runs a private copy of the program verified against this
+		// digest on the node, never the (possibly shared, staged) file
+		// itself: the worker's own digest check would run inside a
+		// replaced binary and prove nothing (issue 8, item 12).
+		Digest:               prog.Digest,
 		Resources:            spec.Resources,
 		Environment:          environment,
 		Replicas:             spec.Replicas,
@@ -304,6 +310,10 @@ func (r *remoteRunner) runJob(ctx context.Context, out *Output, spec *RemoteSpec
 	if werr != nil {
 		if ctx.Err() != nil {
 			return context.Cause(ctx)
+		}
+		if je, ok := errors.AsType[*cluster.JobError](werr); ok && je.ExitCode == 126 && strings.Contains(je.LogTail, "refusing to run") {
+			// The backend's digest check refused the program.
+			return fmt.Errorf("remote job: %w: %w", ErrProgramMismatch, werr)
 		}
 		return fmt.Errorf("remote job: %w", werr)
 	}

@@ -283,8 +283,8 @@ func TestRemoteProgramMismatch(t *testing.T) {
 		p.Digest = "sha256:" + strings.Repeat("0", 64)
 		ro.Program = &p
 	})
-	if !errors.Is(err, cluster.ErrFailed) || !strings.Contains(err.Error(), "worker program differs from the submitter's") {
-		t.Fatalf("err = %v; want the worker's refusal", err)
+	if !errors.Is(err, cluster.ErrFailed) || !errors.Is(err, cairn.ErrProgramMismatch) || !strings.Contains(err.Error(), "refusing to run it") {
+		t.Fatalf("err = %v; want the job's refusal to run a program with another digest", err)
 	}
 	if strings.Contains(err.Error(), "deliberate failure") {
 		t.Errorf("the step ran under another program: %v", err)
@@ -373,8 +373,8 @@ func TestStageProgram(t *testing.T) {
 		t.Errorf("staged = %+v", staged)
 	}
 	fi, err := os.Stat(staged.Path)
-	if err != nil || fi.Mode()&0o111 == 0 {
-		t.Fatalf("staged binary %v, %v: want an executable file", fi, err)
+	if err != nil || fi.Mode().Perm() != 0o444 {
+		t.Fatalf("staged binary %v, %v: want a read-only file (jobs run a verified private copy)", fi, err)
 	}
 	mtime := fi.ModTime()
 	time.Sleep(20 * time.Millisecond)
@@ -400,6 +400,109 @@ func TestStageProgram(t *testing.T) {
 	}
 	if rec.Program.Path != filepath.Join(stage, hexd) {
 		t.Errorf("job ran %s, want the staged copy in %s", rec.Program.Path, stage)
+	}
+}
+
+// A staged program replaced after staging (as anyone able to write a
+// shared staging directory could) is not run: the job verifies its own
+// private copy before it starts, so the step fails with
+// ErrProgramMismatch and the replacement never runs (issue 8, item 12).
+func TestStagedProgramReplacedIsNotRun(t *testing.T) {
+	t.Parallel()
+	prefix, stage := t.TempDir(), t.TempDir()
+	canary := filepath.Join(t.TempDir(), "canary")
+	_, err := remoteRun(t, t.Context(), "fail", prefix, func(ro *cairn.RemoteOptions) {
+		ro.StageProgram = stage
+		args := ro.WorkerArgs
+		// WorkerArgs is called once the program is staged, just before the
+		// job is submitted: replace the staged file then.
+		ro.WorkerArgs = func(w cairn.WorkerJob) []string {
+			staged := filepath.Join(stage, strings.TrimPrefix(w.Digest, "sha256:"))
+			if err := os.Chmod(staged, 0o755); err != nil {
+				t.Error(err)
+			}
+			if err := os.WriteFile(staged, []byte("#!/bin/sh\ntouch '"+canary+"'\n"), 0o755); err != nil {
+				t.Error(err)
+			}
+			return args(w)
+		}
+	})
+	if !errors.Is(err, cairn.ErrProgramMismatch) || !strings.Contains(err.Error(), "refusing to run it") {
+		t.Fatalf("run = %v; want the job's refusal (ErrProgramMismatch)", err)
+	}
+	if _, err := os.Stat(canary); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("the replaced staged program ran")
+	}
+	if s := readJSON(t, filepath.Join(stepDir(t, prefix, "fails"), statusfile.StatusKey)); s != statusfile.Failed {
+		t.Errorf("status %q, want FAILED", s)
+	}
+	// Staging again notices the damaged copy instead of trusting its name.
+	b, err := filestore.Open(stage, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	self, err := cairn.CurrentProgram()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cairn.StageProgram(t.Context(), b, self); err == nil || !strings.Contains(err.Error(), "replaced or damaged") {
+		t.Errorf("StageProgram over a replaced copy = %v; want it refused", err)
+	}
+}
+
+// A staging directory or staged file every user may write is refused; a
+// group-writable (team) directory is accepted (issue 8, items 12-13).
+func TestStageProgramPermissions(t *testing.T) {
+	t.Parallel()
+	ctx := t.Context()
+	self, err := cairn.CurrentProgram()
+	if err != nil {
+		t.Fatal(err)
+	}
+	stage := func(dir string) error {
+		b, err := filestore.Open(dir, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, err = cairn.StageProgram(ctx, b, self)
+		return err
+	}
+	for _, tc := range []struct {
+		name     string
+		dirMode  os.FileMode
+		fileMode os.FileMode // 0: not staged before
+		ok       bool
+	}{
+		{"private", 0o755, 0, true},
+		{"group-writable team directory", 0o775, 0, true},
+		{"group-writable setgid team directory", 0o2775, 0, true},
+		{"world-writable", 0o777, 0, false},
+		{"world-writable sticky", 0o1777, 0, false},
+		{"group-writable staged copy", 0o775, 0o664, true},
+		{"world-writable staged copy", 0o755, 0o666, false},
+	} {
+		dir := filepath.Join(t.TempDir(), "stage")
+		if err := os.Mkdir(dir, 0o700); err != nil {
+			t.Fatal(err)
+		}
+		if tc.fileMode != 0 {
+			if err := stage(dir); err != nil {
+				t.Fatalf("%s: staging the first copy: %v", tc.name, err)
+			}
+			if err := os.Chmod(filepath.Join(dir, strings.TrimPrefix(self.Digest, "sha256:")), tc.fileMode); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := os.Chmod(dir, tc.dirMode); err != nil {
+			t.Fatal(err)
+		}
+		err := stage(dir)
+		if tc.ok && err != nil {
+			t.Errorf("%s: StageProgram = %v, want success", tc.name, err)
+		}
+		if !tc.ok && (err == nil || !strings.Contains(err.Error(), "writable by every user")) {
+			t.Errorf("%s: StageProgram = %v, want a refusal", tc.name, err)
+		}
 	}
 }
 
