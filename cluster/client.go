@@ -188,6 +188,21 @@ func (c *Client) Adopt(ctx context.Context, spec JobSpec) (*Job, error) {
 	return nil, fmt.Errorf("cluster %s: adopt %s: %w", c.name, ds.Name, ErrNotFound)
 }
 
+// Active reports whether the scheduler lists the job with scheduler ID id
+// (an Attempt.ID, possibly of a job another user submitted) as pending or
+// running. It neither watches nor adopts the job: it lets a caller that
+// cannot adopt a job wait for it to end.
+func (c *Client) Active(ctx context.Context, id string) (bool, error) {
+	sts, err := c.drv.Status(ctx, []string{id})
+	if err != nil {
+		return false, c.wrap("status "+id, err)
+	}
+	if len(sts) != 1 {
+		return false, fmt.Errorf("cluster %s: status %s: driver returned %d statuses for 1 job", c.name, id, len(sts))
+	}
+	return sts[0].State == driver.Pending || sts[0].State == driver.Running, nil
+}
+
 // prepare validates spec and fills in its log directory.
 func (c *Client) prepare(spec *JobSpec) (*driver.JobSpec, error) {
 	ds, err := spec.validate()
