@@ -146,7 +146,11 @@ type RemoteOptions struct {
 	// StageProgram, if set, is a location (a shared directory) where the
 	// program is copied, content-addressed and once, for jobs to run it from
 	// there: for clusters that cannot read the runner's file system. ""
-	// runs the program where it is.
+	// runs the program where it is. Either way a job runs a private copy of
+	// the program that the backend verified against the submitter's digest
+	// before it starts, never the shared file itself; a directory every
+	// user may write is refused, a group-writable one accepted (see
+	// StageProgram).
 	StageProgram string
 }
 
