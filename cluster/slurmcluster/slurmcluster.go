@@ -315,7 +315,10 @@ func (s *Scheduler) script(spec *driver.JobSpec) []byte {
 // 128+N when a signal N ended the program or the shell.
 const verifiedRun = `cairn_want=$1 cairn_prog=$2
 shift 2
-cairn_tmp=$(mktemp -d "${TMPDIR:-/tmp}/cairn-program.XXXXXXXX") || exit 126
+if ! cairn_tmp=$(mktemp -d "${TMPDIR:-/tmp}/cairn-program.XXXXXXXX"); then
+	echo "cairn: cannot make a private directory for the program under ${TMPDIR:-/tmp}" >&2
+	exit 126
+fi
 trap 'rm -rf -- "$cairn_tmp"' EXIT
 trap 'exit 129' HUP
 trap 'exit 130' INT
@@ -324,7 +327,10 @@ if ! cp -- "$cairn_prog" "$cairn_tmp/program"; then
 	echo "cairn: cannot copy the program $cairn_prog" >&2
 	exit 126
 fi
-cairn_got=$(sha256sum <"$cairn_tmp/program") || exit 126
+if ! cairn_got=$(sha256sum <"$cairn_tmp/program"); then
+	echo "cairn: cannot verify the program (sha256sum)" >&2
+	exit 126
+fi
 cairn_got=${cairn_got%% *}
 if [ "$cairn_got" != "$cairn_want" ]; then
 	echo "cairn: the program $cairn_prog has SHA-256 $cairn_got, not $cairn_want as submitted: refusing to run it" >&2
