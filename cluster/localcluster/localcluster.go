@@ -350,7 +350,8 @@ func (s *Scheduler) execute(j *job) driver.Status {
 // user can enter, hashing what it copies, and returns the directory and
 // the copy's path if the SHA-256 is want (hex). The file at path is read
 // once and never executed, so replacing it cannot change what runs
-// (issue 8, item 12).
+// (issue 8, item 12). The directory is made under os.TempDir(), which must
+// not let other users rename its entries (/tmp is sticky).
 func privateCopy(path, want string) (dir, copyPath string, err error) {
 	src, err := os.Open(path)
 	if err != nil {

@@ -312,7 +312,10 @@ func (s *Scheduler) script(spec *driver.JobSpec) []byte {
 // run. The program runs as a child rather than through exec so that the
 // copy is removed when it ends; the shell forwards nothing (Slurm signals
 // every process of the job) and exits with the program's status, or
-// 128+N when a signal N ended the program or the shell.
+// 128+N when a signal N ended the program or the shell. The private
+// directory is made under $TMPDIR (default /tmp), which must not let other
+// users rename its entries (/tmp is sticky): otherwise they could swap the
+// whole directory between the check and the start.
 const verifiedRun = `cairn_want=$1 cairn_prog=$2
 shift 2
 if ! cairn_tmp=$(mktemp -d "${TMPDIR:-/tmp}/cairn-program.XXXXXXXX"); then
