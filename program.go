@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -86,6 +87,20 @@ func buildSummary() string {
 // local path when b is on a local or shared file system. A program staged
 // on an object store cannot be executed by a job directly; that is an
 // error.
+//
+// A staging directory is typically shared, so what a job finds there is
+// not trusted (issue 8, item 12): jobs that run a staged program (see
+// RemoteOptions.StageProgram) run a private copy whose digest they verify
+// on the node before it starts, so a replaced file makes the job fail
+// instead of running someone else's code. StageProgram adds checks that
+// catch a bad staging area early:
+//   - it refuses a staging directory, or a staged file, that every user
+//     may write (o+w, sticky or not); a directory writable by its group
+//     (a team's) is accepted, as is a copy staged by another user of it;
+//   - it verifies the digest of a copy that is already there, and refuses
+//     one that differs, naming it, rather than trusting its name;
+//   - the copies it writes are made read-only (0444): jobs never execute
+//     the staged file itself, only their verified private copy.
 func StageProgram(ctx context.Context, b *store.Bucket, p Program) (Program, error) {
 	hexDigest, ok := strings.CutPrefix(p.Digest, "sha256:")
 	if !ok || len(hexDigest) != 64 {
@@ -96,6 +111,10 @@ func StageProgram(ctx context.Context, b *store.Bucket, p Program) (Program, err
 	if !local {
 		return Program{}, fmt.Errorf("stage program: %s is not on a file system a cluster job can execute from; stage under a shared directory", b)
 	}
+	if err := checkNotWorldWritable(dir, true); err != nil {
+		return Program{}, err
+	}
+	path := filepath.Join(dir, filepath.FromSlash(key))
 	if ok, err := b.Exists(ctx, key); err != nil {
 		return Program{}, fmt.Errorf("stage program: %w", err)
 	} else if !ok {
@@ -107,16 +126,49 @@ func StageProgram(ctx context.Context, b *store.Bucket, p Program) (Program, err
 			return Program{}, fmt.Errorf("stage program: %s changed since its digest was taken", p.Path)
 		}
 		_, err = b.WriteIf(ctx, key, data, store.IfAbsent())
-		if err != nil && !errors.Is(err, store.ErrPrecondition) { // another runner staged it first
+		switch {
+		case err == nil:
+			// Ours: read-only, as nothing executes or rewrites it.
+			if err := os.Chmod(path, 0o444); err != nil {
+				return Program{}, fmt.Errorf("stage program: %w", err)
+			}
+		case !errors.Is(err, store.ErrPrecondition): // else another runner staged it first
 			return Program{}, fmt.Errorf("stage program: %w", err)
 		}
 	}
-	path := filepath.Join(dir, filepath.FromSlash(key))
-	if err := os.Chmod(path, 0o755); err != nil {
+	if err := checkNotWorldWritable(dir, true); err != nil {
+		return Program{}, err
+	}
+	if err := checkNotWorldWritable(path, false); err != nil {
+		return Program{}, err
+	}
+	if d, err := fileDigest(path); err != nil {
 		return Program{}, fmt.Errorf("stage program: %w", err)
+	} else if d != p.Digest {
+		return Program{}, fmt.Errorf("stage program: the staged copy %s has digest %s, not its name's: it was replaced or damaged; remove it", path, d)
 	}
 	p.Path = path
 	return p, nil
+}
+
+// checkNotWorldWritable refuses a staging directory or file that every
+// user may write. A missing directory is fine (it is about to be made).
+func checkNotWorldWritable(path string, isDir bool) error {
+	fi, err := os.Stat(path)
+	if isDir && errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("stage program: %w", err)
+	}
+	if fi.Mode().Perm()&0o002 != 0 {
+		what := "staged program"
+		if isDir {
+			what = "staging directory"
+		}
+		return fmt.Errorf("stage program: the %s %s is writable by every user (mode %v); use one only you or your group can write", what, path, fi.Mode().Perm())
+	}
+	return nil
 }
 
 // localPath returns the local directory a location names: a plain path or

@@ -2,6 +2,8 @@ package cairn
 
 import (
 	"context"
+	"crypto/hmac"
+	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
@@ -10,11 +12,14 @@ import (
 	"maps"
 	"os"
 	"path/filepath"
+	"strconv"
+	"strings"
 	"sync"
 	"time"
 
 	"example.com/cairn/cluster"
 	"example.com/cairn/internal/statusfile"
+	"example.com/cairn/lease"
 	"example.com/cairn/store"
 )
 
@@ -141,7 +146,11 @@ type RemoteOptions struct {
 	// StageProgram, if set, is a location (a shared directory) where the
 	// program is copied, content-addressed and once, for jobs to run it from
 	// there: for clusters that cannot read the runner's file system. ""
-	// runs the program where it is.
+	// runs the program where it is. Either way a job runs a private copy of
+	// the program that the backend verified against the submitter's digest
+	// before it starts, never the shared file itself; a directory every
+	// user may write is refused, a group-writable one accepted (see
+	// StageProgram).
 	StageProgram string
 }
 
@@ -188,17 +197,61 @@ func (r *remoteRunner) programFor(ctx context.Context) (Program, error) {
 	return r.program, r.progErr
 }
 
-// jobTag ties a job to one output path, so that a runner adopts only the
-// jobs of its own step at its own location.
-func jobTag(path string) string {
-	sum := sha256.Sum256([]byte(path))
-	return hex.EncodeToString(sum[:8])
+// Adoption (issue 8, item 13). A runner that takes a step over (its
+// previous holder died, or lost the lease) adopts the step's job if it is
+// still running, instead of submitting a duplicate; the adopted job's exit
+// status then decides the step. So adoption must never pick up a job that
+// someone else made look like ours:
+//
+//   - Only the current user's jobs are candidates: every driver's Find
+//     returns only them (squeue --me on Slurm, plus a user-ID check). Anyone
+//     can name a job after a step, and put anything in its comment; only
+//     the user (or root) can create jobs owned by the user.
+//   - The job's tag is an HMAC, under a random token, of the step's output
+//     path. The submitter records the token in the step's remote record
+//     (.cairn_remote.json) before it submits, so a taker that can read the
+//     step's output — the same user, or a member of the team group sharing
+//     the prefix — can recompute the tag, and nobody else can. The token
+//     ties a job to one submission at one location: a job of the user's
+//     that was submitted for an earlier incarnation of the output (before
+//     a clean, or under a rewritten record), or for another path, is not
+//     adopted. On a local file system the record is made unreadable by
+//     others (o-rwx); on object stores, the bucket's access control
+//     decides who can read it. The token is a second factor: its
+//     disclosure alone does not let anyone else's job be adopted.
+//
+// A taker running as another user (a team-mate, on a prefix shared by a
+// Unix group) can never adopt the job: it is not theirs. If the record
+// names a job the scheduler still lists as pending or running, the taker
+// waits for it to end, trusting nothing it does, and then submits its own
+// job, so two jobs never write the step's output at once; otherwise it
+// submits at once. (A job submitted by a runner that died before recording
+// its ID, or hidden by the scheduler's PrivateData, cannot be seen; the
+// duplicate then only costs compute, as the last writer's artifact and the
+// taker's status agree.)
+
+// jobTag is the tag of the job of the step at path submitted under token.
+func jobTag(token, path string) string {
+	m := hmac.New(sha256.New, []byte(token))
+	m.Write([]byte("cairn job tag\x00" + path))
+	return hex.EncodeToString(m.Sum(nil)[:16])
 }
 
+// newToken returns a random adoption token.
+func newToken() string {
+	return rand.Text()
+}
+
+// foreignJobPoll is how often a taker checks whether a job it cannot adopt
+// has ended.
+const foreignJobPoll = 2 * time.Second
+
 // runJob runs the job of the step out belongs to and waits for it. When
-// the step was taken over from a dead runner, it first adopts that runner's
-// job if the cluster still runs it. On return the job has ended; if ctx
-// ended first (interruption, lost lease) the job is cancelled.
+// the step was taken over, it first adopts the previous runner's job if
+// the cluster still runs it and it is the current user's (see above), or
+// waits for a job it cannot adopt to end. On return the job has ended. If
+// ctx ended first the job is cancelled, unless the lease was lost: the
+// runner that took the step over adopts the job (or waits for it).
 func (r *remoteRunner) runJob(ctx context.Context, out *Output, spec *RemoteSpec) error {
 	if r.opts.WorkerArgs == nil {
 		return fmt.Errorf("%w: RemoteOptions.WorkerArgs is nil", ErrInvalidPipeline)
@@ -211,60 +264,97 @@ func (r *remoteRunner) runJob(ctx context.Context, out *Output, spec *RemoteSpec
 	if name == "" {
 		name = out.ID
 	}
-	tag := jobTag(out.Path)
-	logDir, copyLogs := "", false
-	if dir, ok := localPath(out.Path); ok {
-		logDir = filepath.Join(dir, statusfile.LogsDir)
-	} else { // the job writes locally; the logs are copied under the output path
-		logDir = filepath.Join(os.TempDir(), "cairn-logs", cluster.SanitizeName(name)+"-"+tag)
-		copyLogs = true
-	}
-	env := maps.Clone(spec.Environment.Vars)
-	if env == nil {
-		env = map[string]string{}
-	}
-	maps.Copy(env, spec.Env)
-	environment := spec.Environment
-	environment.Vars = env
-	job := cluster.JobSpec{
-		Name:                 name,
-		Command:              append([]string{prog.Path}, r.opts.WorkerArgs(WorkerJob{Step: out.ID, Path: out.Path, Digest: prog.Digest})...),
-		Resources:            spec.Resources,
-		Environment:          environment,
-		Replicas:             spec.Replicas,
-		MaxRetriesFailure:    spec.MaxRetriesFailure,
-		MaxRetriesPreemption: spec.MaxRetriesPreemption,
-		LogDir:               logDir,
-		Tag:                  tag,
-	}
 	c := r.opts.Cluster
+	var prev statusfile.Remote
+	havePrev := false
+	if out.tookOver {
+		if prev, havePrev, err = statusfile.ReadRemote(ctx, out.Bucket); err != nil {
+			out.Logger.Warn("the previous runner's remote record is unreadable; its job cannot be adopted", "error", err)
+			havePrev = false
+		}
+	}
+	command := append([]string{prog.Path}, r.opts.WorkerArgs(WorkerJob{Step: out.ID, Path: out.Path, Digest: prog.Digest})...)
+	// newJob returns the job spec for a submission under token.
+	newJob := func(token string) cluster.JobSpec {
+		tag := jobTag(token, out.Path)
+		logDir := ""
+		if dir, ok := localPath(out.Path); ok {
+			logDir = filepath.Join(dir, statusfile.LogsDir)
+		} else { // the job writes locally; the logs are copied under the output path
+			logDir = filepath.Join(os.TempDir(), "cairn-logs", cluster.SanitizeName(name)+"-"+tag[:16])
+		}
+		env := maps.Clone(spec.Environment.Vars)
+		if env == nil {
+			env = map[string]string{}
+		}
+		maps.Copy(env, spec.Env)
+		environment := spec.Environment
+		environment.Vars = env
+		return cluster.JobSpec{
+			Name:    name,
+			Command: command,
+			// The job runs a private copy of the program verified against this
+			// digest on the node, never the (possibly shared, staged) file
+			// itself: the worker's own digest check would run inside a
+			// replaced binary and prove nothing (issue 8, item 12).
+			Digest:               prog.Digest,
+			Resources:            spec.Resources,
+			Environment:          environment,
+			Replicas:             spec.Replicas,
+			MaxRetriesFailure:    spec.MaxRetriesFailure,
+			MaxRetriesPreemption: spec.MaxRetriesPreemption,
+			LogDir:               logDir,
+			Tag:                  tag,
+		}
+	}
+	uid := os.Getuid()
 	rec := statusfile.Remote{
 		Cluster:   c.Name(),
 		Program:   statusfile.Program{Path: prog.Path, Digest: prog.Digest, Build: prog.Build},
-		LogDir:    logDir,
 		State:     cluster.Pending.String(),
 		Submitted: time.Now().UTC(),
 		WorkerID:  out.WorkerID,
+		UID:       &uid,
 	}
 	var j *cluster.Job
-	if out.tookOver {
+	var job cluster.JobSpec
+	if havePrev && prev.Token != "" {
+		job = newJob(prev.Token)
 		j, err = c.Adopt(ctx, job)
 		switch {
 		case err == nil:
 			out.Logger.Info("adopted the job of the previous runner", "job", j.Name(), "job_id", j.ID(), "cluster", c.Name())
-			rec.Adopted = true
-			if old, ok, _ := statusfile.ReadRemote(ctx, out.Bucket); ok && !old.Submitted.IsZero() {
-				rec.Submitted = old.Submitted
+			rec.Adopted, rec.Token = true, prev.Token
+			if !prev.Submitted.IsZero() {
+				rec.Submitted = prev.Submitted
 			}
 		case !errors.Is(err, cluster.ErrNotFound):
 			return err
 		}
 	}
 	if j == nil {
+		if havePrev && prev.Finished.IsZero() && len(prev.JobIDs) > 0 {
+			if err := r.awaitForeign(ctx, out, prev); err != nil {
+				return err
+			}
+		}
+		rec.Token = newToken()
+		job = newJob(rec.Token)
+		rec.LogDir = job.LogDir
+		// The token must be on record before the job exists, or a runner
+		// taking the step over could not adopt the job.
+		if err := r.writeRecord(ctx, out, rec); err != nil {
+			return fmt.Errorf("remote record: %w", err)
+		}
 		if j, err = c.Submit(ctx, job); err != nil {
 			return err
 		}
 		out.Logger.Info("submitted job", "job", j.Name(), "job_id", j.ID(), "cluster", c.Name())
+	}
+	rec.LogDir = job.LogDir
+	copyLogs := false
+	if _, ok := localPath(out.Path); !ok {
+		copyLogs = true
 	}
 	rec.Job = j.Name()
 	record := func(wctx context.Context) {
@@ -276,15 +366,22 @@ func (r *remoteRunner) runJob(ctx context.Context, out *Output, spec *RemoteSpec
 			rec.Logs = append(rec.Logs, a.LogPath)
 		}
 		// Provenance is best effort: the step's status is what matters.
-		_ = statusfile.WriteRemote(wctx, out.Bucket, rec)
+		_ = r.writeRecord(wctx, out, rec)
 	}
 	record(ctx)
 
 	st, werr := j.Wait(ctx)
 	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cleanupTimeout)
 	defer cancel()
+	if ctx.Err() != nil && !st.Finished() && errors.Is(context.Cause(ctx), lease.ErrLost) {
+		// Another runner owns the step now and adopts this job (or, as
+		// another user, waits for it): cancelling it would fail the step
+		// under the new owner. The record is theirs to write.
+		out.Logger.Warn("lease lost: leaving the job to the runner that took the step over", "job", j.Name(), "job_id", j.ID())
+		return context.Cause(ctx)
+	}
 	if ctx.Err() != nil && !st.Finished() {
-		// Interrupted, or the lease was lost: the job must stop too.
+		// Interrupted: the job must stop too.
 		if err := j.Cancel(cctx); err != nil {
 			out.Logger.Warn("cancelling the job failed", "job", j.Name(), "job_id", j.ID(), "error", err)
 		}
@@ -305,7 +402,66 @@ func (r *remoteRunner) runJob(ctx context.Context, out *Output, spec *RemoteSpec
 		if ctx.Err() != nil {
 			return context.Cause(ctx)
 		}
+		if je, ok := errors.AsType[*cluster.JobError](werr); ok && je.ExitCode == 126 && strings.Contains(je.LogTail, "refusing to run") {
+			// The backend's digest check refused the program.
+			return fmt.Errorf("remote job: %w: %w", ErrProgramMismatch, werr)
+		}
 		return fmt.Errorf("remote job: %w", werr)
+	}
+	return nil
+}
+
+// awaitForeign waits until the job the previous runner recorded, which
+// this runner could not adopt (another user's, or not tagged with the
+// recorded token), is no longer pending or running, so that two jobs never
+// write the step's output at once. Its outcome is not trusted: the caller
+// submits a job of its own next.
+func (r *remoteRunner) awaitForeign(ctx context.Context, out *Output, prev statusfile.Remote) error {
+	c := r.opts.Cluster
+	id := prev.JobIDs[len(prev.JobIDs)-1]
+	logged := false
+	for {
+		active, err := c.Active(ctx, id)
+		if err != nil {
+			return fmt.Errorf("checking the previous runner's job %s: %w", id, err)
+		}
+		if !active {
+			return nil
+		}
+		if !logged {
+			by := "unknown"
+			if prev.UID != nil {
+				by = strconv.Itoa(*prev.UID)
+			}
+			out.Logger.Warn("the previous runner's job cannot be adopted (not this user's, or not tagged with the recorded token); waiting for it to end before submitting a new one",
+				"job", prev.Job, "job_id", id, "submitter_uid", by)
+			logged = true
+		}
+		t := time.NewTimer(foreignJobPoll)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return context.Cause(ctx)
+		case <-t.C:
+		}
+	}
+}
+
+// writeRecord writes the remote record of out's step. On a local file
+// system it then takes away every permission of other users (not of the
+// group): the record holds the adoption token (see jobTag). Object stores
+// leave that to the bucket's access control.
+func (r *remoteRunner) writeRecord(ctx context.Context, out *Output, rec statusfile.Remote) error {
+	if err := statusfile.WriteRemote(ctx, out.Bucket, rec); err != nil {
+		return err
+	}
+	if dir, ok := localPath(out.Path); ok {
+		p := filepath.Join(dir, statusfile.RemoteKey)
+		if fi, err := os.Stat(p); err == nil && fi.Mode().Perm()&0o007 != 0 {
+			if err := os.Chmod(p, fi.Mode().Perm()&^0o007); err != nil {
+				return err
+			}
+		}
 	}
 	return nil
 }

@@ -1,7 +1,10 @@
 package cairn_test
 
 import (
+	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"flag"
@@ -13,6 +16,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -20,6 +24,7 @@ import (
 	"example.com/cairn/cluster"
 	"example.com/cairn/cluster/localcluster"
 	"example.com/cairn/internal/statusfile"
+	"example.com/cairn/lease"
 	"example.com/cairn/store"
 	"example.com/cairn/store/filestore"
 	"example.com/cairn/store/memstore"
@@ -128,6 +133,11 @@ func testPipeline(name, prefix string) iter.Seq[*cairn.Step] {
 				defer f.Close()
 				fmt.Fprintf(f, "replica %s\n", os.Getenv("CAIRN_REPLICA"))
 				return map[string]string{"replica": os.Getenv("CAIRN_REPLICA")}, nil
+			}})
+	case "quick":
+		return cairn.Steps(&cairn.Step{Name: "quick", Remote: &cairn.RemoteSpec{Env: env},
+			Func: func(ctx context.Context, out *cairn.Output) (any, error) {
+				return map[string]int{"pid": os.Getpid()}, nil
 			}})
 	case "slow":
 		return cairn.Steps(&cairn.Step{Name: "slow", Remote: &cairn.RemoteSpec{Env: env},
@@ -283,8 +293,8 @@ func TestRemoteProgramMismatch(t *testing.T) {
 		p.Digest = "sha256:" + strings.Repeat("0", 64)
 		ro.Program = &p
 	})
-	if !errors.Is(err, cluster.ErrFailed) || !strings.Contains(err.Error(), "worker program differs from the submitter's") {
-		t.Fatalf("err = %v; want the worker's refusal", err)
+	if !errors.Is(err, cluster.ErrFailed) || !errors.Is(err, cairn.ErrProgramMismatch) || !strings.Contains(err.Error(), "refusing to run it") {
+		t.Fatalf("err = %v; want the job's refusal to run a program with another digest", err)
 	}
 	if strings.Contains(err.Error(), "deliberate failure") {
 		t.Errorf("the step ran under another program: %v", err)
@@ -373,8 +383,8 @@ func TestStageProgram(t *testing.T) {
 		t.Errorf("staged = %+v", staged)
 	}
 	fi, err := os.Stat(staged.Path)
-	if err != nil || fi.Mode()&0o111 == 0 {
-		t.Fatalf("staged binary %v, %v: want an executable file", fi, err)
+	if err != nil || fi.Mode().Perm() != 0o444 {
+		t.Fatalf("staged binary %v, %v: want a read-only file (jobs run a verified private copy)", fi, err)
 	}
 	mtime := fi.ModTime()
 	time.Sleep(20 * time.Millisecond)
@@ -400,6 +410,109 @@ func TestStageProgram(t *testing.T) {
 	}
 	if rec.Program.Path != filepath.Join(stage, hexd) {
 		t.Errorf("job ran %s, want the staged copy in %s", rec.Program.Path, stage)
+	}
+}
+
+// A staged program replaced after staging (as anyone able to write a
+// shared staging directory could) is not run: the job verifies its own
+// private copy before it starts, so the step fails with
+// ErrProgramMismatch and the replacement never runs (issue 8, item 12).
+func TestStagedProgramReplacedIsNotRun(t *testing.T) {
+	t.Parallel()
+	prefix, stage := t.TempDir(), t.TempDir()
+	canary := filepath.Join(t.TempDir(), "canary")
+	_, err := remoteRun(t, t.Context(), "fail", prefix, func(ro *cairn.RemoteOptions) {
+		ro.StageProgram = stage
+		args := ro.WorkerArgs
+		// WorkerArgs is called once the program is staged, just before the
+		// job is submitted: replace the staged file then.
+		ro.WorkerArgs = func(w cairn.WorkerJob) []string {
+			staged := filepath.Join(stage, strings.TrimPrefix(w.Digest, "sha256:"))
+			if err := os.Chmod(staged, 0o755); err != nil {
+				t.Error(err)
+			}
+			if err := os.WriteFile(staged, []byte("#!/bin/sh\ntouch '"+canary+"'\n"), 0o755); err != nil {
+				t.Error(err)
+			}
+			return args(w)
+		}
+	})
+	if !errors.Is(err, cairn.ErrProgramMismatch) || !strings.Contains(err.Error(), "refusing to run it") {
+		t.Fatalf("run = %v; want the job's refusal (ErrProgramMismatch)", err)
+	}
+	if _, err := os.Stat(canary); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("the replaced staged program ran")
+	}
+	if s := readJSON(t, filepath.Join(stepDir(t, prefix, "fails"), statusfile.StatusKey)); s != statusfile.Failed {
+		t.Errorf("status %q, want FAILED", s)
+	}
+	// Staging again notices the damaged copy instead of trusting its name.
+	b, err := filestore.Open(stage, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	self, err := cairn.CurrentProgram()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cairn.StageProgram(t.Context(), b, self); err == nil || !strings.Contains(err.Error(), "replaced or damaged") {
+		t.Errorf("StageProgram over a replaced copy = %v; want it refused", err)
+	}
+}
+
+// A staging directory or staged file every user may write is refused; a
+// group-writable (team) directory is accepted (issue 8, items 12-13).
+func TestStageProgramPermissions(t *testing.T) {
+	t.Parallel()
+	ctx := t.Context()
+	self, err := cairn.CurrentProgram()
+	if err != nil {
+		t.Fatal(err)
+	}
+	stage := func(dir string) error {
+		b, err := filestore.Open(dir, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, err = cairn.StageProgram(ctx, b, self)
+		return err
+	}
+	for _, tc := range []struct {
+		name     string
+		dirMode  os.FileMode
+		fileMode os.FileMode // 0: not staged before
+		ok       bool
+	}{
+		{"private", 0o755, 0, true},
+		{"group-writable team directory", 0o775, 0, true},
+		{"group-writable setgid team directory", 0o2775, 0, true},
+		{"world-writable", 0o777, 0, false},
+		{"world-writable sticky", 0o1777, 0, false},
+		{"group-writable staged copy", 0o775, 0o664, true},
+		{"world-writable staged copy", 0o755, 0o666, false},
+	} {
+		dir := filepath.Join(t.TempDir(), "stage")
+		if err := os.Mkdir(dir, 0o700); err != nil {
+			t.Fatal(err)
+		}
+		if tc.fileMode != 0 {
+			if err := stage(dir); err != nil {
+				t.Fatalf("%s: staging the first copy: %v", tc.name, err)
+			}
+			if err := os.Chmod(filepath.Join(dir, strings.TrimPrefix(self.Digest, "sha256:")), tc.fileMode); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := os.Chmod(dir, tc.dirMode); err != nil {
+			t.Fatal(err)
+		}
+		err := stage(dir)
+		if tc.ok && err != nil {
+			t.Errorf("%s: StageProgram = %v, want success", tc.name, err)
+		}
+		if !tc.ok && (err == nil || !strings.Contains(err.Error(), "writable by every user")) {
+			t.Errorf("%s: StageProgram = %v, want a refusal", tc.name, err)
+		}
 	}
 }
 
@@ -456,4 +569,261 @@ func TestRemoteLogsCopiedForNonLocalPrefix(t *testing.T) {
 	if !strings.Contains(log, "deliberate failure in the job") {
 		t.Errorf("copied log = %q", log)
 	}
+}
+
+// lockedBuffer is a bytes.Buffer safe for a logger and a reader.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+// takeOverSetup leaves the step of pipeline "quick" at prefix as a dead
+// runner would: status RUNNING, no lease, and a remote record with the
+// given token and job IDs. It returns the step's ID and output path.
+func takeOverSetup(t *testing.T, prefix, token string, jobIDs []string) (id, path string) {
+	t.Helper()
+	var step *cairn.Step
+	for s := range testPipeline("quick", prefix) {
+		step = s
+	}
+	id, err := step.ID()
+	if err != nil {
+		t.Fatal(err)
+	}
+	path, err = step.OutputPath(prefix)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := testStorage().OpenBucket(t.Context(), path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := statusfile.WriteStatus(t.Context(), b, statusfile.Running); err != nil {
+		t.Fatal(err)
+	}
+	rec := statusfile.Remote{Cluster: "local", Job: id, JobIDs: jobIDs, State: "running", Token: token, Submitted: time.Now().UTC()}
+	if err := statusfile.WriteRemote(t.Context(), b, rec); err != nil {
+		t.Fatal(err)
+	}
+	return id, path
+}
+
+// A runner taking a step over adopts only a job tagged with the token the
+// previous submitter recorded: a job of the same name tagged with another
+// token (or with the old, guessable hash of the path) is not adopted, and
+// since the scheduler still runs it, the runner waits for it to end before
+// it submits its own (issue 8, item 13). Another user's job is never a
+// candidate at all (clustertest's AdoptOnlyOwnJobs).
+func TestRemoteAdoptionNeedsRecordedToken(t *testing.T) {
+	t.Parallel()
+	prefix := t.TempDir()
+	c := cluster.NewClient(localcluster.New(nil), &cluster.Options{Name: "local"})
+	defer c.Close()
+	release := filepath.Join(t.TempDir(), "release")
+	// The impostor exits 0 without doing anything once released: adopted,
+	// it would make the step SUCCESS with no artifact.
+	impostor := cluster.JobSpec{
+		Command: []string{"/bin/sh", "-c", `while [ ! -e "$1" ]; do sleep 0.02; done`, "sh", release},
+		LogDir:  t.TempDir(),
+	}
+	id, path := takeOverSetup(t, prefix, "recorded-token", nil)
+	sum := sha256.Sum256([]byte(path))
+	var impostors []string
+	for _, tag := range []string{cairn.JobTag("another-token", path), hex.EncodeToString(sum[:8])} {
+		impostor.Name, impostor.Tag = id, tag
+		j, err := c.Submit(t.Context(), impostor)
+		if err != nil {
+			t.Fatal(err)
+		}
+		impostors = append(impostors, j.ID())
+	}
+	// The record names the impostors' jobs, as if the dead runner had
+	// submitted them.
+	takeOverSetup(t, prefix, "recorded-token", impostors)
+
+	var logs lockedBuffer
+	done := make(chan error, 1)
+	go func() {
+		_, err := cairn.Run(t.Context(), testPipeline("quick", prefix), &cairn.RunOptions{
+			Prefix: prefix, Storage: testStorage(), Logger: slog.New(slog.NewTextHandler(&logs, nil)),
+			Remote: &cairn.RemoteOptions{Cluster: c, WorkerArgs: func(w cairn.WorkerJob) []string {
+				return []string{workerArg, "--step", w.Step, "--path", w.Path, "--prefix", prefix, "--program-digest", w.Digest}
+			}},
+		})
+		done <- err
+	}()
+	// The runner waits for the job it may not adopt; release it then.
+	deadline := time.Now().Add(30 * time.Second)
+	for !strings.Contains(logs.String(), "cannot be adopted") {
+		if strings.Contains(logs.String(), "adopted the job") {
+			t.Fatalf("the runner adopted a job not tagged with the recorded token:\n%s", logs.String())
+		}
+		select {
+		case err := <-done:
+			t.Fatalf("run ended (%v) without waiting for the unadoptable job:\n%s", err, logs.String())
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the runner never waited for the unadoptable job:\n%s", logs.String())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if err := os.WriteFile(release, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-done; err != nil {
+		t.Fatalf("run: %v\n%s", err, logs.String())
+	}
+	dir, _ := strings.CutPrefix(path, "file://")
+	var rec statusfile.Remote
+	if err := decodeFile(filepath.Join(dir, statusfile.RemoteKey), &rec); err != nil {
+		t.Fatal(err)
+	}
+	if rec.Adopted || rec.Token == "" || rec.Token == "recorded-token" || len(rec.JobIDs) != 1 || slices.Contains(impostors, rec.JobIDs[0]) {
+		t.Errorf("remote record %+v; want a fresh job under a new token, not an adopted impostor", rec)
+	}
+	var art map[string]int
+	if err := decodeFile(filepath.Join(dir, statusfile.ArtifactKey), &art); err != nil || art["pid"] == 0 {
+		t.Errorf("artifact %v, %v: want the real job's", art, err)
+	}
+	if fi, err := os.Stat(filepath.Join(dir, statusfile.RemoteKey)); err != nil || fi.Mode().Perm()&0o007 != 0 {
+		t.Errorf("remote record %v, %v: want it unreadable by other users (it holds the token)", fi, err)
+	}
+}
+
+// A runner taking a step over adopts the job tagged with the recorded
+// token, and the job's outcome decides the step.
+func TestRemoteAdoptsJobWithRecordedToken(t *testing.T) {
+	t.Parallel()
+	prefix := t.TempDir()
+	c := cluster.NewClient(localcluster.New(nil), &cluster.Options{Name: "local"})
+	defer c.Close()
+	id, path := takeOverSetup(t, prefix, "recorded-token", nil)
+	self, err := cairn.CurrentProgram()
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir, _ := strings.CutPrefix(path, "file://")
+	release := filepath.Join(t.TempDir(), "release")
+	// The dead runner's job: the real worker, held until released so that
+	// it is still running when the new runner looks for it.
+	j, err := c.Submit(t.Context(), cluster.JobSpec{
+		Name: id,
+		Tag:  cairn.JobTag("recorded-token", path),
+		Command: []string{"/bin/sh", "-c", `while [ ! -e "$1" ]; do sleep 0.02; done; shift; exec "$@"`, "sh", release,
+			self.Path, workerArg, "--step", id, "--path", path, "--prefix", prefix},
+		Environment: cluster.Environment{Vars: map[string]string{"CAIRN_TEST_CASE": "quick"}},
+		LogDir:      filepath.Join(dir, statusfile.LogsDir),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	takeOverSetup(t, prefix, "recorded-token", []string{j.ID()})
+	var logs lockedBuffer
+	done := make(chan error, 1)
+	go func() {
+		_, err := cairn.Run(t.Context(), testPipeline("quick", prefix), &cairn.RunOptions{
+			Prefix: prefix, Storage: testStorage(), Logger: slog.New(slog.NewTextHandler(&logs, nil)),
+			Remote: &cairn.RemoteOptions{Cluster: c, WorkerArgs: func(w cairn.WorkerJob) []string {
+				return []string{workerArg, "--step", w.Step, "--path", w.Path, "--prefix", prefix, "--program-digest", w.Digest}
+			}},
+		})
+		done <- err
+	}()
+	deadline := time.Now().Add(30 * time.Second)
+	for !strings.Contains(logs.String(), "adopted the job") {
+		select {
+		case err := <-done:
+			t.Fatalf("run ended (%v) without adopting the job:\n%s", err, logs.String())
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the runner never adopted the job:\n%s", logs.String())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if err := os.WriteFile(release, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-done; err != nil {
+		t.Fatalf("run: %v\n%s", err, logs.String())
+	}
+	var rec statusfile.Remote
+	if err := decodeFile(filepath.Join(dir, statusfile.RemoteKey), &rec); err != nil {
+		t.Fatal(err)
+	}
+	if !rec.Adopted || rec.Token != "recorded-token" || !slices.Equal(rec.JobIDs, []string{j.ID()}) {
+		t.Errorf("remote record %+v; want the recorded job adopted", rec)
+	}
+	if s := readJSON(t, filepath.Join(dir, statusfile.StatusKey)); s != statusfile.Success {
+		t.Errorf("status %q", s)
+	}
+}
+
+// A runner that loses its lease while its step's job runs leaves the job
+// running, for the runner that took the step over to adopt: cancelling it
+// would fail the step under its new owner.
+func TestRemoteLeaseLostLeavesJobToTaker(t *testing.T) {
+	t.Parallel()
+	prefix := t.TempDir()
+	c := cluster.NewClient(localcluster.New(nil), &cluster.Options{Name: "local"})
+	defer c.Close()
+	done := make(chan error, 1)
+	go func() {
+		_, err := cairn.Run(t.Context(), testPipeline("slow", prefix), &cairn.RunOptions{
+			Prefix: prefix, Storage: testStorage(), Logger: discardLogger(), Lease: &lease.Options{Interval: 50 * time.Millisecond},
+			Remote: &cairn.RemoteOptions{Cluster: c, WorkerArgs: func(w cairn.WorkerJob) []string {
+				return []string{workerArg, "--step", w.Step, "--path", w.Path, "--prefix", prefix, "--program-digest", w.Digest}
+			}},
+		})
+		done <- err
+	}()
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		m, _ := filepath.Glob(filepath.Join(prefix, "slow_*", statusfile.LogsDir, "attempt-1.log"))
+		if len(m) == 1 {
+			if data, _ := os.ReadFile(m[0]); strings.Contains(string(data), "slow step started") {
+				break
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the job never started")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	dir := stepDir(t, prefix, "slow")
+	// Another runner takes the lease away.
+	if err := os.Remove(filepath.Join(dir, statusfile.LockKey)); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-done; !errors.Is(err, lease.ErrLost) {
+		t.Fatalf("run = %v, want lease.ErrLost", err)
+	}
+	var rec statusfile.Remote
+	if err := decodeFile(filepath.Join(dir, statusfile.RemoteKey), &rec); err != nil {
+		t.Fatal(err)
+	}
+	// The taker (the same user) finds the job still running and adopts it.
+	j, err := c.Adopt(t.Context(), cluster.JobSpec{
+		Name: filepath.Base(dir), Tag: cairn.JobTag(rec.Token, dir), Command: []string{"unused"}, LogDir: rec.LogDir,
+	})
+	if err != nil {
+		t.Fatalf("Adopt after the lease was lost: %v; want the job left running", err)
+	}
+	if err := j.Cancel(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	j.Wait(t.Context())
 }

@@ -21,7 +21,11 @@ type WorkerOptions struct {
 	Prefix  string
 	Storage BucketOpener
 	// Digest is the digest of the program that submitted the job; the
-	// worker refuses to run under another. "" skips the check.
+	// worker refuses to run under another. "" skips the check. This check
+	// catches a rebuilt binary; it is no security boundary, since it runs
+	// inside the binary it checks. What protects a job from a replaced
+	// (staged) program is the backend verifying its private copy before
+	// it starts (cluster.JobSpec.Digest), which the remote runner asks for.
 	Digest string
 	// Replica is this process's index in its gang; only replica 0 saves
 	// the artifact.

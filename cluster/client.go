@@ -151,9 +151,13 @@ func (c *Client) Submit(ctx context.Context, spec JobSpec) (*Job, error) {
 	return j, nil
 }
 
-// Adopt looks for a job submitted earlier (possibly by another client or
-// process) under spec's sanitised name and with spec's Tag that is still
-// pending or running, and watches it as if this client had submitted it.
+// Adopt looks for a job the current user submitted earlier (possibly from
+// another client or process) under spec's sanitised name and with spec's
+// Tag that is still pending or running, and watches it as if this client
+// had submitted it. Other users' jobs are never adopted, whatever their
+// name and tag (drivers' Find returns only the user's own jobs); a Tag
+// that an attacker cannot compute (see cairn's remote runner) also keeps
+// the user's unrelated jobs out.
 // spec must be the one the job was submitted with: it provides the log
 // directory and retry budgets. If there is no such job the error satisfies
 // errors.Is(err, ErrNotFound).
@@ -184,6 +188,21 @@ func (c *Client) Adopt(ctx context.Context, spec JobSpec) (*Job, error) {
 	return nil, fmt.Errorf("cluster %s: adopt %s: %w", c.name, ds.Name, ErrNotFound)
 }
 
+// Active reports whether the scheduler lists the job with scheduler ID id
+// (an Attempt.ID, possibly of a job another user submitted) as pending or
+// running. It neither watches nor adopts the job: it lets a caller that
+// cannot adopt a job wait for it to end.
+func (c *Client) Active(ctx context.Context, id string) (bool, error) {
+	sts, err := c.drv.Status(ctx, []string{id})
+	if err != nil {
+		return false, c.wrap("status "+id, err)
+	}
+	if len(sts) != 1 {
+		return false, fmt.Errorf("cluster %s: status %s: driver returned %d statuses for 1 job", c.name, id, len(sts))
+	}
+	return sts[0].State == driver.Pending || sts[0].State == driver.Running, nil
+}
+
 // prepare validates spec and fills in its log directory.
 func (c *Client) prepare(spec *JobSpec) (*driver.JobSpec, error) {
 	ds, err := spec.validate()
@@ -195,6 +214,11 @@ func (c *Client) prepare(spec *JobSpec) (*driver.JobSpec, error) {
 		_, _ = rand.Read(tok[:])
 		ds.LogDir = filepath.Join(c.logRoot, ds.Name+"-"+hex.EncodeToString(tok[:]))
 		spec.LogDir = ds.LogDir
+	}
+	// The rest of what the driver's contract promises (digest form, an
+	// absolute verified program): one check, the drivers' own.
+	if err := ds.Validate(); err != nil {
+		return nil, fmt.Errorf("cluster %s: %w: %w", c.name, ErrInvalidJob, err)
 	}
 	return ds, nil
 }

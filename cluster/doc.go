@@ -30,8 +30,18 @@
 // A job is pending, running, succeeded, failed or stopped ([Status]). Wait
 // blocks until the job is finished or ctx is done; a context that ends does
 // not cancel the job (use [Job.Cancel]). [Client.Adopt] finds a job an
-// earlier client submitted under the same name and tag and watches it
-// instead of submitting a duplicate.
+// earlier client of the same user submitted under the same name and tag
+// and watches it instead of submitting a duplicate; other users' jobs are
+// never adopted.
+//
+// # Safety
+//
+// No value of a JobSpec is ever interpreted by a shell, and every driver
+// validates the specs it is given itself, so the promise holds for direct
+// users of a driver too. A JobSpec with a Digest runs a private copy of its
+// program verified on the node before it starts. Jobs get the submitter's
+// environment without the variables of a Slurm job the submitter may
+// itself run in.
 //
 // # Errors
 //

@@ -43,6 +43,8 @@ func (c *Client) wrap(op string, err error) error {
 		sentinel = ErrUnsupported
 	case driver.Transient:
 		sentinel = ErrTransient
+	case driver.Invalid:
+		sentinel = ErrInvalidJob
 	default:
 		return fmt.Errorf("cluster %s: %s: %w", c.name, op, err)
 	}

@@ -89,7 +89,16 @@ type JobSpec struct {
 	Name string
 	// Command is the program and its arguments. It is never interpreted by
 	// a shell.
-	Command     []string
+	Command []string
+	// Digest, if not "", is "sha256:" and the hex SHA-256 of the program
+	// Command[0] names, which must then be an absolute path. The job does
+	// not run that file: on the node, before anything else of the job
+	// runs, the backend copies it to a file only the job's user can write,
+	// checks the copy's digest and runs the copy, so that whoever can
+	// replace the file at Command[0] (a shared staging directory) cannot
+	// make the job run their program. A program whose digest differs fails
+	// the job with exit code 126 and runs nothing.
+	Digest      string
 	Resources   Resources
 	Environment Environment
 	// Dir is the working directory; "" means the backend's default.
@@ -155,6 +164,8 @@ func (spec *JobSpec) validate() (*driver.JobSpec, error) {
 		return nil, bad("TPU device without a type")
 	case !tagRE.MatchString(spec.Tag):
 		return nil, bad("tag %q: want [A-Za-z0-9_.-]*", spec.Tag)
+	case spec.Digest != "" && !strings.HasPrefix(spec.Digest, "sha256:"):
+		return nil, bad("digest %q: want sha256:HEX", spec.Digest)
 	case strings.ContainsRune(spec.Dir, 0) || strings.ContainsRune(spec.LogDir, 0) || strings.ContainsRune(spec.Environment.Image, 0):
 		return nil, bad("path contains a NUL byte")
 	}
@@ -184,6 +195,7 @@ func (spec *JobSpec) validate() (*driver.JobSpec, error) {
 		Name:     SanitizeName(spec.Name),
 		Tag:      spec.Tag,
 		Command:  slices.Clone(spec.Command),
+		Digest:   strings.TrimPrefix(spec.Digest, "sha256:"),
 		Env:      env,
 		Setup:    slices.Clone(spec.Environment.Setup),
 		Image:    spec.Environment.Image,

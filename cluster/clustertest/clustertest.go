@@ -7,16 +7,21 @@
 // It submits real jobs (small /bin/sh programs) and checks what package
 // cluster promises: success and failure with exit codes and log tails,
 // cancellation, waiting with a deadline, retries against the failure
-// budget with one log file per attempt, unsatisfiable requests, adoption,
-// setup commands, replicas, and — with hostile job names, arguments,
-// environment values, working and log directories — that no value is ever
-// interpreted by a shell. Harnesses declare what their backend can do
-// instead of skipping cases by name.
+// budget with one log file per attempt, unsatisfiable requests, adoption
+// (never of another user's job), setup commands, replicas, programs
+// verified against their digest before they run, and — with hostile job
+// names, arguments, environment variable names and values, working and log
+// directories, through package cluster and straight into the driver — that
+// no value is ever interpreted by a shell. Harnesses declare what their
+// backend can do instead of skipping cases by name.
 package clustertest
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"slices"
@@ -25,12 +30,22 @@ import (
 	"time"
 
 	"example.com/cairn/cluster"
+	"example.com/cairn/cluster/driver"
 )
 
 // Harness describes a backend under test.
 type Harness struct {
 	// New returns a client over a new driver instance. The suite closes it.
 	New func(t *testing.T) *cluster.Client
+	// Driver returns a new driver instance, for the cases that call the
+	// driver directly, as its exported API allows. The suite closes it.
+	Driver func(t *testing.T) driver.Scheduler
+	// ForeignJob, if set, submits a job named name with tag tag that the
+	// clients New returns must never adopt: another user's (or, for a
+	// backend whose jobs do not outlive their client, another client's).
+	// The job must stay pending or running until the test ends; ForeignJob
+	// cancels it then. nil skips the case.
+	ForeignJob func(t *testing.T, ctx context.Context, name, tag string)
 	// UnsatisfiableCPUs is a CPU count the backend can never provide.
 	UnsatisfiableCPUs int
 	// AdoptAcrossClients: jobs outlive their client, and a new client can
@@ -98,6 +113,8 @@ func Run(t *testing.T, h Harness) {
 		{"Unsatisfiable", s.unsatisfiable},
 		{"InvalidJob", s.invalidJob},
 		{"Adopt", s.adopt},
+		{"AdoptOnlyOwnJobs", s.adoptOnlyOwnJobs},
+		{"VerifiedProgram", s.verifiedProgram},
 		{"WaitAll", s.waitAll},
 		{"Setup", s.setup},
 		{"Replicas", s.replicas},
@@ -111,6 +128,26 @@ func Run(t *testing.T, h Harness) {
 			ctx, cancel := context.WithTimeout(t.Context(), h.Timeout)
 			defer cancel()
 			tc.f(t, c, ctx)
+		})
+	}
+	driverCases := []struct {
+		name string
+		f    func(t *testing.T, d driver.Scheduler, ctx context.Context)
+	}{
+		{"DriverValidates", s.driverValidates},
+		{"DriverHostileValues", s.driverHostileValues},
+	}
+	for _, tc := range driverCases {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			if h.Driver == nil {
+				t.Skip("harness: no Driver")
+			}
+			d := h.Driver(t)
+			t.Cleanup(func() { d.Close() })
+			ctx, cancel := context.WithTimeout(t.Context(), h.Timeout)
+			defer cancel()
+			tc.f(t, d, ctx)
 		})
 	}
 }
@@ -245,24 +282,33 @@ func (s *suite) hostileValues(t *testing.T, c *cluster.Client, ctx context.Conte
 	// newlines, so the check compares the whole output).
 	script := `printf '<%s>' "$(pwd)"; for a; do printf '<%s>' "$a"; done; for k in ` + strings.Join(keys, " ") + `; do eval "v=\$$k"; printf '<%s>' "$v"; done`
 	name := "Évil Name; $(touch " + canary + ") `touch " + canary + "` | && > ../.."
-	j := submit(t, ctx, c, cluster.JobSpec{
-		Name:        name,
-		Command:     sh(script, values...),
-		Environment: cluster.Environment{Vars: vars},
-		Dir:         dir,
-		LogDir:      logDir,
-	})
-	if _, err := j.Wait(ctx); err != nil {
-		t.Fatal(err)
-	}
 	want := "<" + dir + ">"
 	for range 2 {
 		for _, v := range values {
 			want += "<" + v + ">"
 		}
 	}
-	if got := lastLog(t, j); got != want {
-		t.Errorf("job output differs:\n got %q\nwant %q", got, want)
+	// With replicas, the values take the backend's gang path too (srun).
+	replicas := []int{1}
+	if s.h.Replicas {
+		replicas = append(replicas, 2)
+	}
+	var j *cluster.Job
+	for _, n := range replicas {
+		j = submit(t, ctx, c, cluster.JobSpec{
+			Name:        name,
+			Command:     sh(`if [ "$CAIRN_REPLICA" = 0 ]; then `+script+`; fi`, values...),
+			Environment: cluster.Environment{Vars: vars},
+			Dir:         dir,
+			LogDir:      filepath.Join(logDir, fmt.Sprint(n)),
+			Replicas:    n,
+		})
+		if _, err := j.Wait(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if got := lastLog(t, j); got != want {
+			t.Errorf("%d replica(s): job output differs:\n got %q\nwant %q", n, got, want)
+		}
 	}
 	if _, err := os.Stat(canary); !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("a hostile value was run by a shell: %s exists", canary)
@@ -270,8 +316,8 @@ func (s *suite) hostileValues(t *testing.T, c *cluster.Client, ctx context.Conte
 	if got, want := j.Name(), cluster.SanitizeName(name); got != want {
 		t.Errorf("Name() = %q, want %q", got, want)
 	}
-	if got := j.Attempts()[0].LogPath; filepath.Dir(got) != logDir {
-		t.Errorf("log path %q is not in %q", got, logDir)
+	if got, want := j.Attempts()[0].LogPath, filepath.Join(logDir, fmt.Sprint(replicas[len(replicas)-1])); filepath.Dir(got) != want {
+		t.Errorf("log path %q is not in %q", got, want)
 	}
 }
 
@@ -504,5 +550,214 @@ func (s *suite) timeLimit(t *testing.T, c *cluster.Client, ctx context.Context) 
 	je, ok := errors.AsType[*cluster.JobError](err)
 	if !ok || je.Cause != "time limit" || je.Status != cluster.Failed {
 		t.Fatalf("Wait = %v; want a failure with cause time limit", err)
+	}
+}
+
+// Adopt never returns another user's job, however it is named and tagged:
+// anyone can name a job, and the job an adopter finds decides its step's
+// outcome.
+func (s *suite) adoptOnlyOwnJobs(t *testing.T, c *cluster.Client, ctx context.Context) {
+	if s.h.ForeignJob == nil {
+		t.Skip("harness: no ForeignJob")
+	}
+	spec := cluster.JobSpec{
+		Name:    "foreign-" + strings.ToLower(strings.ReplaceAll(t.Name(), "/", "-")),
+		Command: sh(`sleep 600`),
+		Tag:     "stolen-tag",
+		LogDir:  t.TempDir(),
+	}
+	s.h.ForeignJob(t, ctx, cluster.SanitizeName(spec.Name), spec.Tag)
+	if j, err := c.Adopt(ctx, spec); !errors.Is(err, cluster.ErrNotFound) {
+		if err == nil {
+			j.Cancel(context.WithoutCancel(ctx))
+		}
+		t.Fatalf("Adopt found another user's job with the same name and tag: %v", err)
+	}
+}
+
+// A program with a digest runs from a private copy verified on the node;
+// a program replaced after its digest was taken runs nothing and fails
+// the job with exit code 126. Paths and arguments stay hostile.
+func (s *suite) verifiedProgram(t *testing.T, c *cluster.Client, ctx context.Context) {
+	base := t.TempDir()
+	canary := filepath.Join(base, "canary")
+	// Slashes in the hostile part make directory levels.
+	prog := filepath.Join(base, "staged $(touch "+canary+") 'x'", "program")
+	if err := os.MkdirAll(filepath.Dir(prog), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	good := []byte("#!/bin/sh\nif [ \"$0\" = \"$2\" ]; then echo \"ran the staged file itself\"; exit 1; fi\nprintf 'verified <%s>\\n' \"$1\"\n")
+	if err := os.WriteFile(prog, good, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	sum := sha256.Sum256(good)
+	digest := "sha256:" + hex.EncodeToString(sum[:])
+	arg := "$(touch " + canary + ")"
+	replicas := []int{1}
+	if s.h.Replicas {
+		replicas = append(replicas, 2)
+	}
+	for _, n := range replicas {
+		if err := os.WriteFile(prog, good, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		spec := cluster.JobSpec{Name: "verified", Command: []string{prog, arg, prog}, Digest: digest, Replicas: n}
+		j := submit(t, ctx, c, spec)
+		if _, err := j.Wait(ctx); err != nil {
+			t.Fatalf("%d replica(s): verified program: %v", n, err)
+		}
+		if got, want := lastLog(t, j), strings.Repeat("verified <"+arg+">\n", n); got != want {
+			t.Errorf("%d replica(s): log = %q, want %q", n, got, want)
+		}
+
+		// Replace the program, as anyone able to write a shared staging
+		// directory could.
+		if err := os.WriteFile(prog, []byte("#!/bin/sh\ntouch '"+canary+"'\n"), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		j = submit(t, ctx, c, spec)
+		_, err := j.Wait(ctx)
+		if je, ok := errors.AsType[*cluster.JobError](err); !ok || je.ExitCode != 126 || !strings.Contains(je.LogTail, "refusing to run") {
+			t.Errorf("%d replica(s): replaced program: Wait = %v; want a failure with exit code 126 saying it refuses to run", n, err)
+		}
+		if _, err := os.Stat(canary); !errors.Is(err, os.ErrNotExist) {
+			t.Fatalf("%d replica(s): the replaced program ran", n)
+		}
+	}
+	for _, bad := range []string{"sha256:xyz", "md5:" + strings.Repeat("0", 32), strings.TrimPrefix(digest, "sha256:")} {
+		if _, err := c.Submit(ctx, cluster.JobSpec{Name: "bad-digest", Command: []string{prog}, Digest: bad, LogDir: t.TempDir()}); !errors.Is(err, cluster.ErrInvalidJob) {
+			t.Errorf("Submit with digest %q = %v, want ErrInvalidJob", bad, err)
+		}
+	}
+	if _, err := c.Submit(ctx, cluster.JobSpec{Name: "relative", Command: []string{"program"}, Digest: digest, LogDir: t.TempDir()}); !errors.Is(err, cluster.ErrInvalidJob) {
+		t.Errorf("Submit of a relative verified program = %v, want ErrInvalidJob", err)
+	}
+}
+
+// driverSpec returns a valid driver spec running argv.
+func driverSpec(t *testing.T, argv ...string) driver.JobSpec {
+	return driver.JobSpec{Name: "driver", Command: argv, LogDir: t.TempDir(), Attempt: 1, Replicas: 1, Resources: driver.Resources{CPUs: 1}}
+}
+
+// driverWait polls d until job id is finished.
+func driverWait(t *testing.T, ctx context.Context, d driver.Scheduler, id string) driver.Status {
+	t.Helper()
+	for {
+		sts, err := d.Status(ctx, []string{id})
+		if err != nil {
+			t.Fatalf("Status: %v", err)
+		}
+		switch sts[0].State {
+		case driver.Succeeded, driver.Failed, driver.Stopped:
+			return sts[0]
+		}
+		select {
+		case <-ctx.Done():
+			t.Fatalf("job %s never finished: %v", id, ctx.Err())
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}
+
+// A driver used directly (it is an exported API) validates what could
+// reach a shell or its scheduler's command line itself, and rejects it
+// with code Invalid: variable names that are not identifiers (the classic
+// "X=1; touch canary #"), bad job names, tags and digests, NUL bytes.
+func (s *suite) driverValidates(t *testing.T, d driver.Scheduler, ctx context.Context) {
+	canary := filepath.Join(t.TempDir(), "canary")
+	touch := "touch " + canary
+	for _, tc := range []struct {
+		name string
+		edit func(*driver.JobSpec)
+	}{
+		{"env name with a command", func(j *driver.JobSpec) { j.Env = map[string]string{"X=1; " + touch + " #": "v"} }},
+		{"env name with a newline", func(j *driver.JobSpec) { j.Env = map[string]string{"X\n" + touch + "\nY": "v"} }},
+		{"env name with $()", func(j *driver.JobSpec) { j.Env = map[string]string{"$(" + touch + ")": "v"} }},
+		{"env name starting with a digit", func(j *driver.JobSpec) { j.Env = map[string]string{"1X": "v"} }},
+		{"empty env name", func(j *driver.JobSpec) { j.Env = map[string]string{"": "v"} }},
+		{"env value with NUL", func(j *driver.JobSpec) { j.Env = map[string]string{"X": "a\x00b"} }},
+		{"job name with a command", func(j *driver.JobSpec) { j.Name = "x; " + touch }},
+		{"job name with a newline", func(j *driver.JobSpec) { j.Name = "x\n" + touch }},
+		{"upper-case job name", func(j *driver.JobSpec) { j.Name = "X" }},
+		{"tag", func(j *driver.JobSpec) { j.Tag = "t:1|" + touch }},
+		{"argument with NUL", func(j *driver.JobSpec) { j.Command = append(j.Command, "a\x00b") }},
+		{"setup argument with NUL", func(j *driver.JobSpec) { j.Setup = [][]string{{"/bin/echo", "a\x00b"}} }},
+		{"empty setup command", func(j *driver.JobSpec) { j.Setup = [][]string{{}} }},
+		{"empty command", func(j *driver.JobSpec) { j.Command = nil }},
+		{"work dir with NUL", func(j *driver.JobSpec) { j.Dir = "/tmp\x00" + touch }},
+		{"no log dir", func(j *driver.JobSpec) { j.LogDir = "" }},
+		{"digest", func(j *driver.JobSpec) { j.Digest = "'; " + touch + "; '" }},
+		{"digest of a relative program", func(j *driver.JobSpec) { j.Command[0], j.Digest = "sh", strings.Repeat("0", 64) }},
+		{"GPU type", func(j *driver.JobSpec) { j.Resources.GPUs, j.Resources.GPUType = 1, "x,--wrap="+touch }},
+		{"no replicas", func(j *driver.JobSpec) { j.Replicas = 0 }},
+		{"attempt 0", func(j *driver.JobSpec) { j.Attempt = 0 }},
+	} {
+		spec := driverSpec(t, "/bin/sh", "-c", "true")
+		tc.edit(&spec)
+		id, err := d.Submit(ctx, &spec)
+		if err == nil {
+			driverWait(t, ctx, d, id)
+			t.Errorf("%s: Submit accepted the spec", tc.name)
+		} else if d.ErrorCode(err) != driver.Invalid {
+			t.Errorf("%s: Submit = %v (code %v), want code Invalid", tc.name, err, d.ErrorCode(err))
+		}
+	}
+	if _, err := os.Stat(canary); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("an injected command ran: %s exists", canary)
+	}
+}
+
+// Hostile values a driver accepts — arguments, environment values, the
+// working and log directories, in a gang too — reach the program exactly,
+// and nothing else runs.
+func (s *suite) driverHostileValues(t *testing.T, d driver.Scheduler, ctx context.Context) {
+	base := t.TempDir()
+	canary := filepath.Join(base, "canary")
+	values := hostileValues(canary)
+	weird := "dir with 'quotes' \"and\" $HOME %j ; & `x` \n newline $(touch " + canary + ")"
+	dir := filepath.Join(base, weird, "work")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	env := map[string]string{}
+	var keys []string
+	for i, v := range values {
+		k := "CAIRN_HOSTILE_" + string(rune('A'+i))
+		env[k] = v
+		keys = append(keys, k)
+	}
+	script := `[ "$CAIRN_REPLICA" = 0 ] || exit 0; printf '<%s>' "$(pwd)"; for a; do printf '<%s>' "$a"; done; for k in ` + strings.Join(keys, " ") + `; do eval "v=\$$k"; printf '<%s>' "$v"; done`
+	want := "<" + dir + ">"
+	for range 2 {
+		for _, v := range values {
+			want += "<" + v + ">"
+		}
+	}
+	replicas := []int{1}
+	if s.h.Replicas {
+		replicas = append(replicas, 2)
+	}
+	for _, n := range replicas {
+		spec := driverSpec(t, sh(script, values...)...)
+		spec.Env, spec.Dir, spec.Replicas = env, dir, n
+		spec.LogDir = filepath.Join(base, weird, fmt.Sprint("logs-", n))
+		spec.Setup = [][]string{append([]string{"/bin/echo", "-n"}, values[:3]...)}
+		id, err := d.Submit(ctx, &spec)
+		if err != nil {
+			t.Fatalf("%d replica(s): Submit: %v", n, err)
+		}
+		if st := driverWait(t, ctx, d, id); st.State != driver.Succeeded {
+			t.Fatalf("%d replica(s): job ended %+v", n, st)
+		}
+		data, err := os.ReadFile(filepath.Join(spec.LogDir, driver.LogName(1)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got, want := string(data), strings.Join(values[:3], " ")+want; got != want {
+			t.Errorf("%d replica(s): job output differs:\n got %q\nwant %q", n, got, want)
+		}
+	}
+	if _, err := os.Stat(canary); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("a hostile value was run by a shell: %s exists", canary)
 	}
 }

@@ -10,7 +10,12 @@ package driver
 
 import (
 	"context"
+	"errors"
+	"fmt"
+	"path/filepath"
+	"regexp"
 	"strconv"
+	"strings"
 	"time"
 )
 
@@ -23,8 +28,14 @@ import (
 // it through Status.Restarts.
 type Scheduler interface {
 	// Submit starts one attempt of spec and returns its scheduler job ID,
-	// without waiting for it to be scheduled. spec is valid and complete (see
-	// JobSpec). A request the cluster can never satisfy must fail here when
+	// without waiting for it to be scheduled. The portable layer passes a
+	// valid, complete spec, but a driver is also a public API: Submit must
+	// call spec.Validate itself before anything reaches a shell or a
+	// scheduler, and reject an invalid spec with ErrorCode(err) == Invalid.
+	// If spec.Digest is set, the driver must run a private copy of
+	// Command[0] whose SHA-256 it verified on the node, never the file at
+	// Command[0] itself, and fail the attempt with exit code 126 (cause
+	// CauseExit) without running anything if the digest differs. A request the cluster can never satisfy must fail here when
 	// the scheduler can tell, with ErrorCode(err) == Unsatisfiable and the
 	// scheduler's reason in the message; a feature the backend does not have
 	// (an image, a TPU) with ErrorCode(err) == Unsupported.
@@ -37,9 +48,12 @@ type Scheduler interface {
 	// unknown ID gives ErrorCode(err) == NotFound.
 	Cancel(ctx context.Context, id string) error
 	// Find returns the jobs named name that have not finished (pending or
-	// running), so that a new client can adopt a job an earlier client
-	// submitted. A backend whose jobs do not outlive their client returns
-	// only its own.
+	// running) and that belong to the user running this process, so that a
+	// new client can adopt a job an earlier client of the same user
+	// submitted. Jobs of other users must never be returned, whatever their
+	// name and tag: anyone can name a job, and a job that is adopted decides
+	// the outcome of a step. A backend whose jobs do not outlive their
+	// client returns only its own.
 	Find(ctx context.Context, name string) ([]Found, error)
 	// ErrorCode classifies an error returned by this driver.
 	ErrorCode(err error) Code
@@ -62,6 +76,8 @@ const (
 	Unsupported
 	// Transient: the scheduler could not be reached; retrying may help.
 	Transient
+	// Invalid: the job spec is not valid (see JobSpec.Validate).
+	Invalid
 )
 
 // JobSpec is one attempt of a job as the driver receives it: validated,
@@ -76,6 +92,10 @@ type JobSpec struct {
 	// name looked up in $PATH on the node. Never passed through a shell
 	// unquoted.
 	Command []string
+	// Digest, if not "", is the lower-case hex SHA-256 of the program at
+	// Command[0], which is then an absolute path. The job runs a private
+	// copy of that file made and verified on the node (see Scheduler.Submit).
+	Digest string
 	// Env is set in the job's environment on top of what the backend
 	// propagates. Keys match [A-Za-z_][A-Za-z0-9_]*.
 	Env map[string]string
@@ -97,6 +117,102 @@ type JobSpec struct {
 	// (a gang), >= 1. Each sees CAIRN_REPLICA (0-based) and CAIRN_REPLICAS.
 	Replicas  int
 	Resources Resources
+}
+
+var (
+	nameRE   = regexp.MustCompile(`^[a-z0-9_.-]+$`)
+	tagRE    = regexp.MustCompile(`^[A-Za-z0-9_.-]*$`)
+	envKeyRE = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
+	digestRE = regexp.MustCompile(`^[0-9a-f]{64}$`)
+	gpuRE    = regexp.MustCompile(`^[A-Za-z0-9_.-]*$`)
+)
+
+// Validate reports whether spec is what the field comments above promise:
+// a sanitised name, a well-formed tag and digest, environment variable
+// names that are identifiers, no NUL byte in any value, a non-empty
+// command and setup commands, at least one replica and attempt, no
+// negative resource. Drivers call it first thing in Submit (see
+// Scheduler.Submit): the portable layer checks the same, but direct users
+// of a driver must get the same guarantees.
+func (spec *JobSpec) Validate() error {
+	bad := func(format string, args ...any) error {
+		return fmt.Errorf("invalid job spec: %s", fmt.Sprintf(format, args...))
+	}
+	hasNUL := func(s string) bool { return strings.IndexByte(s, 0) >= 0 }
+	if spec == nil {
+		return errors.New("invalid job spec: nil")
+	}
+	switch {
+	case !nameRE.MatchString(spec.Name):
+		return bad("name %q: want [a-z0-9_.-]+", spec.Name)
+	case !tagRE.MatchString(spec.Tag):
+		return bad("tag %q: want [A-Za-z0-9_.-]*", spec.Tag)
+	case len(spec.Command) == 0 || spec.Command[0] == "":
+		return bad("empty command")
+	case spec.Digest != "" && !digestRE.MatchString(spec.Digest):
+		return bad("digest %q: want 64 lower-case hex digits", spec.Digest)
+	case spec.Digest != "" && !filepath.IsAbs(spec.Command[0]):
+		return bad("program %q: a verified program must be an absolute path", spec.Command[0])
+	case spec.LogDir == "":
+		return bad("no log directory")
+	case hasNUL(spec.LogDir) || hasNUL(spec.Dir) || hasNUL(spec.Image):
+		return bad("path contains a NUL byte")
+	case spec.Attempt < 1:
+		return bad("attempt %d: want >= 1", spec.Attempt)
+	case spec.Replicas < 1:
+		return bad("replicas %d: want >= 1", spec.Replicas)
+	}
+	for _, a := range spec.Command {
+		if hasNUL(a) {
+			return bad("command argument contains a NUL byte")
+		}
+	}
+	for i, argv := range spec.Setup {
+		if len(argv) == 0 || argv[0] == "" {
+			return bad("setup command %d is empty", i)
+		}
+		for _, a := range argv {
+			if hasNUL(a) {
+				return bad("setup command %d contains a NUL byte", i)
+			}
+		}
+	}
+	for k, v := range spec.Env {
+		if !envKeyRE.MatchString(k) {
+			return bad("environment variable name %q: want [A-Za-z_][A-Za-z0-9_]*", k)
+		}
+		if hasNUL(v) {
+			return bad("environment variable %s contains a NUL byte", k)
+		}
+	}
+	r := spec.Resources
+	switch {
+	case r.CPUs < 0 || r.Memory < 0 || r.Disk < 0 || r.GPUs < 0 || r.TimeLimit < 0:
+		return bad("negative resource request")
+	case !gpuRE.MatchString(r.GPUType) || !gpuRE.MatchString(r.TPUType):
+		return bad("device type %q/%q: want [A-Za-z0-9_.-]*", r.GPUType, r.TPUType)
+	}
+	return nil
+}
+
+// InheritedEnv returns environ, the submitting process's environment in
+// os.Environ form, without the variables that describe the submitter's own
+// scheduler job: every SLURM_* variable except SLURM_CONF (which locates the
+// cluster's configuration rather than describing a job). Backends propagate
+// the submitter's environment to jobs, and a submitter that itself runs in
+// a Slurm job (requeued three times, say) would otherwise hand its
+// SLURM_RESTART_COUNT, SLURM_JOB_ID and the like to jobs that are not that
+// job (issue 8, item 15).
+func InheritedEnv(environ []string) []string {
+	out := make([]string, 0, len(environ))
+	for _, kv := range environ {
+		k, _, _ := strings.Cut(kv, "=")
+		if strings.HasPrefix(k, "SLURM_") && k != "SLURM_CONF" {
+			continue
+		}
+		out = append(out, kv)
+	}
+	return out
 }
 
 // LogName returns the file name of attempt n's log.

@@ -12,8 +12,17 @@
 //
 // Jobs do not outlive their Scheduler: Close stops them, and they are
 // killed if the submitting process dies (Linux parent-death signal). So
-// Find only ever returns this Scheduler's own jobs. Container images and
-// TPUs are not supported (cluster.ErrUnsupported).
+// Find only ever returns this Scheduler's own jobs, which are the current
+// user's. Container images and TPUs are not supported
+// (cluster.ErrUnsupported).
+//
+// Submit validates the spec itself (driver.JobSpec.Validate), so direct
+// users of the driver get the same guarantees as users of package cluster;
+// no value is ever interpreted by a shell. Jobs get the submitter's
+// environment minus the variables of a Slurm job the submitter may run in
+// (driver.InheritedEnv). A job with a digest runs a private copy of its
+// program, made in a new 0700 directory and verified while it is copied,
+// and removed when the job ends.
 //
 // Application code normally opens it through a cluster.Mux with the spec
 // "local" or "local?workers=N&cpus=N&memory=BYTES&gpus=N".
@@ -23,8 +32,11 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
 	"maps"
 	"net/url"
 	"os"
@@ -189,6 +201,9 @@ func (s *Scheduler) ErrorCode(err error) driver.Code {
 
 // Submit implements driver.Scheduler.
 func (s *Scheduler) Submit(_ context.Context, spec *driver.JobSpec) (string, error) {
+	if err := spec.Validate(); err != nil {
+		return "", errorf(driver.Invalid, "localcluster: %v", err)
+	}
 	r := spec.Resources
 	n := spec.Replicas
 	switch {
@@ -287,7 +302,17 @@ func (s *Scheduler) execute(j *job) driver.Status {
 		defer t.Stop()
 		timeout = t.C
 	}
-	env := os.Environ()
+	program := j.spec.Command[0]
+	if j.spec.Digest != "" {
+		dir, p, err := privateCopy(program, j.spec.Digest)
+		if err != nil {
+			fmt.Fprintf(logf, "localcluster: %v\n", err)
+			return driver.Status{State: driver.Failed, Cause: driver.CauseExit, ExitCode: 126, Reason: err.Error()}
+		}
+		defer os.RemoveAll(dir)
+		program = p
+	}
+	env := driver.InheritedEnv(os.Environ())
 	for _, k := range slices.Sorted(maps.Keys(j.spec.Env)) {
 		env = append(env, k+"="+j.spec.Env[k])
 	}
@@ -314,10 +339,51 @@ func (s *Scheduler) execute(j *job) driver.Status {
 			}
 			renv = append(renv, "CUDA_VISIBLE_DEVICES="+strings.Join(ids, ","))
 		}
-		cmds[i] = s.command(j, j.spec.Command, renv, i, logf)
+		argv := append([]string{program}, j.spec.Command[1:]...)
+		cmds[i] = s.command(j, argv, renv, i, logf)
 	}
 	st, _ := s.wait(j, cmds, timeout)
 	return st
+}
+
+// privateCopy copies the program at path into a new directory only this
+// user can enter, hashing what it copies, and returns the directory and
+// the copy's path if the SHA-256 is want (hex). The file at path is read
+// once and never executed, so replacing it cannot change what runs
+// (issue 8, item 12). The directory is made under os.TempDir(), which must
+// not let other users rename its entries (/tmp is sticky).
+func privateCopy(path, want string) (dir, copyPath string, err error) {
+	src, err := os.Open(path)
+	if err != nil {
+		return "", "", fmt.Errorf("cannot read the program: %w", err)
+	}
+	defer src.Close()
+	dir, err = os.MkdirTemp("", "cairn-program-")
+	if err != nil {
+		return "", "", err
+	}
+	defer func() {
+		if err != nil {
+			os.RemoveAll(dir)
+		}
+	}()
+	copyPath = filepath.Join(dir, "program")
+	dst, err := os.OpenFile(copyPath, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o700)
+	if err != nil {
+		return "", "", err
+	}
+	h := sha256.New()
+	_, err = io.Copy(io.MultiWriter(dst, h), src)
+	if cerr := dst.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return "", "", fmt.Errorf("copying the program %s: %w", path, err)
+	}
+	if got := hex.EncodeToString(h.Sum(nil)); got != want {
+		return "", "", fmt.Errorf("the program %s has SHA-256 %s, not %s as submitted: refusing to run it", path, got, want)
+	}
+	return dir, copyPath, nil
 }
 
 // command builds the process of one replica (or setup command).
@@ -339,7 +405,8 @@ func (s *Scheduler) wait(j *job, cmds []*exec.Cmd, timeout <-chan time.Time) (dr
 	started := make([]*exec.Cmd, 0, len(cmds))
 	var startErr error
 	for _, c := range cmds {
-		if err := c.Start(); err != nil {
+		c, err := start(c)
+		if err != nil {
 			startErr = err
 			fmt.Fprintf(c.Stdout, "localcluster: start %s: %v\n", c.Path, err)
 			break
@@ -419,6 +486,24 @@ func (s *Scheduler) wait(j *job, cmds []*exec.Cmd, timeout <-chan time.Time) (dr
 		}
 	}
 	return st, false
+}
+
+// start starts c, or a copy of it, and returns the command it started. A
+// program this process has just written (a verified private copy) can fail
+// to start with ETXTBSY while a concurrent fork still holds the copy's write
+// descriptor, until that child execs (golang/go#22315): retry for a while
+// with fresh copies, since a Cmd cannot be started twice.
+func start(c *exec.Cmd) (*exec.Cmd, error) {
+	for try := 1; ; try++ {
+		err := c.Start()
+		if !errors.Is(err, syscall.ETXTBSY) || try == 50 {
+			return c, err
+		}
+		time.Sleep(time.Duration(try) * time.Millisecond)
+		next := exec.Command(c.Path, c.Args[1:]...)
+		next.Env, next.Dir, next.Stdout, next.Stderr, next.SysProcAttr = c.Env, c.Dir, c.Stdout, c.Stderr, c.SysProcAttr
+		c = next
+	}
 }
 
 // Status implements driver.Scheduler.

@@ -1,6 +1,7 @@
 package localcluster_test
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"os"
@@ -19,6 +20,18 @@ func TestConformance(t *testing.T) {
 	clustertest.Run(t, clustertest.Harness{
 		New: func(t *testing.T) *cluster.Client {
 			return cluster.NewClient(localcluster.New(&localcluster.Options{CPUs: 64, KillGrace: time.Second}), &cluster.Options{Name: "local"})
+		},
+		Driver: func(t *testing.T) driver.Scheduler {
+			return localcluster.New(&localcluster.Options{CPUs: 64, KillGrace: time.Second})
+		},
+		// Another scheduler's job: the jobs of another process (even the
+		// same user's) die with it and are never adopted.
+		ForeignJob: func(t *testing.T, ctx context.Context, name, tag string) {
+			other := cluster.NewClient(localcluster.New(nil), &cluster.Options{Name: "other"})
+			t.Cleanup(func() { other.Close() })
+			if _, err := other.Submit(ctx, cluster.JobSpec{Name: name, Tag: tag, Command: []string{"sleep", "600"}, LogDir: t.TempDir()}); err != nil {
+				t.Fatal(err)
+			}
 		},
 		UnsatisfiableCPUs: 65,
 		Replicas:          true,
@@ -177,5 +190,25 @@ func TestOpener(t *testing.T) {
 		if _, err := mux.Open(t.Context(), spec, nil); !errors.Is(err, cluster.ErrBadSpec) {
 			t.Errorf("Open(%q) = %v, want ErrBadSpec", spec, err)
 		}
+	}
+}
+
+// Local jobs do not see the variables of a Slurm job the submitter runs in
+// (issue 8, item 15). Not parallel: it sets the environment.
+func TestInheritedSlurmVariables(t *testing.T) {
+	t.Setenv("SLURM_RESTART_COUNT", "3")
+	t.Setenv("SLURM_JOB_ID", "999999")
+	t.Setenv("CAIRN_T_KEEP", "kept")
+	c := newClient(t, nil)
+	j, err := c.Submit(t.Context(), cluster.JobSpec{Name: "inherited", Command: []string{"/bin/sh", "-c", `env | grep -E '^(SLURM_|CAIRN_T_KEEP=)' | sort; echo "attempt=$CAIRN_ATTEMPT"`}, LogDir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := j.Wait(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	data, err := os.ReadFile(j.Attempts()[0].LogPath)
+	if got, want := string(data), "CAIRN_T_KEEP=kept\nattempt=1\n"; err != nil || got != want {
+		t.Errorf("job saw %q, %v; want %q", got, err, want)
 	}
 }

@@ -27,14 +27,34 @@
 //
 // # Safety
 //
-// No value from a job spec is ever interpreted by a shell. sbatch is run
+// No value from a job spec is ever interpreted by a shell, whether the spec
+// comes through package cluster or straight to [Scheduler.Submit], which
+// validates it itself (driver.JobSpec.Validate: variable names must be
+// identifiers, names and tags are restricted, no NUL bytes). sbatch is run
 // with an argument vector, and the batch script, piped to sbatch's standard
 // input (no file to race on), contains every value single-quoted; Slurm's
-// filename patterns (%j, ...) never see user paths.
+// filename patterns (%j, ...) never see user paths. With several replicas,
+// srun runs a constant wrapper script, the program's argv following as
+// positional arguments.
 //
-// Jobs outlive the client: Close does not cancel them, and Find lists
-// pending and running jobs by name so that another process can adopt them.
-// The job's comment, "cairn:TAG:ATTEMPT", records what Find returns.
+// A job with a digest (driver.JobSpec.Digest) copies its program into a
+// new directory made by mktemp -d (mode 0700) on the node, checks the
+// copy with sha256sum, and runs the copy (each replica its own copy), then
+// removes it: the file at Command[0] is read once and never executed, so
+// replacing it, before or during the job, cannot make the job run anything
+// else. The nodes need mktemp and sha256sum (GNU coreutils).
+//
+// Jobs get the submitter's environment (sbatch's default --export=ALL)
+// minus the variables of the submitter's own Slurm job, if it runs in one
+// (driver.InheritedEnv): a requeued submitter's SLURM_RESTART_COUNT would
+// otherwise number the job's attempts. Slurm commands run with that same
+// environment.
+//
+// Jobs outlive the client: Close does not cancel them, and Find lists the
+// pending and running jobs of the current user (squeue --me, and the job's
+// user ID checked again) by name, so that another process of the same user
+// can adopt them. The job's comment, "cairn:TAG:ATTEMPT", records what Find
+// returns.
 package slurmcluster
 
 import (
@@ -44,7 +64,9 @@ import (
 	"fmt"
 	"maps"
 	"net/url"
+	"os"
 	"os/exec"
+	"path/filepath"
 	"regexp"
 	"slices"
 	"strconv"
@@ -69,7 +91,8 @@ type Options struct {
 	// BinDir is the directory holding sbatch, squeue, scontrol, scancel and
 	// sacct; "" means $PATH.
 	BinDir string
-	// Shell is the interpreter of the batch script; "" means /bin/sh.
+	// Shell is the interpreter of the batch script, an absolute path
+	// without spaces; "" means /bin/sh.
 	Shell string
 }
 
@@ -92,6 +115,10 @@ func New(opts *Options) (*Scheduler, error) {
 	}
 	if o.Shell == "" {
 		o.Shell = "/bin/sh"
+	}
+	// The shell is written on the script's #! line, unquoted.
+	if !filepath.IsAbs(o.Shell) || strings.ContainsAny(o.Shell, " \t\r\n\x00") {
+		return nil, fmt.Errorf("slurmcluster: shell %q: want an absolute path without spaces", o.Shell)
 	}
 	s := &Scheduler{opts: o, submit: map[string]string{}, details: map[string]detail{}}
 	if _, err := exec.LookPath(s.bin("sbatch")); err != nil {
@@ -187,6 +214,9 @@ var transientMessages = []string{
 // run runs a Slurm command with argv and returns its standard output.
 func (s *Scheduler) run(ctx context.Context, stdin []byte, name string, args ...string) ([]byte, error) {
 	cmd := exec.CommandContext(ctx, s.bin(name), args...)
+	// sbatch exports its own environment to the job: not the variables of
+	// a Slurm job the submitter may itself be running in.
+	cmd.Env = driver.InheritedEnv(os.Environ())
 	if stdin != nil {
 		cmd.Stdin = bytes.NewReader(stdin)
 	}
@@ -255,18 +285,65 @@ func (s *Scheduler) script(spec *driver.JobSpec) []byte {
 	for _, argv := range spec.Setup {
 		fmt.Fprintf(&b, "%s\n", quoteArgs(argv))
 	}
+	// run is the constant shell text that starts the program, its argv
+	// (preceded by the digest, if any) being the positional arguments.
+	run, argv := `exec "$@"`, spec.Command
+	if spec.Digest != "" {
+		run, argv = verifiedRun, append([]string{spec.Digest}, spec.Command...)
+	}
 	if spec.Replicas == 1 {
 		b.WriteString("export CAIRN_REPLICA=0\n")
-		fmt.Fprintf(&b, "exec %s\n", quoteArgs(spec.Command))
+		fmt.Fprintf(&b, "set -- %s\n%s\n", quoteArgs(argv), run)
 	} else {
 		// One task per replica; each learns its index from SLURM_PROCID
 		// through a constant wrapper script, the program's argv following
 		// as positional arguments.
-		fmt.Fprintf(&b, "exec srun --kill-on-bad-exit=1 %s -c 'CAIRN_REPLICA=$SLURM_PROCID; export CAIRN_REPLICA; exec \"$@\"' cairn-replica %s\n",
-			quote(s.opts.Shell), quoteArgs(spec.Command))
+		fmt.Fprintf(&b, "exec srun --kill-on-bad-exit=1 %s -c %s cairn-replica %s\n",
+			quote(s.opts.Shell), quote("CAIRN_REPLICA=$SLURM_PROCID; export CAIRN_REPLICA\n"+run), quoteArgs(argv))
 	}
 	return []byte(b.String())
 }
+
+// verifiedRun runs "$2..." from a private copy of the program $2 after
+// checking that the copy's SHA-256 is $1 (issue 8, item 12). The staged
+// file is read once, by cp, into a directory only this user can enter; the
+// digest is taken of the copy, which no other user can change, and the copy
+// is what runs, so a file replaced between the check and the start cannot
+// run. The program runs as a child rather than through exec so that the
+// copy is removed when it ends; the shell forwards nothing (Slurm signals
+// every process of the job) and exits with the program's status, or
+// 128+N when a signal N ended the program or the shell. The private
+// directory is made under $TMPDIR (default /tmp), which must not let other
+// users rename its entries (/tmp is sticky): otherwise they could swap the
+// whole directory between the check and the start.
+const verifiedRun = `cairn_want=$1 cairn_prog=$2
+shift 2
+if ! cairn_tmp=$(mktemp -d "${TMPDIR:-/tmp}/cairn-program.XXXXXXXX"); then
+	echo "cairn: cannot make a private directory for the program under ${TMPDIR:-/tmp}" >&2
+	exit 126
+fi
+trap 'rm -rf -- "$cairn_tmp"' EXIT
+trap 'exit 129' HUP
+trap 'exit 130' INT
+trap 'exit 143' TERM
+if ! cp -- "$cairn_prog" "$cairn_tmp/program"; then
+	echo "cairn: cannot copy the program $cairn_prog" >&2
+	exit 126
+fi
+if ! cairn_got=$(sha256sum <"$cairn_tmp/program"); then
+	echo "cairn: cannot verify the program (sha256sum)" >&2
+	exit 126
+fi
+cairn_got=${cairn_got%% *}
+if [ "$cairn_got" != "$cairn_want" ]; then
+	echo "cairn: the program $cairn_prog has SHA-256 $cairn_got, not $cairn_want as submitted: refusing to run it" >&2
+	exit 126
+fi
+chmod 700 "$cairn_tmp/program"
+set +e
+"$cairn_tmp/program" "$@"
+cairn_status=$?
+exit $cairn_status`
 
 // sbatchArgs returns sbatch's arguments for spec.
 func (s *Scheduler) sbatchArgs(spec *driver.JobSpec) []string {
@@ -352,6 +429,9 @@ func parseComment(c string) (tag string, attempt int, ok bool) {
 
 // Submit implements driver.Scheduler.
 func (s *Scheduler) Submit(ctx context.Context, spec *driver.JobSpec) (string, error) {
+	if err := spec.Validate(); err != nil {
+		return "", &Error{Command: "sbatch", Code: driver.Invalid, Stderr: err.Error(), Err: err}
+	}
 	r := spec.Resources
 	switch {
 	case spec.Image != "":
@@ -373,22 +453,23 @@ func (s *Scheduler) Submit(ctx context.Context, spec *driver.JobSpec) (string, e
 	return id, nil
 }
 
-// squeueFormat: ID, state, reason, submit time, comment. Names are not
-// needed; comments are ours ("cairn:TAG:N" with TAG in [A-Za-z0-9_.-]).
-const squeueFormat = "%i|%T|%r|%V|%k"
+// squeueFormat: ID, state, reason, submit time, user ID, comment. Names
+// are not needed. The comment comes last, as anyone's job may have any
+// comment; ours are "cairn:TAG:N" with TAG in [A-Za-z0-9_.-].
+const squeueFormat = "%i|%T|%r|%V|%U|%k"
 
 type queueLine struct {
-	id, state, reason, submit, comment string
+	id, state, reason, submit, uid, comment string
 }
 
 func parseQueue(out []byte) map[string]queueLine {
 	m := map[string]queueLine{}
 	for line := range strings.SplitSeq(string(out), "\n") {
-		f := strings.SplitN(strings.TrimSpace(line), "|", 5)
-		if len(f) < 5 {
+		f := strings.SplitN(strings.TrimSpace(line), "|", 6)
+		if len(f) < 6 {
 			continue
 		}
-		m[f[0]] = queueLine{id: f[0], state: f[1], reason: f[2], submit: f[3], comment: f[4]}
+		m[f[0]] = queueLine{id: f[0], state: f[1], reason: f[2], submit: f[3], uid: f[4], comment: f[5]}
 	}
 	return m
 }
@@ -627,14 +708,21 @@ func (s *Scheduler) Cancel(ctx context.Context, id string) error {
 	return err
 }
 
-// Find implements driver.Scheduler.
+// Find implements driver.Scheduler: the current user's jobs only (issue 8,
+// item 13). squeue --me asks Slurm for them, and each line's user ID is
+// checked again, so that a co-user's job named and tagged like ours is
+// never adopted.
 func (s *Scheduler) Find(ctx context.Context, name string) ([]driver.Found, error) {
-	out, err := s.run(ctx, nil, "squeue", "-h", "--name="+name, "--states=all", "-o", squeueFormat)
+	out, err := s.run(ctx, nil, "squeue", "-h", "--me", "--name="+name, "--states=all", "-o", squeueFormat)
 	if err != nil {
 		return nil, err
 	}
+	uid := strconv.Itoa(os.Getuid())
 	var found []driver.Found
 	for _, l := range parseQueue(out) {
+		if l.uid != uid {
+			continue
+		}
 		st := mapState(l.state, l.reason)
 		if st.State != driver.Pending && st.State != driver.Running {
 			continue

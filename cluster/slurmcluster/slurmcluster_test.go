@@ -12,6 +12,7 @@ import (
 
 	"example.com/cairn/cluster"
 	"example.com/cairn/cluster/clustertest"
+	"example.com/cairn/cluster/driver"
 	"example.com/cairn/cluster/slurmcluster"
 )
 
@@ -37,13 +38,37 @@ func newClient(t *testing.T, opts *slurmcluster.Options) *cluster.Client {
 func TestConformance(t *testing.T) {
 	opts := requireSlurm(t)
 	clustertest.Run(t, clustertest.Harness{
-		New:                func(t *testing.T) *cluster.Client { return newClient(t, opts) },
+		New: func(t *testing.T) *cluster.Client { return newClient(t, opts) },
+		Driver: func(t *testing.T) driver.Scheduler {
+			s, err := slurmcluster.New(opts)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return s
+		},
+		ForeignJob:         foreignJob,
 		UnsatisfiableCPUs:  1000,
 		AdoptAcrossClients: true,
 		Replicas:           true,
 		TimeLimit:          time.Second, // rounded up to Slurm's minute
 		Timeout:            3 * time.Minute,
 	})
+}
+
+// foreignJob submits, as the user nobody, a held job named name whose
+// comment carries tag as cairn's do. Only root can submit as another user.
+func foreignJob(t *testing.T, ctx context.Context, name, tag string) {
+	t.Helper()
+	if os.Getuid() != 0 {
+		t.Skip("submitting another user's job needs root (sbatch --uid)")
+	}
+	out, err := exec.CommandContext(ctx, "sbatch", "--parsable", "--uid=nobody", "--hold", "--job-name="+name,
+		"--comment=cairn:"+tag+":1", "--output=/dev/null", "--wrap=sleep 600").CombinedOutput()
+	if err != nil {
+		t.Fatalf("sbatch --uid=nobody: %v\n%s", err, out)
+	}
+	id := strings.TrimSpace(string(out))
+	t.Cleanup(func() { exec.Command("scancel", id).Run() })
 }
 
 func submitWait(t *testing.T, c *cluster.Client, spec cluster.JobSpec) (*cluster.Job, cluster.Status, error) {
@@ -261,5 +286,55 @@ func TestOpener(t *testing.T) {
 	}
 	if _, err := mux.Open(ctx, "slurm?partiton=debug", nil); !errors.Is(err, cluster.ErrBadSpec) {
 		t.Errorf("misspelt parameter: %v, want ErrBadSpec", err)
+	}
+}
+
+// A submitter that itself runs in a requeued Slurm job does not hand its
+// job's variables to the jobs it submits: the job numbers its attempt from
+// its own restarts, logs where the client says it does, and sees its own
+// SLURM_JOB_ID (issue 8, item 15). Not parallel: it sets the environment.
+func TestInheritedSlurmVariables(t *testing.T) {
+	opts := requireSlurm(t)
+	inherited := map[string]string{
+		"SLURM_RESTART_COUNT": "3",
+		"SLURM_JOB_ID":        "999999",
+		"SLURM_JOBID":         "999999",
+		"SLURM_ARRAY_JOB_ID":  "999990",
+		"SLURM_ARRAY_TASK_ID": "9",
+		"SLURM_EXPORT_ENV":    "NONE",
+	}
+	for k, v := range inherited {
+		t.Setenv(k, v)
+	}
+	c := newClient(t, opts)
+	defer c.Close()
+	j, _, err := submitWait(t, c, cluster.JobSpec{Name: "inherited", Command: []string{"/bin/sh", "-c", `env | grep '^SLURM_' | sort; echo "attempt=$CAIRN_ATTEMPT"`}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := j.Attempts()
+	if len(a) != 1 || filepath.Base(a[0].LogPath) != "attempt-1.log" {
+		t.Fatalf("Attempts = %+v; want one, logging to attempt-1.log", a)
+	}
+	log := logOf(t, j) // reads a[0].LogPath: the file the job wrote
+	seen := map[string]string{}
+	for line := range strings.SplitSeq(log, "\n") {
+		if k, v, ok := strings.Cut(line, "="); ok {
+			seen[k] = v
+		}
+	}
+	if seen["attempt"] != "1" {
+		t.Errorf("the job's CAIRN_ATTEMPT = %q, want 1", seen["attempt"])
+	}
+	if seen["SLURM_JOB_ID"] != j.ID() {
+		t.Errorf("the job's SLURM_JOB_ID = %q, want its own %q", seen["SLURM_JOB_ID"], j.ID())
+	}
+	for k, v := range inherited {
+		if seen[k] == v {
+			t.Errorf("the job inherited %s=%s", k, v)
+		}
+	}
+	if _, ok := seen["SLURM_RESTART_COUNT"]; ok {
+		t.Errorf("the job sees SLURM_RESTART_COUNT=%s though it never restarted", seen["SLURM_RESTART_COUNT"])
 	}
 }

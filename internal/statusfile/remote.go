@@ -46,6 +46,12 @@ type Remote struct {
 	Submitted time.Time `json:"submitted"`
 	Finished  time.Time `json:"finished,omitzero"`
 	WorkerID  string    `json:"worker_id"`
+	// UID is the user ID of the submitting runner's process.
+	UID *int `json:"uid,omitempty"`
+	// Token is the adoption secret of the job: its tag is an HMAC of the
+	// output path under Token (see the remote runner). Written before the
+	// job is submitted; readable by whoever can read the step's output.
+	Token string `json:"token,omitempty"`
 }
 
 // WriteRemote replaces the remote record.

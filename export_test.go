@@ -1,0 +1,4 @@
+package cairn
+
+// JobTag exposes jobTag to the external tests.
+var JobTag = jobTag
