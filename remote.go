@@ -130,6 +130,9 @@ type WorkerJob struct {
 	// Digest is the program's digest; the worker must refuse to run under
 	// another (ErrProgramMismatch).
 	Digest string
+	// Fence is the version of the submitting attempt's RUNNING status
+	// record (WorkerOptions.Fence).
+	Fence store.Version
 }
 
 // RemoteOptions configure how a run executes remote steps.
@@ -273,7 +276,7 @@ func (r *remoteRunner) runJob(ctx context.Context, out *Output, spec *RemoteSpec
 			havePrev = false
 		}
 	}
-	command := append([]string{prog.Path}, r.opts.WorkerArgs(WorkerJob{Step: out.ID, Path: out.Path, Digest: prog.Digest})...)
+	command := append([]string{prog.Path}, r.opts.WorkerArgs(WorkerJob{Step: out.ID, Path: out.Path, Digest: prog.Digest, Fence: out.fence})...)
 	// newJob returns the job spec for a submission under token.
 	newJob := func(token string) cluster.JobSpec {
 		tag := jobTag(token, out.Path)

@@ -9,6 +9,7 @@ import (
 	"os"
 
 	"example.com/cairn/internal/statusfile"
+	"example.com/cairn/store"
 )
 
 // WorkerOptions configure RunWorker.
@@ -27,6 +28,12 @@ type WorkerOptions struct {
 	// (staged) program is the backend verifying its private copy before
 	// it starts (cluster.JobSpec.Digest), which the remote runner asks for.
 	Digest string
+	// Fence is the version of the submitting attempt's RUNNING status
+	// record: the artifact is saved only while the status file still holds
+	// it (statusfile.CommitArtifact), so that a job whose submitter lost
+	// the step never overwrites the artifact of the worker that took over.
+	// "" saves it unconditionally, as jobs of earlier versions did.
+	Fence store.Version
 	// Replica is this process's index in its gang; only replica 0 saves
 	// the artifact.
 	Replica int
@@ -108,7 +115,7 @@ func RunWorker(ctx context.Context, steps iter.Seq[*Step], opts *WorkerOptions) 
 		return err
 	}
 	if opts.Replica == 0 && val != nil && !isNilValue(val) {
-		if err := statusfile.WriteArtifact(ctx, b, val); err != nil {
+		if err := saveWorkerArtifact(ctx, b, val, opts.Fence); err != nil {
 			return fmt.Errorf("save artifact: %w", err)
 		}
 	}
@@ -148,4 +155,17 @@ func findStep(steps iter.Seq[*Step], id string) (*Step, error) {
 		return nil, fmt.Errorf("%w: no step %s in this program's pipeline, but %v: the step's attributes or dependencies differ from the submitter's", ErrProgramMismatch, id, sameName)
 	}
 	return nil, fmt.Errorf("%w: no step %s in this program's pipeline", ErrProgramMismatch, id)
+}
+
+// saveWorkerArtifact saves a job's artifact, fenced by the submitting
+// attempt's RUNNING record when the submitter passed its version.
+func saveWorkerArtifact(ctx context.Context, b *store.Bucket, val any, fence store.Version) error {
+	if fence == "" {
+		return statusfile.WriteArtifact(ctx, b, val)
+	}
+	data, err := statusfile.EncodeArtifact(val)
+	if err != nil {
+		return err
+	}
+	return statusfile.CommitArtifact(ctx, b, data, fence)
 }

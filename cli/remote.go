@@ -15,6 +15,7 @@ import (
 	"example.com/cairn/cluster"
 	"example.com/cairn/cluster/localcluster"
 	"example.com/cairn/cluster/slurmcluster"
+	"example.com/cairn/store"
 )
 
 // DefaultClusterSpec is the cluster remote steps run on when neither
@@ -66,7 +67,7 @@ func (o Options) openRemote(ctx context.Context, runOpts *cairn.RunOptions, f re
 		Cluster: c,
 		WorkerArgs: func(w cairn.WorkerJob) []string {
 			return []string{"worker", "--step", w.Step, "--path", w.Path, "--prefix", prefix,
-				"--program-digest", w.Digest, "--log-level", logLevel, "--log-format", logFormat}
+				"--program-digest", w.Digest, "--fence", string(w.Fence), "--log-level", logLevel, "--log-format", logFormat}
 		},
 		StageProgram: stage,
 	}
@@ -83,6 +84,7 @@ func runWorker(o Options, steps iter.Seq[*cairn.Step], args []string) int {
 		path      = fs.String("path", "", "the step's output path, as the submitter computed it")
 		prefix    = fs.String("prefix", "", "storage root")
 		digest    = fs.String("program-digest", "", "digest of the submitting program; refuse to run under another")
+		fence     = fs.String("fence", "", "version of the submitting attempt's RUNNING status record; the artifact is saved only while it stands")
 		logLevel  = fs.String("log-level", "info", "log level")
 		logFormat = fs.String("log-format", "text", "log format")
 	)
@@ -117,6 +119,7 @@ func runWorker(o Options, steps iter.Seq[*cairn.Step], args []string) int {
 	err = cairn.RunWorker(ctx, steps, &cairn.WorkerOptions{
 		Step:    *step,
 		Path:    *path,
+		Fence:   store.Version(*fence),
 		Prefix:  *prefix,
 		Storage: o.Storage,
 		Digest:  *digest,
