@@ -378,7 +378,7 @@ func (x *executor) attempt(ctx context.Context, s *Step, id, path string, b *sto
 	if ferr != nil && errors.Is(lostCause, lease.ErrLost) && ctx.Err() == nil {
 		// The step was stopped because the lease was lost: it is not a
 		// failure of the step. Whoever holds the step now finishes it.
-		return x.lost(l, b, lostCause, res.duration)
+		return x.lost(id, l, lostCause, res.duration)
 	}
 	if ferr != nil && ctx.Err() != nil {
 		// Interrupted: put the status back as it was so the next run starts
@@ -399,7 +399,7 @@ func (x *executor) attempt(ctx context.Context, s *Step, id, path string, b *sto
 			err = statusfile.CommitArtifact(cleanupCtx, b, data, fence)
 		}
 		if errors.Is(err, statusfile.ErrFenced) {
-			return x.lost(l, b, err, res.duration)
+			return x.lost(id, l, err, res.duration)
 		}
 		if err != nil {
 			ferr = fmt.Errorf("save artifact: %w", err)
@@ -408,7 +408,7 @@ func (x *executor) attempt(ctx context.Context, s *Step, id, path string, b *sto
 	if ferr != nil {
 		_, err := statusfile.WriteStatusIf(cleanupCtx, b, []byte(statusfile.Failed), store.IfVersion(fence))
 		if errors.Is(err, store.ErrPrecondition) {
-			return x.lost(l, b, fmt.Errorf("%w (the step failed here: %v)", statusfile.ErrFenced, ferr), res.duration)
+			return x.lost(id, l, fmt.Errorf("%w (the step failed here: %v)", statusfile.ErrFenced, ferr), res.duration)
 		}
 		f := statusfile.Failure{Error: ferr.Error(), WorkerID: worker, Time: time.Now().UTC()}
 		if pe, ok := errors.AsType[*PanicError](ferr); ok {
@@ -422,7 +422,7 @@ func (x *executor) attempt(ctx context.Context, s *Step, id, path string, b *sto
 	}
 	_, err = statusfile.WriteStatusIf(cleanupCtx, b, []byte(statusfile.Success), store.IfVersion(fence))
 	if errors.Is(err, store.ErrPrecondition) {
-		return x.lost(l, b, fmt.Errorf("%w: %s changed while the step ran", statusfile.ErrFenced, b.URL(statusfile.StatusKey)), res.duration)
+		return x.lost(id, l, fmt.Errorf("%w: %s changed while the step ran", statusfile.ErrFenced, b.URL(statusfile.StatusKey)), res.duration)
 	}
 	if err != nil {
 		return release(attemptResult{outcome: Failed, err: err, duration: res.duration})
@@ -437,11 +437,11 @@ func (x *executor) attempt(ctx context.Context, s *Step, id, path string, b *sto
 // record still names this worker (it was lost through refreshes too slow,
 // with nobody taking over), the worker is abandoned in the run's Watch so
 // that the next attempt takes over at once instead of waiting StaleAfter.
-func (x *executor) lost(l *lease.Lease, b *store.Bucket, cause error, ran time.Duration) attemptResult {
+func (x *executor) lost(id string, l *lease.Lease, cause error, ran time.Duration) attemptResult {
 	l.Stop()
 	x.leaseOpts.Watch.Abandon(l.Worker())
-	x.logger.Warn("lease lost; the step goes back to waiting for its holder", "step", b.String(), "worker", l.Worker(), "cause", cause, "ran", ran.Round(time.Millisecond))
-	return attemptResult{held: &lease.HeldError{Key: b.URL(statusfile.LockKey), Holder: lease.Record{WorkerID: "(the worker that took over)"}}, lost: cause, duration: ran}
+	x.logger.Warn("lease lost; the step goes back to waiting for its holder", "step", id, "worker", l.Worker(), "cause", cause, "ran", ran.Round(time.Millisecond))
+	return attemptResult{held: &lease.HeldError{Holder: lease.Record{WorkerID: "(the worker that took over)"}}, lost: cause, duration: ran}
 }
 
 // heldResult is the result of an attempt that found the step held.

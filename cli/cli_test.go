@@ -70,10 +70,20 @@ func testPipeline() []*cairn.Step {
 			if err := os.WriteFile(marker, []byte(out.WorkerID), 0o644); err != nil {
 				return nil, err
 			}
+			if release := os.Getenv("CAIRN_TEST_RELEASE"); release != "" {
+				// A step that does not watch its context: it finishes its
+				// work when the file appears, whatever happened meanwhile.
+				for {
+					if _, err := os.Stat(release); err == nil {
+						return map[string]int{"pid": os.Getpid()}, nil
+					}
+					time.Sleep(5 * time.Millisecond)
+				}
+			}
 			<-ctx.Done() // until killed
 			return nil, ctx.Err()
 		}
-		return nil, record(filepath.Base(out.Path), start)
+		return map[string]int{"pid": os.Getpid()}, record(filepath.Base(out.Path), start)
 	}}
 	return []*cairn.Step{victim}
 }
@@ -205,6 +215,71 @@ func TestKilledRunnerIsTakenOver(t *testing.T) {
 	}
 	if len(counts) != 27 {
 		t.Errorf("%d steps completed, want 27", len(counts))
+	}
+}
+
+// A runner frozen (SIGSTOP: a GC pause, a VM freeze) past its lease while
+// its step runs is taken over; when it wakes, its step completes, but it
+// can no longer write: the taker's artifact and SUCCESS survive, and the
+// woken runner reports the step completed by another worker.
+func TestFrozenRunnerCannotOverwriteTheTaker(t *testing.T) {
+	dir := t.TempDir()
+	prefix, logPath := filepath.Join(dir, "prefix"), filepath.Join(dir, "log")
+	marker, release := filepath.Join(dir, "victim-started"), filepath.Join(dir, "release")
+	lease := []string{"--lease-interval", "100ms", "--lease-stale-after", "600ms", "--poll-interval", "20ms"}
+
+	frozen := pipelineCmd(t, prefix, logPath, []string{"CAIRN_TEST_BLOCK=" + marker, "CAIRN_TEST_RELEASE=" + release}, append(lease, "--log-format", "json")...)
+	var frozenErr bytes.Buffer
+	frozen.Stderr = &frozenErr
+	if err := frozen.Start(); err != nil {
+		t.Fatal(err)
+	}
+	awaitMarker(t, marker, frozen, &frozenErr)
+	if err := frozen.Process.Signal(syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { frozen.Process.Signal(syscall.SIGCONT); frozen.Process.Kill() })
+
+	taker := pipelineCmd(t, prefix, logPath, nil, append(lease, "--log-format", "json")...)
+	var takerErr bytes.Buffer
+	taker.Stderr = &takerErr
+	if err := taker.Run(); err != nil {
+		t.Fatalf("taker: %v\n%s", err, takerErr.String())
+	}
+	victims, _ := filepath.Glob(filepath.Join(prefix, "victim_*"))
+	if len(victims) != 1 {
+		t.Fatalf("victim output dirs: %v", victims)
+	}
+	read := func(name string) string {
+		data, err := os.ReadFile(filepath.Join(victims[0], name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return string(data)
+	}
+	wantArtifact := fmt.Sprintf(`{"pid":%d}`, taker.Process.Pid)
+	if got := read(".artifact"); got != wantArtifact {
+		t.Fatalf("taker's artifact %s, want %s", got, wantArtifact)
+	}
+
+	// Wake the frozen runner and let its step finish.
+	if err := os.WriteFile(release, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := frozen.Process.Signal(syscall.SIGCONT); err != nil {
+		t.Fatal(err)
+	}
+	if err := frozen.Wait(); err != nil {
+		t.Fatalf("woken runner: %v\n%s", err, frozenErr.String())
+	}
+	if got := read(".artifact"); got != wantArtifact {
+		t.Errorf("artifact %s after the frozen runner woke, want the taker's %s", got, wantArtifact)
+	}
+	if got := read(".executor_status"); got != "SUCCESS" {
+		t.Errorf("status %q after the frozen runner woke, want SUCCESS", got)
+	}
+	if !strings.Contains(frozenErr.String(), "lease lost") || !strings.Contains(frozenErr.String(), "completed by another worker") {
+		t.Errorf("the woken runner did not report losing the step to the taker:\n%s", frozenErr.String())
 	}
 }
 

@@ -84,40 +84,30 @@ func TestManyRunnersOneBucket(t *testing.T) {
 		}
 		wg.Wait()
 		elapsed := time.Since(start)
-		// A survivor may fail a step whose lease it could not refresh in
-		// time on an overloaded machine (-race, parallel test packages): the
-		// step then ends FAILED, clearly, and is taken over by whoever runs
-		// next. That is correct behaviour, but it is not what this test is
-		// about: report it, and finish the pipeline with one more runner.
-		failed := 0
+		// A survivor that cannot refresh a lease in time on an overloaded
+		// machine loses the step (it is not failed: the survivor goes back
+		// to waiting, and the step runs again, once, by whoever takes it
+		// over). No survivor may fail.
 		for i := 1; i < runners; i++ {
 			if errs[i] != nil {
-				failed++
-				t.Logf("runner %d failed (leases lost under load?): %v\n%s", i, errs[i], tail(stderr[i].String()))
+				t.Errorf("runner %d failed: %v\n%s", i, errs[i], tail(stderr[i].String()))
 			}
 		}
 		outputs := stderr[1:]
-		if failed > 0 {
-			if failed == runners-1 {
-				t.Errorf("every surviving runner failed")
-			}
-			cmd := exec.CommandContext(ctx, os.Args[0], args...)
-			cmd.Env = env
-			var out bytes.Buffer
-			cmd.Stderr = &out
-			if err := cmd.Run(); err != nil {
-				t.Fatalf("completing runner: %v\n%s", err, tail(out.String()))
-			}
-			outputs = append(outputs, out)
-		}
 
-		// Takeovers, from the survivors' logs.
-		takeovers := map[string]bool{}
+		// Takeovers and lost leases, from the survivors' logs.
+		takeovers, lost := map[string]bool{}, map[string]bool{}
 		for _, o := range outputs {
 			for line := range strings.SplitSeq(o.String(), "\n") {
 				var m map[string]any
-				if json.Unmarshal([]byte(line), &m) == nil && m["msg"] == "step ran after taking over" {
+				if json.Unmarshal([]byte(line), &m) != nil {
+					continue
+				}
+				switch m["msg"] {
+				case "step ran after taking over":
 					takeovers[fmt.Sprint(m["step"])] = true
+				case "lease lost; the step goes back to waiting for its holder":
+					lost[fmt.Sprint(m["step"])] = true
 				}
 			}
 		}
@@ -139,8 +129,8 @@ func TestManyRunnersOneBucket(t *testing.T) {
 			if !takeovers[step] {
 				t.Errorf("step %s executed %d times without a takeover", step, c)
 			}
-			if !byVictim[step] && failed == 0 {
-				t.Errorf("step %s executed %d times, but the killed runner never started it", step, c)
+			if !byVictim[step] && !lost[step] {
+				t.Errorf("step %s executed %d times, but the killed runner never started it and no survivor lost it", step, c)
 			}
 		}
 		if len(counts) != n {
@@ -158,10 +148,10 @@ func TestManyRunnersOneBucket(t *testing.T) {
 				t.Errorf("%s: status %q, %v; want SUCCESS", id, st, err)
 			}
 		}
-		t.Logf("%s: %d runner processes (%d failed, +%d to complete), %d steps, runner 0 killed at %s, done in %s: "+
-			"%d executions, %d duplicates (steps run again after a takeover), %d takeovers, no step run twice at once",
-			be.name, runners, failed, len(outputs)-(runners-1), n, time.Duration(killedAt-start.UnixNano()).Round(time.Millisecond),
-			elapsed.Round(time.Millisecond), len(execs), duplicates, len(takeovers))
+		t.Logf("%s: %d runner processes, %d steps, runner 0 killed at %s, done in %s: "+
+			"%d executions, %d duplicates (steps run again after a takeover), %d takeovers, %d leases lost by survivors, no step run twice at once",
+			be.name, runners, n, time.Duration(killedAt-start.UnixNano()).Round(time.Millisecond),
+			elapsed.Round(time.Millisecond), len(execs), duplicates, len(takeovers), len(lost))
 	})
 }
 
