@@ -195,26 +195,30 @@ func TestPathStaysInRoot(t *testing.T) {
 
 func TestErrorCode(t *testing.T) {
 	b := &bucket{}
-	pathErr := func(errno syscall.Errno) error { return &fs.PathError{Op: "open", Path: "/x", Err: errno} }
+	errnoErr := func(errno syscall.Errno) error { return &fs.PathError{Op: "open", Path: "/x", Err: errno} }
 	for _, tc := range []struct {
 		err  error
 		want driver.Code
 	}{
-		{pathErr(syscall.ENOENT), driver.NotExist},
-		{pathErr(syscall.ENOTDIR), driver.NotExist},
-		{errDir("read", "/x"), driver.NotExist},
+		{errnoErr(syscall.ENOENT), driver.NotExist},
+		{errnoErr(syscall.ENOTDIR), driver.NotExist},
+		{errNotRegular("read", "/x", syscall.S_IFDIR), driver.NotRegular},
+		{errNotRegular("read", "/x", syscall.S_IFIFO), driver.NotRegular},
+		{pathErr("open", "/x", syscall.ELOOP), driver.NotRegular},
+		{&fs.PathError{Op: "read", Path: "/x", Err: &tooLargeError{10}}, driver.TooLarge},
+		{&PermissionError{Path: "/x", Err: pathErr("open", "/x", syscall.EACCES)}, driver.Permission},
 		{errExists, driver.Precondition},
 		{errAbsent, driver.Precondition},
 		{versionMismatch("a", "b"), driver.Precondition},
-		{pathErr(syscall.EACCES), driver.Permission},
-		{pathErr(syscall.EPERM), driver.Permission},
-		{pathErr(syscall.EROFS), driver.Permission},
-		{pathErr(syscall.EAGAIN), driver.Transient},
-		{pathErr(syscall.EINTR), driver.Transient},
-		{pathErr(syscall.ESTALE), driver.Transient},
-		{pathErr(syscall.ETIMEDOUT), driver.Transient},
-		{pathErr(syscall.EIO), driver.Unknown},
-		{pathErr(syscall.ENOSPC), driver.Unknown},
+		{errnoErr(syscall.EACCES), driver.Permission},
+		{errnoErr(syscall.EPERM), driver.Permission},
+		{errnoErr(syscall.EROFS), driver.Permission},
+		{errnoErr(syscall.EAGAIN), driver.Transient},
+		{errnoErr(syscall.EINTR), driver.Transient},
+		{errnoErr(syscall.ESTALE), driver.Transient},
+		{errnoErr(syscall.ETIMEDOUT), driver.Transient},
+		{errnoErr(syscall.EIO), driver.Unknown},
+		{errnoErr(syscall.ENOSPC), driver.Unknown},
 		{&os.LinkError{Op: "link", Old: "a", New: "b", Err: syscall.EXDEV}, driver.Unknown},
 	} {
 		if got := b.ErrorCode(tc.err); got != tc.want {
@@ -237,6 +241,7 @@ func TestConformanceNamedTemporaries(t *testing.T) {
 			b.noTmpfile.Store(true)
 			return store.NewBucket(b, b.root, nil)
 		},
-		Location: func(t *testing.T, b *store.Bucket) string { return b.String() },
+		Location:     func(t *testing.T, b *store.Bucket) string { return b.String() },
+		Hierarchical: true,
 	})
 }
