@@ -203,6 +203,12 @@ func (r *remoteRunner) runJob(ctx context.Context, out *Output, spec *RemoteSpec
 	if r.opts.WorkerArgs == nil {
 		return fmt.Errorf("%w: RemoteOptions.WorkerArgs is nil", ErrInvalidPipeline)
 	}
+	// out.Bucket refuses control files; the remote record and the copied
+	// logs are the runner's, written through an unrestricted bucket.
+	ctl, err := out.storage.OpenBucket(ctx, out.Path)
+	if err != nil {
+		return err
+	}
 	prog, err := r.programFor(ctx)
 	if err != nil {
 		return err
@@ -253,7 +259,7 @@ func (r *remoteRunner) runJob(ctx context.Context, out *Output, spec *RemoteSpec
 		case err == nil:
 			out.Logger.Info("adopted the job of the previous runner", "job", j.Name(), "job_id", j.ID(), "cluster", c.Name())
 			rec.Adopted = true
-			if old, ok, _ := statusfile.ReadRemote(ctx, out.Bucket); ok && !old.Submitted.IsZero() {
+			if old, ok, _ := statusfile.ReadRemote(ctx, ctl); ok && !old.Submitted.IsZero() {
 				rec.Submitted = old.Submitted
 			}
 		case !errors.Is(err, cluster.ErrNotFound):
@@ -276,7 +282,7 @@ func (r *remoteRunner) runJob(ctx context.Context, out *Output, spec *RemoteSpec
 			rec.Logs = append(rec.Logs, a.LogPath)
 		}
 		// Provenance is best effort: the step's status is what matters.
-		_ = statusfile.WriteRemote(wctx, out.Bucket, rec)
+		_ = statusfile.WriteRemote(wctx, ctl, rec)
 	}
 	record(ctx)
 
@@ -298,7 +304,7 @@ func (r *remoteRunner) runJob(ctx context.Context, out *Output, spec *RemoteSpec
 		rec.ExitCode = &code
 	}
 	if copyLogs {
-		r.copyLogs(cctx, out.Bucket, j)
+		r.copyLogs(cctx, ctl, j)
 	}
 	record(cctx)
 	if werr != nil {
