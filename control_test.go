@@ -3,13 +3,16 @@ package cairn_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"slices"
+	"strings"
 	"testing"
 
 	"example.com/cairn"
 	"example.com/cairn/cairntest"
 	"example.com/cairn/internal/statusfile"
 	"example.com/cairn/store"
+	"example.com/cairn/store/memstore"
 )
 
 // TestStepBucketProtectsControlFiles runs a step whose code tries to write
@@ -71,5 +74,41 @@ func TestStepBucketProtectsControlFiles(t *testing.T) {
 	r := mustRun(t, st, nil, s)
 	if o := outcomes(r); o["meddler"] != cairn.Cached {
 		t.Errorf("second run: outcome %v, want cached", o["meddler"])
+	}
+}
+
+// TestPermissionErrorStopsTheRun checks issue 13: when the storage refuses
+// a step's lease (another user's directory this user cannot write), the
+// run stops as a storage error, satisfying store.ErrPermission, instead of
+// failing the step and going on; no other step starts, and none is
+// reported as failed.
+func TestPermissionErrorStopsTheRun(t *testing.T) {
+	st := cairntest.NewStorage(t)
+	var rec cairntest.Recorder
+	a := &cairn.Step{Name: "a", Func: rec.Func("a", nil)}
+	b := &cairn.Step{Name: "b", Func: rec.Func("b", nil)}
+	aLock := st.StepBucket(t, a).URL(statusfile.LockKey)
+	st.NS.SetFaults(memstore.Faults{BeforeOp: func(op, key string) error {
+		if op == "write" && strings.HasSuffix(aLock, key) {
+			return fmt.Errorf("injected: %w", store.ErrPermission)
+		}
+		return nil
+	}})
+	opts := st.Options()
+	opts.MaxConcurrent = 1 // a is attempted first, and b waits for a slot
+	r, err := cairn.Run(t.Context(), cairn.Steps(a, b), opts)
+	if !errors.Is(err, store.ErrPermission) {
+		t.Fatalf("Run = %v, want an error satisfying store.ErrPermission", err)
+	}
+	if errors.As(err, new(*cairn.RunError)) {
+		t.Errorf("Run = %v, want no *RunError: no step failed", err)
+	}
+	if got := rec.Executed(); len(got) != 0 {
+		t.Errorf("executed %v after the storage refused a lease, want nothing", got)
+	}
+	for name, o := range outcomes(r) {
+		if o != cairn.Unfinished {
+			t.Errorf("step %s: outcome %v, want unfinished", name, o)
+		}
 	}
 }

@@ -261,10 +261,12 @@ func exitCode(ctx context.Context, err error, stderr io.Writer) int {
 		return ExitInterrupted
 	case errors.Is(err, cairn.ErrInvalidPipeline):
 		return ExitInvalid
+	case errors.Is(err, store.ErrPermission):
+		// Before RunError: a run stopped on storage that refuses this user
+		// also reports the steps that failed before it (issue 13).
+		return ExitStorage
 	case errors.As(err, new(*cairn.RunError)):
 		return ExitFailed
-	case errors.Is(err, store.ErrPermission):
-		return ExitStorage
 	}
 	return ExitFailed
 }
