@@ -484,6 +484,9 @@ func (sc *scheduler) finish(n *node, res attemptResult) {
 		if res.outcome != Interrupted && res.outcome != Unfinished {
 			sc.failures = append(sc.failures, &StepError{Step: n.id, Path: n.path, Err: err})
 		}
+		if res.outcome == Unfinished {
+			return // the run stops (issue 13); dependents stay unfinished
+		}
 		for _, d := range n.dependents {
 			sc.skip(d, n.id)
 		}

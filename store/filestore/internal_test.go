@@ -245,3 +245,19 @@ func TestConformanceNamedTemporaries(t *testing.T) {
 		Hierarchical: true,
 	})
 }
+
+func TestLsMode(t *testing.T) {
+	for _, tc := range []struct {
+		m    fs.FileMode
+		want string
+	}{
+		{fs.ModeDir | fs.ModeSetgid | 0o755, "drwxr-sr-x"},
+		{fs.ModeDir | fs.ModeSetgid | 0o745, "drwxr-Sr-x"},
+		{fs.ModeDir | fs.ModeSticky | 0o777, "drwxrwxrwt"},
+		{0o644, "-rw-r--r--"},
+	} {
+		if got := lsMode(tc.m); got != tc.want {
+			t.Errorf("lsMode(%v) = %q, want %q", tc.m, got, tc.want)
+		}
+	}
+}

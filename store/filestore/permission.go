@@ -33,10 +33,41 @@ func (e *PermissionError) Error() string {
 	if e.Blocker == "" {
 		return e.Err.Error()
 	}
-	return fmt.Sprintf("%v: %s is owned by %s:%s with mode %v, which does not let uid %d write or read it; "+
+	me := strconv.Itoa(os.Geteuid())
+	if u, err := user.LookupId(me); err == nil {
+		me += " (" + u.Username + ")"
+	}
+	return fmt.Sprintf("%v: %s is owned by %s:%s with mode %s, which does not give uid %s the access it needs; "+
 		"to share a prefix, the people sharing it need a common group that can write every directory "+
 		"(for example `chmod -R g+w %s` by its owner, a setgid group directory, and `umask 002` or a default ACL for everyone; see the README, \"Sharing a prefix with your team\")",
-		e.Err, e.Blocker, e.Owner, e.Group, e.Mode, os.Geteuid(), e.Blocker)
+		e.Err, e.Blocker, e.Owner, e.Group, lsMode(e.Mode), me, e.Blocker)
+}
+
+// lsMode formats m as ls -l does ("drwxr-sr-x"), which is what people
+// sharing a directory know, rather than as fs.FileMode.String does.
+func lsMode(m fs.FileMode) string {
+	b := []byte("-rwxrwxrwx")
+	if m.IsDir() {
+		b[0] = 'd'
+	}
+	for i := range 9 {
+		if m&(1<<(8-i)) == 0 {
+			b[i+1] = '-'
+		}
+	}
+	special := func(i int, set bool, on, off byte) {
+		if set {
+			if b[i] == '-' {
+				b[i] = off
+			} else {
+				b[i] = on
+			}
+		}
+	}
+	special(3, m&fs.ModeSetuid != 0, 's', 'S')
+	special(6, m&fs.ModeSetgid != 0, 's', 'S')
+	special(9, m&fs.ModeSticky != 0, 't', 'T')
+	return string(b)
 }
 
 func (e *PermissionError) Unwrap() error { return e.Err }
