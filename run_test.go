@@ -630,10 +630,10 @@ func TestCorruptControlFiles(t *testing.T) {
 // ErrLeaseLost; the new holder's status is not overwritten.
 func TestLeaseLossCancelsStep(t *testing.T) {
 	st := cairntest.NewStorage(t)
-	started := make(chan *cairn.Output)
+	started := make(chan struct{})
 	var cause error
 	s := &cairn.Step{Name: "victim", Func: func(ctx context.Context, out *cairn.Output) (any, error) {
-		started <- out
+		started <- struct{}{}
 		<-ctx.Done()
 		cause = context.Cause(ctx)
 		return nil, cause
@@ -642,13 +642,16 @@ func TestLeaseLossCancelsStep(t *testing.T) {
 	opts.Lease = &lease.Options{Interval: time.Millisecond, StaleAfter: time.Hour}
 	done := make(chan error)
 	go func() { _, err := run(t, st, opts, s); done <- err }()
-	out := <-started
-	// Another worker takes the lease over (as if ours had gone stale).
+	<-started
+	// Another worker takes the lease over (as if ours had gone stale). It
+	// writes through the runner's bucket: the step's own Output.Bucket
+	// cannot write control files.
+	b := st.StepBucket(t, s)
 	usurper := lease.Record{WorkerID: "usurper-1", Timestamp: time.Now()}
-	if _, err := out.Bucket.Write(t.Context(), statusfile.LockKey, usurper.Marshal()); err != nil {
+	if _, err := b.Write(t.Context(), statusfile.LockKey, usurper.Marshal()); err != nil {
 		t.Fatal(err)
 	}
-	if err := statusfile.WriteStatus(t.Context(), out.Bucket, "RUNNING"); err != nil {
+	if err := statusfile.WriteStatus(t.Context(), b, "RUNNING"); err != nil {
 		t.Fatal(err)
 	}
 	err := <-done
@@ -658,7 +661,7 @@ func TestLeaseLossCancelsStep(t *testing.T) {
 	if !strings.Contains(err.Error(), "usurper-1") {
 		t.Errorf("error %q does not name the new holder", err)
 	}
-	rec, ok, _ := lease.Inspect(t.Context(), out.Bucket, statusfile.LockKey)
+	rec, ok, _ := lease.Inspect(t.Context(), b, statusfile.LockKey)
 	if !ok || rec.WorkerID != "usurper-1" {
 		t.Errorf("lease now %+v, want the usurper's", rec)
 	}
