@@ -4,14 +4,20 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
+	"syscall"
 	"testing"
+	"time"
 
 	"example.com/cairn"
 	"example.com/cairn/cairntest"
 	"example.com/cairn/internal/statusfile"
 	"example.com/cairn/store"
+	"example.com/cairn/store/filestore"
 	"example.com/cairn/store/memstore"
 )
 
@@ -110,5 +116,64 @@ func TestPermissionErrorStopsTheRun(t *testing.T) {
 		if o != cairn.Unfinished {
 			t.Errorf("step %s: outcome %v, want unfinished", name, o)
 		}
+	}
+}
+
+// TestNonRegularControlFilesOnDisk puts a directory where a step's lease
+// belongs, a FIFO where another's status belongs and a link to /dev/zero
+// where a third's status belongs, on a local prefix (issue 8, items 6 and
+// 8). Neither a run nor a dry run may hang, wait for the "absent" lease or
+// say "would run": each step fails with an error satisfying
+// store.ErrNotRegular, and nothing runs.
+func TestNonRegularControlFilesOnDisk(t *testing.T) {
+	dir := t.TempDir()
+	mux := new(store.URLMux)
+	mux.Register("file", filestore.URLOpener{})
+	var rec cairntest.Recorder
+	dirLease := &cairn.Step{Name: "dirlease", Func: rec.Func("dirlease", nil)}
+	fifo := &cairn.Step{Name: "fifo", Func: rec.Func("fifo", nil)}
+	zero := &cairn.Step{Name: "zero", Func: rec.Func("zero", nil)}
+	plant := func(s *cairn.Step, key string, make func(p string) error) {
+		p, err := s.OutputPath(dir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.MkdirAll(p, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := make(filepath.Join(p, key)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	plant(dirLease, statusfile.LockKey, func(p string) error { return os.Mkdir(p, 0o755) })
+	plant(fifo, statusfile.StatusKey, func(p string) error { return syscall.Mkfifo(p, 0o644) })
+	plant(zero, statusfile.StatusKey, func(p string) error { return os.Symlink("/dev/zero", p) })
+	for _, dry := range []bool{true, false} {
+		ctx, cancel := context.WithTimeout(t.Context(), time.Minute) // a hang fails instead of blocking the suite
+		r, err := cairn.Run(ctx, cairn.Steps(dirLease, fifo, zero), &cairn.RunOptions{
+			Prefix: dir, Storage: mux, DryRun: dry, PollInterval: 10 * time.Millisecond, Logger: slog.New(slog.DiscardHandler),
+		})
+		hung := ctx.Err() != nil
+		cancel()
+		if hung {
+			t.Fatalf("DryRun %v: the run hung on non-regular control files", dry)
+		}
+		var re *cairn.RunError
+		if !errors.As(err, &re) || len(re.Failed) != 3 {
+			t.Fatalf("DryRun %v: Run = %v, want three failed steps", dry, err)
+		}
+		for _, f := range re.Failed {
+			if !errors.Is(f, store.ErrNotRegular) {
+				t.Errorf("DryRun %v: %v, want an error satisfying store.ErrNotRegular", dry, f)
+			}
+		}
+		for name, o := range outcomes(r) {
+			if o != cairn.Failed {
+				t.Errorf("DryRun %v: step %s: outcome %v, want failed", dry, name, o)
+			}
+		}
+	}
+	if got := rec.Executed(); len(got) != 0 {
+		t.Errorf("executed %v, want nothing", got)
 	}
 }
