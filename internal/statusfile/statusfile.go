@@ -49,11 +49,13 @@ const Owner = "cairn (a step's control files are written only by the runner)"
 
 // IsControl reports whether key, relative to a step's output path, is (or
 // is below) one of the step's control files: its first path segment starts
-// with ".executor" or ".cairn", or is ".artifact". Marin's runners use the
-// same names, so the rule also covers files a Marin runner writes there.
+// with ".executor" or ".cairn", or is ".artifact" or ".artifact.json"
+// (Marin's later artifact name). Marin's runners use the same names, so the
+// rule also covers files a Marin runner writes there.
 func IsControl(key string) bool {
 	seg, _, _ := strings.Cut(key, "/")
-	return strings.HasPrefix(seg, ".executor") || strings.HasPrefix(seg, ".cairn") || seg == ArtifactKey
+	return strings.HasPrefix(seg, ".executor") || strings.HasPrefix(seg, ".cairn") ||
+		seg == ArtifactKey || seg == ArtifactKey+".json"
 }
 
 // read reads the control file key under b, bounded by MaxSize.
