@@ -5,6 +5,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -259,5 +260,42 @@ func TestLsMode(t *testing.T) {
 		if got := lsMode(tc.m); got != tc.want {
 			t.Errorf("lsMode(%v) = %q, want %q", tc.m, got, tc.want)
 		}
+	}
+}
+
+// TestPermissionErrorNamesTheBlocker checks the explanation of a refused
+// operation: the directory for a change of its entries, the object for an
+// open of the object, with owner, group and mode as ls shows them.
+func TestPermissionErrorNamesTheBlocker(t *testing.T) {
+	dir := t.TempDir()
+	p := filepath.Join(dir, "obj")
+	if err := os.WriteFile(p, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		op, blocker string
+	}{
+		{"create", dir},
+		{"open", p},
+	} {
+		err := explainPermission(p, dir, &fs.PathError{Op: tc.op, Path: p, Err: syscall.EACCES})
+		pe, ok := errors.AsType[*PermissionError](err)
+		if !ok {
+			t.Fatalf("explainPermission(%s) = %v, want a *PermissionError", tc.op, err)
+		}
+		if pe.Blocker != tc.blocker || pe.Owner == "" || pe.Group == "" {
+			t.Errorf("explainPermission(%s) = %+v, want blocker %s with its owner and group", tc.op, pe, tc.blocker)
+		}
+		if !errors.Is(err, fs.ErrPermission) {
+			t.Errorf("explainPermission(%s) = %v, want it to satisfy fs.ErrPermission", tc.op, err)
+		}
+		for _, want := range []string{tc.blocker, "chmod -R g+w", "umask 002"} {
+			if !strings.Contains(err.Error(), want) {
+				t.Errorf("explainPermission(%s) = %q, want it to mention %q", tc.op, err, want)
+			}
+		}
+	}
+	if err := explainPermission(p, dir, syscall.ENOENT); err != syscall.ENOENT {
+		t.Errorf("explainPermission(ENOENT) = %v, want it unchanged", err)
 	}
 }

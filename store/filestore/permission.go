@@ -83,7 +83,9 @@ func explainPermission(p, dir string, err error) error {
 	}
 	e := &PermissionError{Path: p, Err: err}
 	blocker := dir
-	if blocker == "" {
+	if pe, ok := errors.AsType[*fs.PathError](err); blocker == "" || ok && pe.Op == "open" && pe.Path == p {
+		// A read, or a write that could not open the existing object to
+		// lock it: the object's own mode is in the way.
 		blocker = p
 	}
 	var st unix.Stat_t
