@@ -176,4 +176,23 @@ func TestNonRegularControlFilesOnDisk(t *testing.T) {
 	if got := rec.Executed(); len(got) != 0 {
 		t.Errorf("executed %v, want nothing", got)
 	}
+	// `cairn status` finds the steps whose status is not a file and says
+	// what is wrong, without hanging on the FIFO.
+	root, err := filestore.Open(dir, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	states, err := cairn.Inspect(t.Context(), root, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	problems := 0
+	for _, st := range states {
+		if strings.Contains(st.Problem, "not a regular file") {
+			problems++
+		}
+	}
+	if problems != 2 {
+		t.Errorf("Inspect = %+v, want the FIFO and the link reported as not regular files", states)
+	}
 }

@@ -21,8 +21,10 @@
 // something exists), never with store.ErrNotExist: a control file in that
 // state is corrupt, not absent. Reads open files with O_NONBLOCK, so a FIFO
 // never blocks them, and store.Bucket.ReadLimit reads at most its limit
-// plus one byte. List yields only regular files and does not descend into
-// symbolic links. The root's own path is resolved normally: a prefix that
+// plus one byte. List does not descend into symbolic links; it yields
+// every entry that is not a directory, links, FIFOs and the like included,
+// so that a control file in such a state is found (and reported corrupt
+// when read) rather than silently missing. The root's own path is resolved normally: a prefix that
 // is itself a symbolic link works.
 //
 // # Modes and sharing

@@ -642,11 +642,13 @@ func (b *bucket) List(ctx context.Context, prefix string) iter.Seq2[string, erro
 	}
 }
 
-// walk yields, in lexical order, the keys of the regular files below the
-// directory open as fd (at path dir) whose names start with name, prefixed
-// by keyPrefix. It takes ownership of fd. It does not descend into symbolic
-// links, and yields only regular files: nothing else can be read as an
-// object. It reports whether to go on.
+// walk yields, in lexical order, the keys of the entries other than
+// directories below the directory open as fd (at path dir) whose names
+// start with name, prefixed by keyPrefix. It takes ownership of fd. It does
+// not descend into symbolic links (a link is yielded as a key, which Read
+// refuses), and it yields FIFOs, sockets and devices too, so that a control
+// file in such a state is found and reported as corrupt rather than
+// silently missing. It reports whether to go on.
 func (b *bucket) walk(ctx context.Context, fd int, dir, keyPrefix, name string, yield func(string, error) bool) bool {
 	f := os.NewFile(uintptr(fd), dir)
 	defer f.Close()
@@ -672,12 +674,10 @@ func (b *bucket) walk(ctx context.Context, fd int, dir, keyPrefix, name string, 
 		if reserved(n) || !strings.HasPrefix(n, name) {
 			continue
 		}
-		switch {
-		case e.IsDir():
-			ents = append(ents, entry{n + "/", true})
-		case e.Type().IsRegular():
-			ents = append(ents, entry{n, false})
+		if e.IsDir() {
+			n += "/"
 		}
+		ents = append(ents, entry{n, e.IsDir()})
 	}
 	// Keys below a directory "d" all start with "d/", so ordering directories
 	// by name+"/" among the files puts their keys in lexical order: "a-b" <
