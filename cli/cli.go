@@ -221,7 +221,7 @@ func Main(steps iter.Seq[*cairn.Step], opts *Options) int {
 	start := time.Now()
 	runOpts := &cairn.RunOptions{
 		Prefix:                 *prefix,
-		Storage:                o.Storage,
+		Storage:                beneathPrefix(ctx, o.Storage, *prefix),
 		MaxConcurrent:          *maxConcurrent,
 		DryRun:                 *dryRun,
 		RejectPreviouslyFailed: !*forceRunFailed,
@@ -249,6 +249,22 @@ func Main(steps iter.Seq[*cairn.Step], opts *Options) int {
 	}
 	printSummary(o.Stderr, report, *prefix, time.Since(start))
 	return exitCode(ctx, err, o.Stderr)
+}
+
+// beneathPrefix returns the storage for a run on prefix: locations below
+// the prefix open as views of the prefix's bucket, so that file-system
+// paths are resolved beneath the prefix without following symbolic links
+// (issue 8, item 7). If the prefix cannot be opened it returns storage
+// itself, and the run reports the error when it opens a step.
+func beneathPrefix(ctx context.Context, storage *store.URLMux, prefix string) cairn.BucketOpener {
+	if prefix == "" {
+		return storage
+	}
+	b, err := store.OpenBeneath(ctx, storage, prefix)
+	if err != nil {
+		return storage
+	}
+	return b
 }
 
 func exitCode(ctx context.Context, err error, stderr io.Writer) int {

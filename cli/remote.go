@@ -117,7 +117,7 @@ func runWorker(o Options, steps iter.Seq[*cairn.Step], args []string) int {
 		Step:    *step,
 		Path:    *path,
 		Prefix:  *prefix,
-		Storage: o.Storage,
+		Storage: beneathPrefix(ctx, o.Storage, *prefix),
 		Digest:  *digest,
 		Replica: replica,
 		Logger:  logger,
