@@ -35,7 +35,9 @@ type Output struct {
 	// Path is the step's output path: a local directory or a URL.
 	Path string
 	// Bucket is the storage rooted at Path. Control files (names starting
-	// with ".executor" or ".cairn") belong to cairn.
+	// with ".executor" or ".cairn", and ".artifact") belong to cairn: Bucket
+	// refuses to write or delete them (store.ErrReserved) and List does not
+	// show them.
 	Bucket *store.Bucket
 	// Logger logs with the step's ID attached.
 	Logger *slog.Logger
@@ -361,7 +363,7 @@ func (x *executor) attempt(ctx context.Context, s *Step, id, path string, b *sto
 	out := &Output{
 		ID:       id,
 		Path:     path,
-		Bucket:   b,
+		Bucket:   b.WithReserved(statusfile.Owner, statusfile.IsControl), // issue 8 item 11
 		Logger:   x.logger.With("step", id),
 		WorkerID: worker,
 		storage:  x.storage,

@@ -259,6 +259,12 @@ func (r *remoteRunner) runJob(ctx context.Context, out *Output, spec *RemoteSpec
 	if r.opts.WorkerArgs == nil {
 		return fmt.Errorf("%w: RemoteOptions.WorkerArgs is nil", ErrInvalidPipeline)
 	}
+	// out.Bucket refuses control files; the remote record and the copied
+	// logs are the runner's, written through an unrestricted bucket.
+	ctl, err := out.storage.OpenBucket(ctx, out.Path)
+	if err != nil {
+		return err
+	}
 	prog, err := r.programFor(ctx)
 	if err != nil {
 		return err
@@ -271,7 +277,7 @@ func (r *remoteRunner) runJob(ctx context.Context, out *Output, spec *RemoteSpec
 	var prev statusfile.Remote
 	havePrev := false
 	if out.tookOver {
-		if prev, havePrev, err = statusfile.ReadRemote(ctx, out.Bucket); err != nil {
+		if prev, havePrev, err = statusfile.ReadRemote(ctx, ctl); err != nil {
 			out.Logger.Warn("the previous runner's remote record is unreadable; its job cannot be adopted", "error", err)
 			havePrev = false
 		}
@@ -346,7 +352,7 @@ func (r *remoteRunner) runJob(ctx context.Context, out *Output, spec *RemoteSpec
 		rec.LogDir = job.LogDir
 		// The token must be on record before the job exists, or a runner
 		// taking the step over could not adopt the job.
-		if err := r.writeRecord(ctx, out, rec); err != nil {
+		if err := r.writeRecord(ctx, ctl, out.Path, rec); err != nil {
 			return fmt.Errorf("remote record: %w", err)
 		}
 		if j, err = c.Submit(ctx, job); err != nil {
@@ -369,7 +375,7 @@ func (r *remoteRunner) runJob(ctx context.Context, out *Output, spec *RemoteSpec
 			rec.Logs = append(rec.Logs, a.LogPath)
 		}
 		// Provenance is best effort: the step's status is what matters.
-		_ = r.writeRecord(wctx, out, rec)
+		_ = r.writeRecord(wctx, ctl, out.Path, rec)
 	}
 	record(ctx)
 
@@ -398,7 +404,7 @@ func (r *remoteRunner) runJob(ctx context.Context, out *Output, spec *RemoteSpec
 		rec.ExitCode = &code
 	}
 	if copyLogs {
-		r.copyLogs(cctx, out.Bucket, j)
+		r.copyLogs(cctx, ctl, j)
 	}
 	record(cctx)
 	if werr != nil {
@@ -450,15 +456,16 @@ func (r *remoteRunner) awaitForeign(ctx context.Context, out *Output, prev statu
 	}
 }
 
-// writeRecord writes the remote record of out's step. On a local file
+// writeRecord writes the remote record of the step at path through ctl,
+// a bucket at path that may write control files. On a local file
 // system it then takes away every permission of other users (not of the
 // group): the record holds the adoption token (see jobTag). Object stores
 // leave that to the bucket's access control.
-func (r *remoteRunner) writeRecord(ctx context.Context, out *Output, rec statusfile.Remote) error {
-	if err := statusfile.WriteRemote(ctx, out.Bucket, rec); err != nil {
+func (r *remoteRunner) writeRecord(ctx context.Context, ctl *store.Bucket, path string, rec statusfile.Remote) error {
+	if err := statusfile.WriteRemote(ctx, ctl, rec); err != nil {
 		return err
 	}
-	if dir, ok := localPath(out.Path); ok {
+	if dir, ok := localPath(path); ok {
 		p := filepath.Join(dir, statusfile.RemoteKey)
 		if fi, err := os.Stat(p); err == nil && fi.Mode().Perm()&0o007 != 0 {
 			if err := os.Chmod(p, fi.Mode().Perm()&^0o007); err != nil {

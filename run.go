@@ -120,6 +120,12 @@ func (o *RunOptions) maxConcurrent() int {
 //     step matching RunOnly); no step starts after it is found;
 //   - the context's cause if ctx is cancelled; running steps are stopped,
 //     their leases released and their statuses restored.
+//   - an error satisfying errors.Is(err, store.ErrPermission) if the
+//     storage refused an operation on a step's files (most often its
+//     control files: another user's directory that this user cannot
+//     write). No step starts after it; the step is reported Unfinished,
+//     not failed, because no runner of this user could have run it. It is
+//     joined with a *RunError if other steps failed.
 func Run(ctx context.Context, steps iter.Seq[*Step], opts *RunOptions) (*Report, error) {
 	if opts == nil {
 		opts = &RunOptions{}
@@ -250,6 +256,14 @@ func (sc *scheduler) run(ctx context.Context, steps iter.Seq[*Step]) (*Report, e
 		select {
 		case c := <-sc.done:
 			sc.inFlight--
+			if errors.Is(c.res.err, store.ErrPermission) {
+				// Issue 13: storage that refuses this user is no step's
+				// failure; stop the run as a storage error instead.
+				c.res.outcome = Unfinished
+				if stopErr == nil {
+					stopErr = fmt.Errorf("cairn: stopping the run: step %s: %w", c.n.id, c.res.err)
+				}
+			}
 			sc.finish(c.n, c.res)
 		case n := <-sc.retry:
 			sc.deferred--
@@ -467,8 +481,11 @@ func (sc *scheduler) finish(n *node, res attemptResult) {
 		if err == nil {
 			err = errors.New(res.outcome.String())
 		}
-		if res.outcome != Interrupted {
+		if res.outcome != Interrupted && res.outcome != Unfinished {
 			sc.failures = append(sc.failures, &StepError{Step: n.id, Path: n.path, Err: err})
+		}
+		if res.outcome == Unfinished {
+			return // the run stops (issue 13); dependents stay unfinished
 		}
 		for _, d := range n.dependents {
 			sc.skip(d, n.id)

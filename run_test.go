@@ -661,13 +661,16 @@ func TestLeaseLossCancelsStepAndWaits(t *testing.T) {
 	done := make(chan error)
 	var report *cairn.Report
 	go func() { r, err := run(t, st, opts, s); report = r; done <- err }()
-	out := <-started
-	// Another worker takes the lease over (as if ours had gone stale).
+	<-started
+	// Another worker takes the lease over (as if ours had gone stale). It
+	// writes through the runner's bucket: the step's own Output.Bucket
+	// cannot write control files.
+	b := st.StepBucket(t, s)
 	usurper := lease.Record{WorkerID: "usurper-1", Timestamp: time.Now()}
-	if _, err := out.Bucket.Write(t.Context(), statusfile.LockKey, usurper.Marshal()); err != nil {
+	if _, err := b.Write(t.Context(), statusfile.LockKey, usurper.Marshal()); err != nil {
 		t.Fatal(err)
 	}
-	if err := statusfile.WriteStatus(t.Context(), out.Bucket, "RUNNING"); err != nil {
+	if err := statusfile.WriteStatus(t.Context(), b, "RUNNING"); err != nil {
 		t.Fatal(err)
 	}
 	if cause := <-causes; !errors.Is(cause, cairn.ErrLeaseLost) || !strings.Contains(cause.Error(), "usurper-1") {
@@ -682,13 +685,13 @@ func TestLeaseLossCancelsStepAndWaits(t *testing.T) {
 		t.Errorf("status %q: the loser overwrote the new holder's status", got)
 	}
 	// The new holder finishes.
-	if err := statusfile.WriteArtifact(t.Context(), out.Bucket, "usurper's artifact"); err != nil {
+	if err := statusfile.WriteArtifact(t.Context(), b, "usurper's artifact"); err != nil {
 		t.Fatal(err)
 	}
-	if err := statusfile.WriteStatus(t.Context(), out.Bucket, "SUCCESS"); err != nil {
+	if err := statusfile.WriteStatus(t.Context(), b, "SUCCESS"); err != nil {
 		t.Fatal(err)
 	}
-	if err := out.Bucket.Delete(t.Context(), statusfile.LockKey); err != nil {
+	if err := b.Delete(t.Context(), statusfile.LockKey); err != nil {
 		t.Fatal(err)
 	}
 	if err := <-done; err != nil {

@@ -98,7 +98,7 @@ func RunWorker(ctx context.Context, steps iter.Seq[*Step], opts *WorkerOptions) 
 	out := &Output{
 		ID:       opts.Step,
 		Path:     path,
-		Bucket:   b,
+		Bucket:   b.WithReserved(statusfile.Owner, statusfile.IsControl),
 		Logger:   logger.With("step", opts.Step),
 		WorkerID: worker,
 		storage:  opts.Storage,

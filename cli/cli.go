@@ -235,7 +235,7 @@ func Main(steps iter.Seq[*cairn.Step], opts *Options) int {
 	start := time.Now()
 	runOpts := &cairn.RunOptions{
 		Prefix:                 *prefix,
-		Storage:                o.Storage,
+		Storage:                beneathPrefix(ctx, o.Storage, *prefix),
 		MaxConcurrent:          *maxConcurrent,
 		DryRun:                 *dryRun,
 		RejectPreviouslyFailed: !*forceRunFailed,
@@ -283,6 +283,22 @@ func checkTiming(poll, interval, staleAfter time.Duration) error {
 	return nil
 }
 
+// beneathPrefix returns the storage for a run on prefix: locations below
+// the prefix open as views of the prefix's bucket, so that file-system
+// paths are resolved beneath the prefix without following symbolic links
+// (issue 8, item 7). If the prefix cannot be opened it returns storage
+// itself, and the run reports the error when it opens a step.
+func beneathPrefix(ctx context.Context, storage *store.URLMux, prefix string) cairn.BucketOpener {
+	if prefix == "" {
+		return storage
+	}
+	b, err := store.OpenBeneath(ctx, storage, prefix)
+	if err != nil {
+		return storage
+	}
+	return b
+}
+
 func exitCode(ctx context.Context, err error, stderr io.Writer) int {
 	if err == nil {
 		return ExitOK
@@ -293,10 +309,12 @@ func exitCode(ctx context.Context, err error, stderr io.Writer) int {
 		return ExitInterrupted
 	case errors.Is(err, cairn.ErrInvalidPipeline):
 		return ExitInvalid
+	case errors.Is(err, store.ErrPermission):
+		// Before RunError: a run stopped on storage that refuses this user
+		// also reports the steps that failed before it (issue 13).
+		return ExitStorage
 	case errors.As(err, new(*cairn.RunError)):
 		return ExitFailed
-	case errors.Is(err, store.ErrPermission):
-		return ExitStorage
 	}
 	return ExitFailed
 }

@@ -121,7 +121,7 @@ func runWorker(o Options, steps iter.Seq[*cairn.Step], args []string) int {
 		Path:    *path,
 		Fence:   store.Version(*fence),
 		Prefix:  *prefix,
-		Storage: o.Storage,
+		Storage: beneathPrefix(ctx, o.Storage, *prefix),
 		Digest:  *digest,
 		Replica: replica,
 		Logger:  logger,

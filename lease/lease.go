@@ -256,6 +256,13 @@ func (o *Options) ancientAfter() time.Duration {
 	return o.AncientAfter
 }
 
+// MaxRecordSize bounds the size of a lease record that is read: a record
+// is well under a kilobyte, and a larger object (or, on a file system, a
+// FIFO, directory or symbolic link, which the store refuses with
+// store.ErrNotRegular) is a corrupt lease, reported as an error rather than
+// read without bound or taken for "no lease".
+const MaxRecordSize = 1 << 20
+
 // Inspect reads the lease at key. It returns ok == false if there is none.
 func Inspect(ctx context.Context, b *store.Bucket, key string) (rec Record, ok bool, err error) {
 	rec, _, ok, err = inspect(ctx, b, key)
@@ -264,9 +271,12 @@ func Inspect(ctx context.Context, b *store.Bucket, key string) (rec Record, ok b
 
 // inspect is Inspect that also returns the record's version.
 func inspect(ctx context.Context, b *store.Bucket, key string) (Record, store.Version, bool, error) {
-	data, ver, err := b.Read(ctx, key)
+	data, ver, err := b.ReadLimit(ctx, key, MaxRecordSize)
 	if errors.Is(err, store.ErrNotExist) {
 		return Record{}, "", false, nil
+	}
+	if errors.Is(err, store.ErrTooLarge) || errors.Is(err, store.ErrNotRegular) {
+		return Record{}, "", false, fmt.Errorf("%w: %w; delete it if no runner is active", ErrCorrupt, err)
 	}
 	if err != nil {
 		return Record{}, "", false, err
@@ -590,7 +600,7 @@ func (l *Lease) Renew(ctx context.Context) error {
 // its version and ours; otherwise lost explains the loss (ErrLost), and
 // absent says the record is gone.
 func (l *Lease) stillOurs(ctx context.Context) (cur store.Version, ours, absent bool, lost error) {
-	data, cur, err := l.bucket.Read(ctx, l.key)
+	data, cur, err := l.bucket.ReadLimit(ctx, l.key, MaxRecordSize)
 	if errors.Is(err, store.ErrNotExist) {
 		return "", false, true, l.describeLoss(Record{}, false, nil)
 	}

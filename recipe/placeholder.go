@@ -204,12 +204,18 @@ func (o Output) Path() string {
 }
 
 // Open returns the storage rooted at the output path. It fails on an
-// unresolved placeholder.
+// unresolved placeholder. Opened on the step's own directory (no sub-path),
+// the bucket refuses to write the step's control files and does not list
+// them, as the runner's Output.Bucket does.
 func (o Output) Open(ctx context.Context) (*store.Bucket, error) {
 	if o.res == nil {
 		return nil, fmt.Errorf("recipe: open %s: unresolved placeholder", o)
 	}
-	return o.res.openBucket(ctx)
+	b, err := o.res.openBucket(ctx)
+	if err != nil || o.sub != "" {
+		return b, err
+	}
+	return b.WithReserved(statusfile.Owner, statusfile.IsControl), nil
 }
 
 // String returns the resolved path, or a description of the placeholder.

@@ -10,9 +10,11 @@
 // # Errors
 //
 // Errors returned by a Bucket wrap the driver's error once and satisfy
-// errors.Is with one of [ErrNotExist], [ErrPrecondition], [ErrTransient] or
-// [ErrPermission] when the driver can classify them. The driver's own error
-// stays reachable with errors.As.
+// errors.Is with one of [ErrNotExist], [ErrPrecondition], [ErrTransient],
+// [ErrPermission], [ErrNotRegular] or [ErrTooLarge] when the driver can
+// classify them. The driver's own error stays reachable with errors.As.
+// Writes refused by a view made with [Bucket.WithReserved] satisfy
+// [ErrReserved].
 //
 // # Retries
 //
@@ -65,6 +67,17 @@ var (
 	ErrPermission = errors.New("storage permission denied")
 	// ErrInvalidKey: the key is not a valid relative slash-separated path.
 	ErrInvalidKey = errors.New("invalid key")
+	// ErrNotRegular: the key names something that is not an object — on a
+	// file system a directory, a symbolic link, a FIFO, a socket or a
+	// device — so it can be neither read nor replaced. It is not
+	// ErrNotExist: a control file in that state is corrupt, not absent.
+	ErrNotRegular = errors.New("not a regular file")
+	// ErrTooLarge: a read made with [Bucket.ReadLimit] found an object
+	// larger than its limit.
+	ErrTooLarge = errors.New("object too large")
+	// ErrReserved: a write or delete through a view made with
+	// [Bucket.WithReserved] named a reserved key.
+	ErrReserved = errors.New("reserved key")
 )
 
 // Version re-exports driver.Version: an opaque revision identifier.
@@ -91,6 +104,12 @@ type Bucket struct {
 	prefix string // "" or a key prefix ending in "/"
 	url    string // for error messages and String
 	opts   Options
+
+	// reserved, if not nil, names the keys (relative to reservedAt) that
+	// this view refuses to write or delete and hides from List.
+	reserved   func(key string) bool
+	reservedAt string // the prefix of the view WithReserved was called on
+	reservedBy string // who owns the reserved keys, for messages
 }
 
 // NewBucket wraps a driver; backends call it from their constructors. url
@@ -128,7 +147,53 @@ func (b *Bucket) Sub(dir string) (*Bucket, error) {
 	if err := ValidateKey(dir); err != nil {
 		return nil, fmt.Errorf("store: sub %q of %s: %w", dir, b.url, err)
 	}
-	return &Bucket{drv: b.drv, prefix: b.prefix + dir + "/", url: joinURL(b.url, dir), opts: b.opts}, nil
+	c := *b
+	c.prefix, c.url = b.prefix+dir+"/", joinURL(b.url, dir)
+	return &c, nil
+}
+
+// WithReserved returns a view of b, with the same root and driver, that
+// refuses to write or delete the keys for which reserved returns true, and
+// that List does not yield. reserved is called with keys relative to b
+// (also when the view is narrowed with Sub, so a reserved name stays
+// reserved wherever it is reached from); owner names who the reserved keys
+// belong to, for error messages. Refused writes and deletes fail with an
+// error satisfying errors.Is(err, ErrReserved) and change nothing. Reads and
+// Stat are not restricted.
+//
+// It is how a runner hands user code a bucket on a directory whose control
+// files it keeps for itself. A view cannot be unreserved: calling
+// WithReserved on it adds a further predicate.
+func (b *Bucket) WithReserved(owner string, reserved func(key string) bool) *Bucket {
+	c := *b
+	c.reservedAt, c.reservedBy = b.prefix, owner
+	if prev, prevAt := b.reserved, b.reservedAt; prev != nil {
+		at := b.prefix
+		c.reserved = func(key string) bool {
+			return reserved(key) || prev(strings.TrimPrefix(at+key, prevAt))
+		}
+	} else {
+		c.reserved = reserved
+	}
+	return &c
+}
+
+// isReserved reports whether the full driver key k is reserved in b.
+func (b *Bucket) isReserved(k string) bool {
+	if b.reserved == nil {
+		return false
+	}
+	rel, ok := strings.CutPrefix(k, b.reservedAt)
+	return ok && b.reserved(rel)
+}
+
+// checkReserved returns the error of a write or delete of the full driver
+// key k (key relative to b) if k is reserved.
+func (b *Bucket) checkReserved(op, k, key string) error {
+	if !b.isReserved(k) {
+		return nil
+	}
+	return fmt.Errorf("store: %s %s: %w: the file belongs to %s", op, b.URL(key), ErrReserved, b.reservedBy)
 }
 
 // URL returns the URL (or local path) of key under b.
@@ -186,6 +251,10 @@ func (b *Bucket) wrap(op, key string, err error) error {
 		kind = ErrTransient
 	case driver.Permission:
 		kind = ErrPermission
+	case driver.NotRegular:
+		kind = ErrNotRegular
+	case driver.TooLarge:
+		kind = ErrTooLarge
 	}
 	if kind == nil {
 		return fmt.Errorf("store: %s %s: %w", op, b.URL(key), err)
@@ -212,6 +281,39 @@ func (b *Bucket) Read(ctx context.Context, key string) ([]byte, Version, error) 
 	})
 	if err != nil {
 		return nil, "", err
+	}
+	return data, v, nil
+}
+
+// ReadLimit is [Bucket.Read] for an object expected to be small, such as
+// a control file: if the object is larger than max bytes, it fails with an
+// error satisfying errors.Is(err, ErrTooLarge). Drivers that implement
+// [driver.LimitReader] (filestore) read at most max+1 bytes; others read the
+// whole object first.
+func (b *Bucket) ReadLimit(ctx context.Context, key string, max int64) ([]byte, Version, error) {
+	k, err := b.key("read", key)
+	if err != nil {
+		return nil, "", err
+	}
+	lr, _ := b.drv.(driver.LimitReader)
+	var (
+		data []byte
+		v    Version
+	)
+	_, err = b.retry(ctx, "read", key, func() error {
+		var err error
+		if lr != nil {
+			data, v, err = lr.ReadLimit(ctx, k, max)
+		} else {
+			data, v, err = b.drv.Read(ctx, k)
+		}
+		return b.wrap("read", key, err)
+	})
+	if err != nil {
+		return nil, "", err
+	}
+	if int64(len(data)) > max {
+		return nil, "", fmt.Errorf("store: read %s: %w: more than %d bytes", b.URL(key), ErrTooLarge, max)
 	}
 	return data, v, nil
 }
@@ -267,6 +369,9 @@ func (b *Bucket) WriteIf(ctx context.Context, key string, data []byte, cond Cond
 	if err != nil {
 		return "", err
 	}
+	if err := b.checkReserved("write", k, key); err != nil {
+		return "", err
+	}
 	var v Version
 	retried, err := b.retry(ctx, "write", key, func() error {
 		var err error
@@ -309,6 +414,9 @@ func (b *Bucket) DeleteIf(ctx context.Context, key string, cond Condition) error
 	if err != nil {
 		return err
 	}
+	if err := b.checkReserved("delete", k, key); err != nil {
+		return err
+	}
 	retried, err := b.retry(ctx, "delete", key, func() error {
 		return b.wrap("delete", key, b.drv.Delete(ctx, k, cond))
 	})
@@ -321,7 +429,7 @@ func (b *Bucket) DeleteIf(ctx context.Context, key string, cond Condition) error
 }
 
 // List yields the keys under dir (relative to b, "" for all), recursively and
-// in lexical order. Yielded keys are relative to b. A transient failure is
+// in lexical order, except the keys reserved by [Bucket.WithReserved]. Yielded keys are relative to b. A transient failure is
 // retried by listing again and skipping the keys already yielded.
 func (b *Bucket) List(ctx context.Context, dir string) iter.Seq2[string, error] {
 	return func(yield func(string, error) bool) {
@@ -347,6 +455,9 @@ func (b *Bucket) List(ctx context.Context, dir string) iter.Seq2[string, error] 
 					continue // yielded before a retry
 				}
 				last, yielded = k, true
+				if b.isReserved(k) {
+					continue
+				}
 				if !yield(strings.TrimPrefix(k, b.prefix), nil) {
 					stopped = true
 					return nil

@@ -8,7 +8,14 @@
 //	.cairn_failure.json    cairn only: why the step last failed
 //
 // All writes go through [store.Bucket] and are atomic, so a reader never sees
-// a torn file.
+// a torn file. Every read is bounded by [MaxSize] (store.Bucket.ReadLimit):
+// a control file is small, and one that is not — or that is a directory, a
+// FIFO or a symbolic link on a file system, which the store refuses with
+// store.ErrNotRegular — is corrupt, not absent.
+//
+// The control files belong to cairn: [IsControl] names them, and the bucket
+// handed to a step's own code is a store.Bucket.WithReserved view that
+// cannot write them and does not list them.
 package statusfile
 
 import (
@@ -31,6 +38,34 @@ const (
 	ArtifactKey = ".artifact"
 	FailureKey  = ".cairn_failure.json"
 )
+
+// MaxSize bounds the size of a control file read by this package and by
+// package lease. Cairn's own records are a few hundred bytes; an info record
+// with a large config stays well below it.
+const MaxSize = 1 << 20
+
+// Owner names the owner of the control files in error messages.
+const Owner = "cairn (a step's control files are written only by the runner)"
+
+// IsControl reports whether key, relative to a step's output path, is (or
+// is below) one of the step's control files: its first path segment starts
+// with ".executor" or ".cairn", or is ".artifact" or ".artifact.json"
+// (Marin's later artifact name). Marin's runners use the same names, so the
+// rule also covers files a Marin runner writes there.
+func IsControl(key string) bool {
+	seg, _, _ := strings.Cut(key, "/")
+	return strings.HasPrefix(seg, ".executor") || strings.HasPrefix(seg, ".cairn") ||
+		seg == ArtifactKey || seg == ArtifactKey+".json"
+}
+
+// read reads the control file key under b, bounded by MaxSize.
+func read(ctx context.Context, b *store.Bucket, key string) ([]byte, error) {
+	data, _, err := b.ReadLimit(ctx, key, MaxSize)
+	if errors.Is(err, store.ErrTooLarge) || errors.Is(err, store.ErrNotRegular) {
+		return nil, fmt.Errorf("%w: %w", ErrCorrupt, err)
+	}
+	return data, err
+}
 
 // Status tokens.
 const (
@@ -126,12 +161,12 @@ func truncate(s string, n int) string {
 
 // ReadStatus returns the step's status token, or "" if it never ran.
 func ReadStatus(ctx context.Context, b *store.Bucket) (string, error) {
-	data, _, err := b.Read(ctx, StatusKey)
+	data, err := read(ctx, b, StatusKey)
 	if errors.Is(err, store.ErrNotExist) {
 		return "", nil
 	}
 	if err != nil {
-		return "", err
+		return "", fmt.Errorf("%w; delete it to make the step run again", err)
 	}
 	s, err := ParseStatus(data)
 	if err != nil {
@@ -318,7 +353,7 @@ func WriteInfo(ctx context.Context, b *store.Bucket, info any) error {
 // ReadInfo decodes `.executor_info` into a generic map; ok is false if the
 // file does not exist.
 func ReadInfo(ctx context.Context, b *store.Bucket) (info map[string]any, ok bool, err error) {
-	data, _, err := b.Read(ctx, InfoKey)
+	data, err := read(ctx, b, InfoKey)
 	if errors.Is(err, store.ErrNotExist) {
 		return nil, false, nil
 	}
@@ -345,7 +380,7 @@ func WriteArtifact(ctx context.Context, b *store.Bucket, v any) error {
 // ReadArtifact returns the raw artifact JSON. A missing artifact satisfies
 // errors.Is(err, store.ErrNotExist).
 func ReadArtifact(ctx context.Context, b *store.Bucket) ([]byte, error) {
-	data, _, err := b.Read(ctx, ArtifactKey)
+	data, err := read(ctx, b, ArtifactKey)
 	return data, err
 }
 
@@ -376,7 +411,7 @@ func WriteFailure(ctx context.Context, b *store.Bucket, f Failure) error {
 
 // ReadFailure returns the last failure record; ok is false if there is none.
 func ReadFailure(ctx context.Context, b *store.Bucket) (f Failure, ok bool, err error) {
-	data, _, err := b.Read(ctx, FailureKey)
+	data, err := read(ctx, b, FailureKey)
 	if errors.Is(err, store.ErrNotExist) {
 		return Failure{}, false, nil
 	}

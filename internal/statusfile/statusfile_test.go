@@ -7,11 +7,13 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"syscall"
 	"testing"
 	"time"
 
 	"example.com/cairn/internal/statusfile"
 	"example.com/cairn/lease"
+	"example.com/cairn/store"
 	"example.com/cairn/store/filestore"
 	"example.com/cairn/store/memstore"
 )
@@ -154,5 +156,65 @@ func TestFailureRecord(t *testing.T) {
 	f.Format = statusfile.FailureFormat
 	if err != nil || !ok || got != f {
 		t.Errorf("ReadFailure = %+v, %v, %v; want %+v", got, ok, err, f)
+	}
+}
+
+func TestIsControl(t *testing.T) {
+	for key, want := range map[string]bool{
+		statusfile.StatusKey:                  true,
+		statusfile.LockKey:                    true,
+		statusfile.InfoKey:                    true,
+		statusfile.ArtifactKey:                true,
+		".artifact.json":                      true,
+		statusfile.FailureKey:                 true,
+		statusfile.RemoteKey:                  true,
+		statusfile.LogsDir + "/attempt-1.log": true,
+		".executor_status.lock.tmp":           true,
+		"data.txt":                            false,
+		"artifact.json":                       false,
+		".artifactual":                        false,
+		"sub/.executor_status":                false, // not the step's own
+		".hidden/x":                           false,
+	} {
+		if got := statusfile.IsControl(key); got != want {
+			t.Errorf("IsControl(%q) = %v, want %v", key, got, want)
+		}
+	}
+}
+
+// TestNonRegularControlFilesAreCorrupt checks that a control file that is
+// too large, or (on a file system) a directory or FIFO, reads as corrupt
+// rather than absent, and that a FIFO does not block the read.
+func TestNonRegularControlFilesAreCorrupt(t *testing.T) {
+	ctx := t.Context()
+	dir := t.TempDir()
+	b, err := filestore.Open(dir, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Mkdir(filepath.Join(dir, statusfile.StatusKey), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := syscall.Mkfifo(filepath.Join(dir, statusfile.InfoKey), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	big := make([]byte, statusfile.MaxSize+1)
+	if err := os.WriteFile(filepath.Join(dir, statusfile.FailureKey), big, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := statusfile.ReadStatus(ctx, b); !errors.Is(err, statusfile.ErrCorrupt) || !errors.Is(err, store.ErrNotRegular) {
+		t.Errorf("ReadStatus of a directory = %v, want ErrCorrupt and store.ErrNotRegular", err)
+	}
+	if _, _, err := statusfile.ReadInfo(ctx, b); !errors.Is(err, statusfile.ErrCorrupt) || !errors.Is(err, store.ErrNotRegular) {
+		t.Errorf("ReadInfo of a FIFO = %v, want ErrCorrupt and store.ErrNotRegular", err)
+	}
+	if _, _, err := statusfile.ReadFailure(ctx, b); !errors.Is(err, statusfile.ErrCorrupt) || !errors.Is(err, store.ErrTooLarge) {
+		t.Errorf("ReadFailure of %d bytes = %v, want ErrCorrupt and store.ErrTooLarge", len(big), err)
+	}
+	if err := os.Mkdir(filepath.Join(dir, statusfile.LockKey), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := lease.Inspect(ctx, b, statusfile.LockKey); !errors.Is(err, lease.ErrCorrupt) || !errors.Is(err, store.ErrNotRegular) {
+		t.Errorf("lease.Inspect of a directory = %v, want lease.ErrCorrupt and store.ErrNotRegular", err)
 	}
 }

@@ -53,6 +53,14 @@ const (
 	// Permission means the caller is not allowed to perform the operation or
 	// the bucket does not exist; retrying will not help.
 	Permission
+	// NotRegular means the key names something that is not an object and
+	// cannot be read or replaced as one: on a file system, a directory, a
+	// symbolic link, a FIFO, a socket or a device. Object stores never
+	// return it.
+	NotRegular
+	// TooLarge means a size-limited read (LimitReader) found an object
+	// larger than the limit.
+	TooLarge
 )
 
 // Attributes describe a stored object without its content.
@@ -100,4 +108,15 @@ type Bucket interface {
 
 	// Close releases resources held by the bucket.
 	Close() error
+}
+
+// LimitReader is an optional interface of a Bucket that can read an object
+// without reading more than a given number of bytes. Package store uses it
+// for [store.Bucket.ReadLimit] when the driver implements it, and otherwise
+// reads the whole object and then checks its size.
+type LimitReader interface {
+	// ReadLimit is Read for an object of at most max bytes. If the object
+	// is larger, it fails with ErrorCode(err) == TooLarge, having read at
+	// most max+1 bytes of it.
+	ReadLimit(ctx context.Context, key string, max int64) ([]byte, Version, error)
 }

@@ -3,12 +3,40 @@
 //
 // [Open] returns a *store.Bucket rooted at a directory; [URLOpener] opens
 // "file://" URLs for a store.URLMux. The key "a/b/c" is the file
-// <dir>/a/b/c. Writes create missing parent directories (mode 0755, and
-// objects mode 0644, both subject to the umask); deletes leave empty
-// directories behind. A directory is never an object: reading or statting a
-// key that names a directory fails with store.ErrNotExist, and listing
-// yields only the files below it. The package needs a POSIX system (it uses
-// flock(2) and link(2)).
+// <dir>/a/b/c. Writes create missing parent directories; deletes leave
+// empty directories behind. The package needs Linux (it uses openat2(2) or
+// openat(2), flock(2), link(2) and O_TMPFILE, each with a fallback where a
+// file system lacks it).
+//
+// # Paths, symbolic links and non-objects
+//
+// Every key is resolved beneath the root without following any symbolic
+// link (openat2 with RESOLVE_BENEATH|RESOLVE_NO_SYMLINKS, or a walk of
+// openat with O_NOFOLLOW on kernels without it), so a link planted inside
+// the prefix can neither redirect a write outside it nor make one object
+// another. Only regular files are objects. A key that names a directory, a
+// symbolic link, a FIFO, a socket or a device — or whose path crosses a
+// symbolic link — fails with store.ErrNotRegular for Read, Stat, Write,
+// IfVersion writes and Delete (and store.ErrPrecondition for IfAbsent:
+// something exists), never with store.ErrNotExist: a control file in that
+// state is corrupt, not absent. Reads open files with O_NONBLOCK, so a FIFO
+// never blocks them, and store.Bucket.ReadLimit reads at most its limit
+// plus one byte. List does not descend into symbolic links; it yields
+// every entry that is not a directory, links, FIFOs and the like included,
+// so that a control file in such a state is found (and reported corrupt
+// when read) rather than silently missing. The root's own path is resolved normally: a prefix that
+// is itself a symbolic link works.
+//
+// # Modes and sharing
+//
+// Directories are created with mode 0777 and objects with 0666, by every
+// creation path (O_TMPFILE files and named temporaries alike), so the
+// process umask, a directory's setgid bit and default ACLs decide the
+// result, as for any Unix tool; nothing is chmodded afterwards. A team
+// sharing a prefix uses a setgid group directory and umask 002 (or a
+// default ACL). A write the file system refuses fails with a
+// *PermissionError that names the directory or file that refused it, its
+// owner, group and mode, and what to set.
 //
 // # Versions
 //
@@ -107,9 +135,10 @@
 // # Errors
 //
 // Through a *store.Bucket, a missing key (or one whose path crosses a
-// non-directory) satisfies errors.Is(err, store.ErrNotExist); a failed
-// condition store.ErrPrecondition; EACCES, EPERM and EROFS
-// store.ErrPermission; EAGAIN, EINTR, ESTALE and ETIMEDOUT
+// regular file) satisfies errors.Is(err, store.ErrNotExist); a key that
+// is not a regular file store.ErrNotRegular; a limited read of a larger
+// object store.ErrTooLarge; a failed condition store.ErrPrecondition;
+// EACCES, EPERM (as a *PermissionError) and EROFS store.ErrPermission; EAGAIN, EINTR, ESTALE and ETIMEDOUT
 // store.ErrTransient. The *fs.PathError or *os.LinkError underneath stays
 // reachable with errors.As.
 package filestore

@@ -6,7 +6,6 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"io"
 	"io/fs"
 	"iter"
 	"math/rand/v2"
@@ -17,7 +16,8 @@ import (
 	"strconv"
 	"strings"
 	"sync/atomic"
-	"syscall"
+
+	"golang.org/x/sys/unix"
 
 	"example.com/cairn/store"
 	"example.com/cairn/store/driver"
@@ -108,6 +108,10 @@ type bucket struct {
 	// later writes go straight to named temporary files.
 	noTmpfile atomic.Bool
 
+	// noOpenat2 is set once the kernel has answered ENOSYS to openat2, so
+	// that later lookups walk the path with openat (beneath.go).
+	noOpenat2 atomic.Bool
+
 	// afterOpen, if non-nil, is called by lockCurrent after it opens the file
 	// at path and before it locks it. It is a test seam for the race between
 	// opening a file and locking it.
@@ -133,17 +137,6 @@ func versionMismatch(have, want driver.Version) error {
 	return &preconditionError{fmt.Sprintf("version is %s, want %s", have, want)}
 }
 
-// errDir is the error of treating the directory at path as an object; it
-// satisfies errors.Is(err, fs.ErrNotExist).
-func errDir(op, path string) error {
-	return &fs.PathError{Op: op, Path: path, Err: errIsDirectory{}}
-}
-
-type errIsDirectory struct{}
-
-func (errIsDirectory) Error() string        { return "is a directory, not an object" }
-func (errIsDirectory) Is(target error) bool { return target == fs.ErrNotExist }
-
 // version returns the version of content data.
 func version(data []byte) driver.Version {
 	sum := sha256.Sum256(data)
@@ -164,8 +157,9 @@ func reserved(name string) bool {
 	return err == nil
 }
 
-// path returns the file name of key. Package store has validated the key;
-// this is a second line of defence against a path escaping the root.
+// path returns the file name of key, for messages and for the resolution
+// beneath the root. Package store has validated the key; this is a second
+// line of defence, and rejects the package's reserved names.
 func (b *bucket) path(key string) (string, error) {
 	rel := filepath.FromSlash(key)
 	if !filepath.IsLocal(rel) {
@@ -180,6 +174,15 @@ func (b *bucket) path(key string) (string, error) {
 }
 
 func (b *bucket) Read(ctx context.Context, key string) ([]byte, driver.Version, error) {
+	return b.read(ctx, key, -1)
+}
+
+// ReadLimit implements driver.LimitReader: it reads at most max+1 bytes.
+func (b *bucket) ReadLimit(ctx context.Context, key string, max int64) ([]byte, driver.Version, error) {
+	return b.read(ctx, key, max)
+}
+
+func (b *bucket) read(ctx context.Context, key string, max int64) ([]byte, driver.Version, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, "", err
 	}
@@ -187,10 +190,12 @@ func (b *bucket) Read(ctx context.Context, key string) ([]byte, driver.Version, 
 	if err != nil {
 		return nil, "", err
 	}
-	data, err := readFile(p)
-	if errors.Is(err, syscall.EISDIR) {
-		return nil, "", errDir("read", p)
+	fd, st, err := b.openObject("read", key, p)
+	if err != nil {
+		return nil, "", err
 	}
+	defer unix.Close(fd)
+	data, err := readFd(fd, p, st.Size, max)
 	if err != nil {
 		return nil, "", err
 	}
@@ -205,29 +210,31 @@ func (b *bucket) Stat(ctx context.Context, key string) (driver.Attributes, error
 	if err != nil {
 		return driver.Attributes{}, err
 	}
-	f, err := os.Open(p)
+	fd, st, err := b.openObject("stat", key, p)
 	if err != nil {
 		return driver.Attributes{}, err
 	}
-	defer f.Close()
-	fi, err := f.Stat()
-	if err != nil {
-		return driver.Attributes{}, err
-	}
-	if fi.IsDir() {
-		return driver.Attributes{}, errDir("stat", p)
-	}
+	defer unix.Close(fd)
 	// Objects are never modified in place, so the open file's content and
 	// modification time belong to one version.
-	data, err := io.ReadAll(f)
+	data, err := readFd(fd, p, st.Size, -1)
 	if err != nil {
 		return driver.Attributes{}, err
 	}
 	return driver.Attributes{
 		Size:    int64(len(data)),
 		Version: version(data),
-		ModTime: fi.ModTime().UnixNano(),
+		ModTime: st.Mtim.Nano(),
 	}, nil
+}
+
+// target is the directory of a key, open beneath the root, and the key's
+// final name in it.
+type target struct {
+	dirfd int
+	dir   string // the directory's path, for messages
+	name  string
+	p     string // the object's path, for messages
 }
 
 func (b *bucket) Write(ctx context.Context, key string, data []byte, cond driver.Condition) (driver.Version, error) {
@@ -241,48 +248,62 @@ func (b *bucket) Write(ctx context.Context, key string, data []byte, cond driver
 	if err != nil {
 		return "", err
 	}
-	dir := filepath.Dir(p)
-
-	switch cond.Kind {
-	case driver.IfAbsent:
-		err := b.createUnnamedMkdir(dir, p, data)
-		if err != errNoTmpfile {
-			return b.finishWrite(dir, data, err)
-		}
-	case driver.Always:
-		if _, err := os.Lstat(p); isNotExist(err) {
-			// Nothing to lock: create it like IfAbsent, and fall through to
-			// the locked replace below if someone created it meanwhile.
-			err := b.createUnnamedMkdir(dir, p, data)
-			if err != errNoTmpfile && err != errExists {
-				return b.finishWrite(dir, data, err)
-			}
-		}
-	}
-
+	dirKey, name := splitKey(key)
 	// A replace needs an existing target, so it never creates directories:
 	// a missing directory means a missing object.
-	tmp, err := b.writeTemp(dir, data, cond.Kind != driver.IfVersion)
+	dirfd, err := b.openDir(dirKey, cond.Kind != driver.IfVersion)
 	if err != nil {
 		if cond.Kind == driver.IfVersion && isNotExist(err) {
 			return "", errAbsent
 		}
 		return "", err
 	}
+	defer unix.Close(dirfd)
+	t := target{dirfd: dirfd, dir: filepath.Dir(p), name: name, p: p}
+	v, err := b.write(ctx, t, data, cond)
+	if err != nil {
+		return "", explainPermission(p, t.dir, err)
+	}
+	return v, nil
+}
+
+func (b *bucket) write(ctx context.Context, t target, data []byte, cond driver.Condition) (driver.Version, error) {
+	switch cond.Kind {
+	case driver.IfAbsent:
+		err := b.createUnnamed(t, data)
+		if err != errNoTmpfile {
+			return b.finishWrite(t, data, err)
+		}
+	case driver.Always:
+		var st unix.Stat_t
+		if err := unix.Fstatat(t.dirfd, t.name, &st, unix.AT_SYMLINK_NOFOLLOW); err == unix.ENOENT {
+			// Nothing to lock: create it like IfAbsent, and fall through to
+			// the locked replace below if someone created it meanwhile.
+			err := b.createUnnamed(t, data)
+			if err != errNoTmpfile && err != errExists {
+				return b.finishWrite(t, data, err)
+			}
+		}
+	}
+
+	tmp, err := b.writeTemp(t, data)
+	if err != nil {
+		return "", err
+	}
 	tmpGone := false // renamed into place, or removed
 	defer func() {
 		if !tmpGone {
-			os.Remove(tmp) // best effort; List skips leftovers
+			unix.Unlinkat(t.dirfd, tmp, 0) // best effort; List skips leftovers
 		}
 	}()
 
 	switch cond.Kind {
 	case driver.IfAbsent:
-		err = b.create(tmp, p)
+		err = b.create(t, tmp)
 	case driver.IfVersion:
-		tmpGone, err = b.replace(ctx, tmp, p, cond.Version)
+		tmpGone, err = b.replace(ctx, t, tmp, cond.Version)
 	default:
-		tmpGone, err = b.put(ctx, tmp, p)
+		tmpGone, err = b.put(ctx, t, tmp)
 	}
 	if err != nil {
 		return "", err
@@ -291,161 +312,122 @@ func (b *bucket) Write(ctx context.Context, key string, data []byte, cond driver
 		if !tmpGone {
 			// Remove the temporary name first, so that the directory sync
 			// covers its removal too.
-			os.Remove(tmp)
+			unix.Unlinkat(t.dirfd, tmp, 0)
 			tmpGone = true
 		}
-		if err := syncDir(dir); err != nil {
-			return "", err
+		if err := unix.Fsync(t.dirfd); err != nil {
+			return "", pathErr("fsync", t.dir, err)
 		}
 	}
 	return version(data), nil
-}
-
-// createUnnamedMkdir is createUnnamed that creates a missing dir first.
-func (b *bucket) createUnnamedMkdir(dir, p string, data []byte) error {
-	err := b.createUnnamed(dir, p, data)
-	if isNotExist(err) {
-		if err := b.mkdirAll(dir); err != nil {
-			return err
-		}
-		err = b.createUnnamed(dir, p, data)
-	}
-	return err
 }
 
 // finishWrite completes a write made by createUnnamed: it syncs the
 // directory if the bucket is durable and returns the new version.
-func (b *bucket) finishWrite(dir string, data []byte, err error) (driver.Version, error) {
+func (b *bucket) finishWrite(t target, data []byte, err error) (driver.Version, error) {
 	if err != nil {
 		return "", err
 	}
 	if b.sync {
-		if err := syncDir(dir); err != nil {
-			return "", err
+		if err := unix.Fsync(t.dirfd); err != nil {
+			return "", pathErr("fsync", t.dir, err)
 		}
 	}
 	return version(data), nil
 }
 
-// writeTemp writes data to a new temporary file in dir and returns its name.
-// If mkdir is set, a missing dir is created.
-func (b *bucket) writeTemp(dir string, data []byte, mkdir bool) (string, error) {
-	var f *os.File
-	var name string
-	for made := false; ; {
-		name = filepath.Join(dir, tmpPrefix+strconv.FormatUint(rand.Uint64(), 36))
+// writeTemp writes data to a new temporary file in t's directory and
+// returns its name. Its mode is fileMode, as a directly created object's.
+func (b *bucket) writeTemp(t target, data []byte) (string, error) {
+	var (
+		fd   int
+		name string
+	)
+	for {
+		name = tmpPrefix + strconv.FormatUint(rand.Uint64(), 36)
 		var err error
-		f, err = os.OpenFile(name, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
+		fd, err = openat(t.dirfd, name, unix.O_WRONLY|unix.O_CREAT|unix.O_EXCL|unix.O_NOFOLLOW|unix.O_CLOEXEC, fileMode)
 		if err == nil {
 			break
 		}
-		switch {
-		case errors.Is(err, fs.ErrExist):
-			// A 64-bit random name collided; draw another.
-		case mkdir && !made && errors.Is(err, fs.ErrNotExist):
-			if err := b.mkdirAll(dir); err != nil {
-				return "", err
-			}
-			made = true
-		default:
-			return "", err
+		if err != unix.EEXIST { // else a 64-bit random name collided; draw another
+			return "", pathErr("create", filepath.Join(t.dir, name), err)
 		}
 	}
-	_, err := f.Write(data)
+	err := writeAll(fd, data)
 	if err == nil && b.sync {
-		err = f.Sync()
+		err = unix.Fsync(fd)
 	}
-	if cerr := f.Close(); err == nil {
+	if cerr := unix.Close(fd); err == nil {
 		err = cerr
 	}
 	if err != nil {
-		os.Remove(name)
-		return "", err
+		unix.Unlinkat(t.dirfd, name, 0)
+		return "", pathErr("write", filepath.Join(t.dir, name), err)
 	}
 	return name, nil
 }
 
-// mkdirAll creates dir and its missing parents. With Sync it also syncs
-// each directory from dir's parent up to the root's parent, so that the new
-// entries survive a power loss along with the object.
-func (b *bucket) mkdirAll(dir string) error {
-	if err := os.MkdirAll(dir, 0o755); err != nil || !b.sync {
-		return err
-	}
-	for d := dir; ; d = filepath.Dir(d) {
-		parent := filepath.Dir(d)
-		if err := syncDir(parent); err != nil {
-			return err
-		}
-		if d == b.root || parent == d || !strings.HasPrefix(d, b.root) {
-			return nil
-		}
-	}
-}
-
-// create links tmp to p if nothing exists at p. The caller removes tmp.
-func (b *bucket) create(tmp, p string) error {
-	err := os.Link(tmp, p)
-	if errors.Is(err, fs.ErrExist) {
-		if sameFile(tmp, p) {
+// create links tmp to t's name if nothing exists there. The caller removes
+// tmp.
+func (b *bucket) create(t target, tmp string) error {
+	err := unix.Linkat(t.dirfd, tmp, t.dirfd, t.name, 0)
+	if err == unix.EEXIST {
+		if sameFileAt(t.dirfd, tmp, t.name) {
 			// NFS: our LINK succeeded, but its reply was lost and the
 			// retransmission found our own file.
 			return nil
 		}
 		return errExists
 	}
-	return err
+	return pathErr("link", t.p, err)
 }
 
-// replace renames tmp over p if p's content has version want. It reports
-// whether tmp was renamed.
-func (b *bucket) replace(ctx context.Context, tmp, p string, want driver.Version) (bool, error) {
-	f, err := b.lockCurrent(ctx, p)
+// replace renames tmp over t's name if its content has version want. It
+// reports whether tmp was renamed.
+func (b *bucket) replace(ctx context.Context, t target, tmp string, want driver.Version) (bool, error) {
+	fd, err := b.lockCurrent(ctx, t)
 	if err != nil {
 		if isNotExist(err) {
 			return false, errAbsent
 		}
 		return false, err
 	}
-	defer f.Close() // releases the lock
-	data, err := io.ReadAll(f)
+	defer unix.Close(fd) // releases the lock
+	data, err := readFd(fd, t.p, -1, -1)
 	if err != nil {
 		return false, err
 	}
 	if have := version(data); have != want {
 		return false, versionMismatch(have, want)
 	}
-	if err := os.Rename(tmp, p); err != nil {
-		return false, err
+	if err := unix.Renameat(t.dirfd, tmp, t.dirfd, t.name); err != nil {
+		return false, pathErr("rename", t.p, err)
 	}
 	return true, nil
 }
 
-// put installs tmp at p unconditionally. It reports whether tmp was renamed
-// (rather than linked).
-func (b *bucket) put(ctx context.Context, tmp, p string) (bool, error) {
+// put installs tmp at t's name unconditionally. It reports whether tmp was
+// renamed (rather than linked).
+func (b *bucket) put(ctx context.Context, t target, tmp string) (bool, error) {
 	for {
-		f, err := b.lockCurrent(ctx, p)
-		if errors.Is(err, errIsDirectory{}) {
-			// Not "does not exist": the write cannot succeed.
-			return false, &fs.PathError{Op: "write", Path: p, Err: syscall.EISDIR}
-		}
+		fd, err := b.lockCurrent(ctx, t)
 		if isNotExist(err) {
 			// Nothing to lock. Create with link(2) rather than rename, so that
-			// if another writer created p meanwhile we do not replace it
-			// without its lock, but start over.
-			err = b.create(tmp, p)
+			// if another writer created the object meanwhile we do not replace
+			// it without its lock, but start over.
+			err = b.create(t, tmp)
 			if err == errExists {
 				continue
 			}
 			return false, err
 		}
 		if err != nil {
-			return false, err
+			return false, err // including a non-object there: not replaced
 		}
-		err = os.Rename(tmp, p)
-		f.Close() // releases the lock
-		return err == nil, err
+		err = unix.Renameat(t.dirfd, tmp, t.dirfd, t.name)
+		unix.Close(fd) // releases the lock
+		return err == nil, pathErr("rename", t.p, err)
 	}
 }
 
@@ -460,22 +442,35 @@ func (b *bucket) Delete(ctx context.Context, key string, cond driver.Condition) 
 	if err != nil {
 		return err
 	}
-	// Unconditional deletes lock too: removing the file between a
-	// conditional writer's comparison and its rename would let the rename
-	// resurrect the object.
-	f, err := b.lockCurrent(ctx, p)
-	if isNotExist(err) { // includes a directory at p: not an object
+	absent := func() error {
 		if cond.Kind == driver.IfVersion {
 			return errAbsent
 		}
 		return nil
 	}
+	dirKey, name := splitKey(key)
+	dirfd, err := b.openDir(dirKey, false)
+	if isNotExist(err) {
+		return absent()
+	}
 	if err != nil {
 		return err
 	}
-	defer f.Close() // releases the lock
+	defer unix.Close(dirfd)
+	t := target{dirfd: dirfd, dir: filepath.Dir(p), name: name, p: p}
+	// Unconditional deletes lock too: removing the file between a
+	// conditional writer's comparison and its rename would let the rename
+	// resurrect the object.
+	fd, err := b.lockCurrent(ctx, t)
+	if isNotExist(err) {
+		return absent()
+	}
+	if err != nil {
+		return err // a directory or other non-object at p is not removed
+	}
+	defer unix.Close(fd) // releases the lock
 	if cond.Kind == driver.IfVersion {
-		data, err := io.ReadAll(f)
+		data, err := readFd(fd, p, -1, -1)
 		if err != nil {
 			return err
 		}
@@ -483,87 +478,100 @@ func (b *bucket) Delete(ctx context.Context, key string, cond driver.Condition) 
 			return versionMismatch(have, cond.Version)
 		}
 	}
-	if err := os.Remove(p); err != nil && !errors.Is(err, fs.ErrNotExist) {
-		return err
+	if err := unix.Unlinkat(dirfd, name, 0); err != nil && err != unix.ENOENT {
+		return explainPermission(p, t.dir, pathErr("remove", p, err))
 	}
 	if b.sync {
-		return syncDir(filepath.Dir(p))
+		return pathErr("fsync", t.dir, unix.Fsync(dirfd))
 	}
 	return nil
 }
 
-// lockCurrent opens the file at p and returns it with an exclusive flock
-// held, verified to still be the file at p. Closing the file releases the
-// lock. If p does not exist the error satisfies isNotExist; if it is a
-// directory, errors.Is(err, errIsDirectory{}) (and isNotExist).
+// lockCurrent opens the object at t and returns its descriptor with an
+// exclusive flock held, verified to still be the file at t. Closing the
+// descriptor releases the lock. If there is no object the error satisfies
+// isNotExist; if something other than a regular file is there, it is a
+// not-regular error.
 //
 // The check after locking is what makes the lock meaningful: a writer that
 // opened the file and then waited for the lock while another writer replaced
 // the file holds a lock on an orphaned inode, which protects nothing.
-func (b *bucket) lockCurrent(ctx context.Context, p string) (*os.File, error) {
+func (b *bucket) lockCurrent(ctx context.Context, t target) (int, error) {
 	stale := 0
 	for {
 		if err := ctx.Err(); err != nil {
-			return nil, err
+			return -1, err
 		}
-		f, err := os.Open(p)
+		fd, err := openat(t.dirfd, t.name, objectFlags, 0)
 		if err != nil {
-			if errors.Is(err, syscall.ESTALE) && stale < maxStale {
+			if err == unix.ESTALE && stale < maxStale {
 				stale++
 				continue
 			}
-			return nil, err
+			return -1, pathErr("open", t.p, err)
 		}
 		if b.afterOpen != nil {
-			b.afterOpen(p)
+			b.afterOpen(t.p)
 		}
-		current, err := lockAndCheck(f, p)
+		current, err := lockAndCheck(fd, t)
 		if err != nil {
-			f.Close()
-			if errors.Is(err, syscall.ESTALE) && stale < maxStale {
+			unix.Close(fd)
+			if errors.Is(err, unix.ESTALE) && stale < maxStale {
 				stale++
 				continue
 			}
-			return nil, err
+			return -1, err
 		}
 		if current {
-			return f, nil
+			return fd, nil
 		}
-		f.Close() // replaced or removed while we waited; try the new file
+		unix.Close(fd) // replaced or removed while we waited; try the new file
 		stale = 0
 	}
 }
 
-// lockAndCheck takes an exclusive flock on f, opened from p, and reports
-// whether f is still the file at p. It does not lock directories.
-func lockAndCheck(f *os.File, p string) (bool, error) {
-	fi, err := f.Stat()
-	if err != nil {
-		return false, err
+// lockAndCheck takes an exclusive flock on fd, opened from t, and reports
+// whether fd is still the file at t. It locks only regular files.
+func lockAndCheck(fd int, t target) (bool, error) {
+	var st unix.Stat_t
+	if err := unix.Fstat(fd, &st); err != nil {
+		return false, pathErr("fstat", t.p, err)
 	}
-	if fi.IsDir() {
-		return false, errDir("lock", p)
+	if st.Mode&unix.S_IFMT != unix.S_IFREG {
+		return false, errNotRegular("lock", t.p, st.Mode)
 	}
-	if err := flock(f); err != nil {
-		return false, &fs.PathError{Op: "flock", Path: p, Err: err}
+	if err := flockFd(fd); err != nil {
+		return false, pathErr("flock", t.p, err)
 	}
 	// Stat again after locking: on NFS, taking the lock revalidates the
 	// attributes, and Nlink == 0 reveals an inode that another client has
-	// replaced or removed even if our lookup of p is stale.
-	if fi, err = f.Stat(); err != nil {
-		return false, err
+	// replaced or removed even if our lookup of the name is stale.
+	if err := unix.Fstat(fd, &st); err != nil {
+		return false, pathErr("fstat", t.p, err)
 	}
-	if st, ok := fi.Sys().(*syscall.Stat_t); ok && st.Nlink == 0 {
+	if st.Nlink == 0 {
 		return false, nil
 	}
-	pi, err := os.Stat(p)
-	if errors.Is(err, fs.ErrNotExist) {
+	var cur unix.Stat_t
+	err := unix.Fstatat(t.dirfd, t.name, &cur, unix.AT_SYMLINK_NOFOLLOW)
+	if err == unix.ENOENT {
 		return false, nil
 	}
 	if err != nil {
-		return false, err
+		return false, pathErr("stat", t.p, err)
 	}
-	return os.SameFile(fi, pi), nil
+	return cur.Dev == st.Dev && cur.Ino == st.Ino, nil
+}
+
+// flockFd takes an exclusive flock(2) on fd, waiting as long as it takes.
+func flockFd(fd int) error {
+	for {
+		// Go installs its signal handlers with SA_RESTART, which restarts
+		// flock; the loop is for signal handlers installed by C code.
+		if err := unix.Flock(fd, unix.LOCK_EX); err != unix.EINTR {
+			return err
+		}
+	}
 }
 
 // flock takes an exclusive flock(2) on f, waiting as long as it takes.
@@ -573,29 +581,19 @@ func flock(f *os.File) error {
 		return err
 	}
 	var lerr error
-	err = rc.Control(func(fd uintptr) {
-		for {
-			// Go installs its signal handlers with SA_RESTART, which restarts
-			// flock; the loop is for signal handlers installed by C code.
-			if lerr = syscall.Flock(int(fd), syscall.LOCK_EX); lerr != syscall.EINTR {
-				return
-			}
-		}
-	})
-	if err != nil {
+	if err := rc.Control(func(fd uintptr) { lerr = flockFd(int(fd)) }); err != nil {
 		return err
 	}
 	return lerr
 }
 
-// sameFile reports whether the names a and b refer to the same file.
-func sameFile(a, b string) bool {
-	ai, err := os.Stat(a)
-	if err != nil {
-		return false
-	}
-	bi, err := os.Lstat(b)
-	return err == nil && os.SameFile(ai, bi)
+// sameFileAt reports whether the names a and b in dirfd refer to the same
+// file.
+func sameFileAt(dirfd int, a, b string) bool {
+	var as, bs unix.Stat_t
+	return unix.Fstatat(dirfd, a, &as, unix.AT_SYMLINK_NOFOLLOW) == nil &&
+		unix.Fstatat(dirfd, b, &bs, unix.AT_SYMLINK_NOFOLLOW) == nil &&
+		as.Dev == bs.Dev && as.Ino == bs.Ino
 }
 
 func syncDir(dir string) error {
@@ -611,39 +609,54 @@ func syncDir(dir string) error {
 }
 
 // isNotExist reports whether err means that a path (or one of its parents)
-// does not exist, or names a directory where an object was expected.
+// does not exist. A component that is a file where a directory was expected
+// (ENOTDIR) counts: no key below a file can exist.
 func isNotExist(err error) bool {
-	return errors.Is(err, fs.ErrNotExist) || errors.Is(err, syscall.ENOTDIR)
+	return errors.Is(err, fs.ErrNotExist) || errors.Is(err, unix.ENOTDIR)
 }
 
 func (b *bucket) List(ctx context.Context, prefix string) iter.Seq2[string, error] {
 	return func(yield func(string, error) bool) {
 		// Split "a/b/fo" into the directory "a/b/" to walk and the name
 		// prefix "fo" its entries must have.
-		dirKey, name := "", prefix
-		if i := strings.LastIndex(prefix, "/"); i >= 0 {
-			dirKey, name = prefix[:i+1], prefix[i+1:]
-		}
-		dir := b.root
+		dirKey, name := splitKey(prefix)
 		if dirKey != "" {
-			var err error
-			if dir, err = b.path(strings.TrimSuffix(dirKey, "/")); err != nil {
+			if _, err := b.path(dirKey); err != nil {
 				yield("", err)
 				return
 			}
 		}
-		b.walk(ctx, dir, dirKey, name, yield)
+		fd, err := b.openDir(dirKey, false)
+		if isNotExist(err) {
+			return
+		}
+		if err != nil {
+			yield("", err)
+			return
+		}
+		keyPrefix := ""
+		if dirKey != "" {
+			keyPrefix = dirKey + "/"
+		}
+		b.walk(ctx, fd, filepath.Join(b.root, filepath.FromSlash(dirKey)), keyPrefix, name, yield)
 	}
 }
 
-// walk yields, in lexical order, the keys of the files below dir whose names
-// start with name, prefixed by keyPrefix. It reports whether to go on.
-func (b *bucket) walk(ctx context.Context, dir, keyPrefix, name string, yield func(string, error) bool) bool {
+// walk yields, in lexical order, the keys of the entries other than
+// directories below the directory open as fd (at path dir) whose names
+// start with name, prefixed by keyPrefix. It takes ownership of fd. It does
+// not descend into symbolic links (a link is yielded as a key, which Read
+// refuses), and it yields FIFOs, sockets and devices too, so that a control
+// file in such a state is found and reported as corrupt rather than
+// silently missing. It reports whether to go on.
+func (b *bucket) walk(ctx context.Context, fd int, dir, keyPrefix, name string, yield func(string, error) bool) bool {
+	f := os.NewFile(uintptr(fd), dir)
+	defer f.Close()
 	if err := ctx.Err(); err != nil {
 		yield("", err)
 		return false
 	}
-	entries, err := os.ReadDir(dir)
+	entries, err := f.ReadDir(-1)
 	if isNotExist(err) {
 		return true
 	}
@@ -673,7 +686,15 @@ func (b *bucket) walk(ctx context.Context, dir, keyPrefix, name string, yield fu
 	for _, e := range ents {
 		if e.dir {
 			n := strings.TrimSuffix(e.sortKey, "/")
-			if !b.walk(ctx, filepath.Join(dir, n), keyPrefix+e.sortKey, "", yield) {
+			sub, err := openat(fd, n, dirFlags, 0)
+			if err == unix.ENOENT || err == unix.ENOTDIR || err == unix.ELOOP {
+				continue // removed, or replaced by a non-directory, meanwhile
+			}
+			if err != nil {
+				yield("", pathErr("open", filepath.Join(dir, n), err))
+				return false
+			}
+			if !b.walk(ctx, sub, filepath.Join(dir, n), keyPrefix+e.sortKey, "", yield) {
 				return false
 			}
 		} else if !yield(keyPrefix+e.sortKey, nil) {
@@ -684,16 +705,24 @@ func (b *bucket) walk(ctx context.Context, dir, keyPrefix, name string, yield fu
 }
 
 func (b *bucket) ErrorCode(err error) driver.Code {
-	var pe *preconditionError
+	var (
+		pe *preconditionError
+		nr *notRegularError
+		tl *tooLargeError
+	)
 	switch {
 	case errors.As(err, &pe):
 		return driver.Precondition
+	case errors.As(err, &nr):
+		return driver.NotRegular
+	case errors.As(err, &tl):
+		return driver.TooLarge
 	case isNotExist(err):
 		return driver.NotExist
-	case errors.Is(err, fs.ErrPermission), errors.Is(err, syscall.EROFS):
+	case errors.Is(err, fs.ErrPermission), errors.Is(err, unix.EROFS):
 		return driver.Permission
-	case errors.Is(err, syscall.EAGAIN), errors.Is(err, syscall.EINTR),
-		errors.Is(err, syscall.ESTALE), errors.Is(err, syscall.ETIMEDOUT):
+	case errors.Is(err, unix.EAGAIN), errors.Is(err, unix.EINTR),
+		errors.Is(err, unix.ESTALE), errors.Is(err, unix.ETIMEDOUT):
 		return driver.Transient
 	}
 	return driver.Unknown

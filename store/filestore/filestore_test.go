@@ -44,7 +44,8 @@ func TestConformance(t *testing.T) {
 			b, _ := newBucket(t, nil)
 			return b
 		},
-		Location: func(t *testing.T, b *store.Bucket) string { return b.String() },
+		Location:     func(t *testing.T, b *store.Bucket) string { return b.String() },
+		Hierarchical: true,
 	})
 }
 
@@ -164,32 +165,42 @@ func TestListSkipsTempFiles(t *testing.T) {
 	}
 }
 
+// TestDirectoryIsNotAnObject checks that a key naming a directory is
+// neither an object nor absent (issue 8, item 8): a lease or status file
+// replaced by a directory is corrupt, and the runner must say so rather than
+// wait for it forever.
 func TestDirectoryIsNotAnObject(t *testing.T) {
 	ctx := t.Context()
 	b, dir := newBucket(t, nil)
 	if _, err := b.Write(ctx, "d/k", []byte("x")); err != nil {
 		t.Fatal(err)
 	}
-	if _, _, err := b.Read(ctx, "d"); !errors.Is(err, store.ErrNotExist) {
-		t.Errorf(`Read("d") of a directory = %v, want ErrNotExist`, err)
+	if _, _, err := b.Read(ctx, "d"); !errors.Is(err, store.ErrNotRegular) {
+		t.Errorf(`Read("d") of a directory = %v, want ErrNotRegular`, err)
 	}
-	if _, err := b.Stat(ctx, "d"); !errors.Is(err, store.ErrNotExist) {
-		t.Errorf(`Stat("d") of a directory = %v, want ErrNotExist`, err)
+	if _, _, err := b.ReadLimit(ctx, "d", 10); !errors.Is(err, store.ErrNotRegular) {
+		t.Errorf(`ReadLimit("d") of a directory = %v, want ErrNotRegular`, err)
 	}
-	if _, err := b.WriteIf(ctx, "d", []byte("x"), store.IfVersion("v")); !errors.Is(err, store.ErrPrecondition) {
-		t.Errorf(`WriteIf("d", IfVersion) of a directory = %v, want ErrPrecondition`, err)
+	if _, err := b.Stat(ctx, "d"); !errors.Is(err, store.ErrNotRegular) {
+		t.Errorf(`Stat("d") of a directory = %v, want ErrNotRegular`, err)
+	}
+	if ok, err := b.Exists(ctx, "d"); ok || !errors.Is(err, store.ErrNotRegular) {
+		t.Errorf(`Exists("d") of a directory = %v, %v; want false, ErrNotRegular`, ok, err)
+	}
+	if _, err := b.WriteIf(ctx, "d", []byte("x"), store.IfVersion("v")); !errors.Is(err, store.ErrNotRegular) {
+		t.Errorf(`WriteIf("d", IfVersion) of a directory = %v, want ErrNotRegular`, err)
 	}
 	if _, err := b.WriteIf(ctx, "d", []byte("x"), store.IfAbsent()); !errors.Is(err, store.ErrPrecondition) {
 		t.Errorf(`WriteIf("d", IfAbsent) of a directory = %v, want ErrPrecondition (something exists)`, err)
 	}
-	if _, err := b.Write(ctx, "d", []byte("x")); err == nil || errors.Is(err, store.ErrNotExist) {
-		t.Errorf(`Write("d") over a directory = %v, want an error other than ErrNotExist`, err)
+	if _, err := b.Write(ctx, "d", []byte("x")); !errors.Is(err, store.ErrNotRegular) {
+		t.Errorf(`Write("d") over a directory = %v, want ErrNotRegular`, err)
 	}
-	if err := b.DeleteIf(ctx, "d", store.IfVersion("v")); !errors.Is(err, store.ErrPrecondition) {
-		t.Errorf(`DeleteIf("d") of a directory = %v, want ErrPrecondition`, err)
+	if err := b.DeleteIf(ctx, "d", store.IfVersion("v")); !errors.Is(err, store.ErrNotRegular) {
+		t.Errorf(`DeleteIf("d") of a directory = %v, want ErrNotRegular`, err)
 	}
-	if err := b.Delete(ctx, "d"); err != nil {
-		t.Errorf(`Delete("d") of a directory = %v, want nil (no such object)`, err)
+	if err := b.Delete(ctx, "d"); !errors.Is(err, store.ErrNotRegular) {
+		t.Errorf(`Delete("d") of a directory = %v, want ErrNotRegular`, err)
 	}
 	if _, err := os.Stat(filepath.Join(dir, "d", "k")); err != nil {
 		t.Errorf("the directory's contents were touched: %v", err)

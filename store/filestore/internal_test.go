@@ -5,6 +5,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -195,26 +196,30 @@ func TestPathStaysInRoot(t *testing.T) {
 
 func TestErrorCode(t *testing.T) {
 	b := &bucket{}
-	pathErr := func(errno syscall.Errno) error { return &fs.PathError{Op: "open", Path: "/x", Err: errno} }
+	errnoErr := func(errno syscall.Errno) error { return &fs.PathError{Op: "open", Path: "/x", Err: errno} }
 	for _, tc := range []struct {
 		err  error
 		want driver.Code
 	}{
-		{pathErr(syscall.ENOENT), driver.NotExist},
-		{pathErr(syscall.ENOTDIR), driver.NotExist},
-		{errDir("read", "/x"), driver.NotExist},
+		{errnoErr(syscall.ENOENT), driver.NotExist},
+		{errnoErr(syscall.ENOTDIR), driver.NotExist},
+		{errNotRegular("read", "/x", syscall.S_IFDIR), driver.NotRegular},
+		{errNotRegular("read", "/x", syscall.S_IFIFO), driver.NotRegular},
+		{pathErr("open", "/x", syscall.ELOOP), driver.NotRegular},
+		{&fs.PathError{Op: "read", Path: "/x", Err: &tooLargeError{10}}, driver.TooLarge},
+		{&PermissionError{Path: "/x", Err: pathErr("open", "/x", syscall.EACCES)}, driver.Permission},
 		{errExists, driver.Precondition},
 		{errAbsent, driver.Precondition},
 		{versionMismatch("a", "b"), driver.Precondition},
-		{pathErr(syscall.EACCES), driver.Permission},
-		{pathErr(syscall.EPERM), driver.Permission},
-		{pathErr(syscall.EROFS), driver.Permission},
-		{pathErr(syscall.EAGAIN), driver.Transient},
-		{pathErr(syscall.EINTR), driver.Transient},
-		{pathErr(syscall.ESTALE), driver.Transient},
-		{pathErr(syscall.ETIMEDOUT), driver.Transient},
-		{pathErr(syscall.EIO), driver.Unknown},
-		{pathErr(syscall.ENOSPC), driver.Unknown},
+		{errnoErr(syscall.EACCES), driver.Permission},
+		{errnoErr(syscall.EPERM), driver.Permission},
+		{errnoErr(syscall.EROFS), driver.Permission},
+		{errnoErr(syscall.EAGAIN), driver.Transient},
+		{errnoErr(syscall.EINTR), driver.Transient},
+		{errnoErr(syscall.ESTALE), driver.Transient},
+		{errnoErr(syscall.ETIMEDOUT), driver.Transient},
+		{errnoErr(syscall.EIO), driver.Unknown},
+		{errnoErr(syscall.ENOSPC), driver.Unknown},
 		{&os.LinkError{Op: "link", Old: "a", New: "b", Err: syscall.EXDEV}, driver.Unknown},
 	} {
 		if got := b.ErrorCode(tc.err); got != tc.want {
@@ -237,6 +242,60 @@ func TestConformanceNamedTemporaries(t *testing.T) {
 			b.noTmpfile.Store(true)
 			return store.NewBucket(b, b.root, nil)
 		},
-		Location: func(t *testing.T, b *store.Bucket) string { return b.String() },
+		Location:     func(t *testing.T, b *store.Bucket) string { return b.String() },
+		Hierarchical: true,
 	})
+}
+
+func TestLsMode(t *testing.T) {
+	for _, tc := range []struct {
+		m    fs.FileMode
+		want string
+	}{
+		{fs.ModeDir | fs.ModeSetgid | 0o755, "drwxr-sr-x"},
+		{fs.ModeDir | fs.ModeSetgid | 0o745, "drwxr-Sr-x"},
+		{fs.ModeDir | fs.ModeSticky | 0o777, "drwxrwxrwt"},
+		{0o644, "-rw-r--r--"},
+	} {
+		if got := lsMode(tc.m); got != tc.want {
+			t.Errorf("lsMode(%v) = %q, want %q", tc.m, got, tc.want)
+		}
+	}
+}
+
+// TestPermissionErrorNamesTheBlocker checks the explanation of a refused
+// operation: the directory for a change of its entries, the object for an
+// open of the object, with owner, group and mode as ls shows them.
+func TestPermissionErrorNamesTheBlocker(t *testing.T) {
+	dir := t.TempDir()
+	p := filepath.Join(dir, "obj")
+	if err := os.WriteFile(p, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		op, blocker string
+	}{
+		{"create", dir},
+		{"open", p},
+	} {
+		err := explainPermission(p, dir, &fs.PathError{Op: tc.op, Path: p, Err: syscall.EACCES})
+		pe, ok := errors.AsType[*PermissionError](err)
+		if !ok {
+			t.Fatalf("explainPermission(%s) = %v, want a *PermissionError", tc.op, err)
+		}
+		if pe.Blocker != tc.blocker || pe.Owner == "" || pe.Group == "" {
+			t.Errorf("explainPermission(%s) = %+v, want blocker %s with its owner and group", tc.op, pe, tc.blocker)
+		}
+		if !errors.Is(err, fs.ErrPermission) {
+			t.Errorf("explainPermission(%s) = %v, want it to satisfy fs.ErrPermission", tc.op, err)
+		}
+		for _, want := range []string{tc.blocker, "chmod -R g+w", "umask 002"} {
+			if !strings.Contains(err.Error(), want) {
+				t.Errorf("explainPermission(%s) = %q, want it to mention %q", tc.op, err, want)
+			}
+		}
+	}
+	if err := explainPermission(p, dir, syscall.ENOENT); err != syscall.ENOENT {
+		t.Errorf("explainPermission(ENOENT) = %v, want it unchanged", err)
+	}
 }

@@ -266,14 +266,42 @@ func generation(v driver.Version) (int64, error) {
 }
 
 func (b *gcsBucket) Read(ctx context.Context, key string) ([]byte, driver.Version, error) {
+	return b.read(ctx, key, -1)
+}
+
+// ReadLimit implements driver.LimitReader: an object whose size is more
+// than max is refused before its content is read.
+func (b *gcsBucket) ReadLimit(ctx context.Context, key string, max int64) ([]byte, driver.Version, error) {
+	return b.read(ctx, key, max)
+}
+
+// tooLargeError is the error of a limited read of a larger object.
+type tooLargeError struct{ size, max int64 }
+
+func (e *tooLargeError) Error() string {
+	return fmt.Sprintf("object of %d bytes is larger than %d", e.size, e.max)
+}
+
+// read reads key whole, or, if max >= 0, only if it has at most max bytes.
+func (b *gcsBucket) read(ctx context.Context, key string, max int64) ([]byte, driver.Version, error) {
 	r, err := b.bkt.Object(key).NewReader(ctx)
 	if err != nil {
 		return nil, "", b.explain(err)
 	}
 	defer r.Close()
-	data, err := io.ReadAll(r)
+	var body io.Reader = r
+	if max >= 0 {
+		if r.Attrs.Size > max {
+			return nil, "", &tooLargeError{r.Attrs.Size, max}
+		}
+		body = io.LimitReader(r, max+1)
+	}
+	data, err := io.ReadAll(body)
 	if err != nil {
 		return nil, "", err
+	}
+	if max >= 0 && int64(len(data)) > max {
+		return nil, "", &tooLargeError{int64(len(data)), max}
 	}
 	return data, version(r.Attrs.Generation), nil
 }
@@ -440,6 +468,9 @@ func (b *gcsBucket) explain(err error) error {
 func (b *gcsBucket) ErrorCode(err error) driver.Code {
 	if _, ok := errors.AsType[*preconditionError](err); ok {
 		return driver.Precondition
+	}
+	if _, ok := errors.AsType[*tooLargeError](err); ok {
+		return driver.TooLarge
 	}
 	if _, ok := errors.AsType[*permissionHint](err); ok {
 		return driver.Permission

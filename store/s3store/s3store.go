@@ -334,14 +334,42 @@ func (e *preconditionError) Error() string { return "precondition failed: " + e.
 func (e *preconditionError) Unwrap() error { return e.err }
 
 func (b *s3Bucket) Read(ctx context.Context, key string) ([]byte, driver.Version, error) {
+	return b.read(ctx, key, -1)
+}
+
+// ReadLimit implements driver.LimitReader: an object whose size is more
+// than max is refused before its content is read.
+func (b *s3Bucket) ReadLimit(ctx context.Context, key string, max int64) ([]byte, driver.Version, error) {
+	return b.read(ctx, key, max)
+}
+
+// tooLargeError is the error of a limited read of a larger object.
+type tooLargeError struct{ size, max int64 }
+
+func (e *tooLargeError) Error() string {
+	return fmt.Sprintf("object of %d bytes is larger than %d", e.size, e.max)
+}
+
+// read reads key whole, or, if max >= 0, only if it has at most max bytes.
+func (b *s3Bucket) read(ctx context.Context, key string, max int64) ([]byte, driver.Version, error) {
 	out, err := b.client.GetObject(ctx, &s3.GetObjectInput{Bucket: &b.bucket, Key: aws.String(key)})
 	if err != nil {
 		return nil, "", b.explain(err)
 	}
 	defer out.Body.Close()
-	data, err := io.ReadAll(out.Body)
+	var body io.Reader = out.Body
+	if max >= 0 {
+		if n := aws.ToInt64(out.ContentLength); n > max {
+			return nil, "", &tooLargeError{n, max}
+		}
+		body = io.LimitReader(out.Body, max+1)
+	}
+	data, err := io.ReadAll(body)
 	if err != nil {
 		return nil, "", err
+	}
+	if max >= 0 && int64(len(data)) > max {
+		return nil, "", &tooLargeError{int64(len(data)), max}
 	}
 	if out.ETag == nil {
 		return nil, "", errNoETag
@@ -531,6 +559,9 @@ func isCredentialsError(err error) bool {
 func (b *s3Bucket) ErrorCode(err error) driver.Code {
 	if _, ok := errors.AsType[*preconditionError](err); ok {
 		return driver.Precondition
+	}
+	if _, ok := errors.AsType[*tooLargeError](err); ok {
+		return driver.TooLarge
 	}
 	if _, ok := errors.AsType[*permissionHint](err); ok {
 		return driver.Permission

@@ -27,6 +27,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
@@ -64,6 +65,12 @@ type Harness struct {
 	// for read-modify-write: a conditional write with the lagging version
 	// fails. The torn-read case then accepts a lagging version.
 	ReadVersionMayLag string
+
+	// Hierarchical declares that keys are paths in a file system: a key
+	// that is a proper prefix of another ("d" of "d/k") names a directory,
+	// and reading or statting it fails with store.ErrNotRegular. Otherwise
+	// such a key is simply absent (store.ErrNotExist), as in object stores.
+	Hierarchical bool
 }
 
 // Run runs the conformance suite against the backend of h, as parallel
@@ -82,6 +89,8 @@ func Run(t *testing.T, h Harness) {
 		{"Delete", deleteCases},
 		{"List", listCases},
 		{"Sub", subCases},
+		{"Limit", limitCases},
+		{"Reserved", reservedCases},
 		{"Contention", contentionCases},
 		{"Process", processCases},
 	}
@@ -201,6 +210,81 @@ func randomBytes(seed uint64, n int) []byte {
 	data := make([]byte, n)
 	r.Read(data)
 	return data
+}
+
+var limitCases = []testCase{
+	{"ReadLimit", func(t *testing.T, h Harness) {
+		b := newBucket(t, h)
+		data := []byte("0123456789")
+		v := mustWrite(t, b, "k", data)
+		got, gotV, err := b.ReadLimit(t.Context(), "k", int64(len(data)))
+		if err != nil || !bytes.Equal(got, data) || gotV != v {
+			t.Errorf(`ReadLimit("k", %d) = %q, %q, %v; want %q, %q, nil: an object of exactly the limit is read whole`, len(data), got, gotV, err, data, v)
+		}
+		got, _, err = b.ReadLimit(t.Context(), "k", int64(len(data))-1)
+		wantErr(t, `ReadLimit("k", len-1)`, err, store.ErrTooLarge, "an object larger than the limit is refused")
+		if got != nil {
+			t.Errorf(`ReadLimit("k", len-1) data = %q, want nil with an error`, got)
+		}
+		_, _, err = b.ReadLimit(t.Context(), "missing", 10)
+		wantErr(t, `ReadLimit("missing")`, err, store.ErrNotExist, "a limited read of a missing key")
+		mustWrite(t, b, "empty", nil)
+		if got, _, err := b.ReadLimit(t.Context(), "empty", 0); err != nil || len(got) != 0 {
+			t.Errorf(`ReadLimit("empty", 0) = %q, %v; want "", nil`, got, err)
+		}
+	}},
+	{"DirectoryKey", func(t *testing.T, h Harness) {
+		b := newBucket(t, h)
+		mustWrite(t, b, "d/k", []byte("x"))
+		want, why := error(store.ErrNotExist), "in an object store, a prefix of other keys is not an object"
+		if h.Hierarchical {
+			want, why = store.ErrNotRegular, "in a file system, a key naming a directory is neither an object nor absent"
+		}
+		_, _, err := b.Read(t.Context(), "d")
+		wantErr(t, `Read("d")`, err, want, why)
+		_, _, err = b.ReadLimit(t.Context(), "d", 10)
+		wantErr(t, `ReadLimit("d")`, err, want, why)
+		_, err = b.Stat(t.Context(), "d")
+		wantErr(t, `Stat("d")`, err, want, why)
+	}},
+}
+
+var reservedCases = []testCase{
+	{"WithReserved", func(t *testing.T, h Harness) {
+		ctx := t.Context()
+		b := newBucket(t, h)
+		step, err := b.Sub("step")
+		if err != nil {
+			t.Fatal(err)
+		}
+		mustWrite(t, step, ".control", []byte("runner"))
+		mustWrite(t, step, ".control-dir/x", []byte("runner"))
+		isControl := func(key string) bool { return strings.HasPrefix(key, ".control") }
+		user := step.WithReserved("the test", isControl)
+		for _, key := range []string{".control", ".control-dir/x", ".control-new"} {
+			_, err := user.Write(ctx, key, []byte("user"))
+			wantErr(t, fmt.Sprintf("Write(%q) through the view", key), err, store.ErrReserved, "a reserved key cannot be written through the view")
+			_, err = user.WriteIf(ctx, key, []byte("user"), store.IfAbsent())
+			wantErr(t, fmt.Sprintf("WriteIf(%q, IfAbsent) through the view", key), err, store.ErrReserved, "a reserved key cannot be created through the view")
+			err = user.Delete(ctx, key)
+			wantErr(t, fmt.Sprintf("Delete(%q) through the view", key), err, store.ErrReserved, "a reserved key cannot be deleted through the view")
+		}
+		sub, err := user.Sub(".control-dir")
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, err = sub.Write(ctx, "y", []byte("user"))
+		wantErr(t, `Sub(".control-dir").Write("y")`, err, store.ErrReserved, "a reserved directory stays reserved through Sub")
+		mustWrite(t, user, "data/.control", []byte("user")) // not the first segment: the step's own data
+		mustWrite(t, user, "out", []byte("user"))
+		wantContent(t, step, ".control", []byte("runner"), "", "refused writes change nothing")
+		if got, _, err := user.Read(ctx, ".control"); err != nil || string(got) != "runner" {
+			t.Errorf(`Read(".control") through the view = %q, %v; want "runner": reads are not restricted`, got, err)
+		}
+		wantList(t, user, "", []string{"data/.control", "out"}, "List through the view hides reserved keys")
+		wantList(t, step, "", []string{".control", ".control-dir/x", "data/.control", "out"}, "the unrestricted bucket lists everything")
+		mustWrite(t, step, ".control", []byte("runner again")) // the runner still can
+	}},
 }
 
 var basicCases = []testCase{
