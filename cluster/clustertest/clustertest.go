@@ -115,6 +115,7 @@ func Run(t *testing.T, h Harness) {
 		{"Adopt", s.adopt},
 		{"AdoptOnlyOwnJobs", s.adoptOnlyOwnJobs},
 		{"VerifiedProgram", s.verifiedProgram},
+		{"SymlinkedLog", s.symlinkedLog},
 		{"WaitAll", s.waitAll},
 		{"Setup", s.setup},
 		{"Replicas", s.replicas},
@@ -218,6 +219,45 @@ func (s *suite) succeeds(t *testing.T, c *cluster.Client, ctx context.Context) {
 	}
 	if j.ID() == "" || j.Name() != "succeeds" || j.Adopted() {
 		t.Errorf("ID, Name, Adopted = %q, %q, %v", j.ID(), j.Name(), j.Adopted())
+	}
+}
+
+// A job never follows a symbolic link planted where its log goes (a step's
+// log directory on a shared prefix is writable by others): it fails
+// instead of appending to the file the link names.
+func (s *suite) symlinkedLog(t *testing.T, c *cluster.Client, ctx context.Context) {
+	for _, link := range []string{"file", "dir"} {
+		t.Run(link, func(t *testing.T) {
+			dir := t.TempDir()
+			victim := filepath.Join(dir, "victim")
+			if err := os.WriteFile(victim, []byte("precious\n"), 0o666); err != nil {
+				t.Fatal(err)
+			}
+			logDir := filepath.Join(dir, "logs")
+			if link == "dir" {
+				if err := os.Symlink(dir, logDir); err != nil {
+					t.Fatal(err)
+				}
+				victim = filepath.Join(dir, "attempt-1.log")
+				if err := os.WriteFile(victim, []byte("precious\n"), 0o666); err != nil {
+					t.Fatal(err)
+				}
+			} else {
+				if err := os.Mkdir(logDir, 0o777); err != nil {
+					t.Fatal(err)
+				}
+				if err := os.Symlink(victim, filepath.Join(logDir, "attempt-1.log")); err != nil {
+					t.Fatal(err)
+				}
+			}
+			j := submit(t, ctx, c, cluster.JobSpec{Name: "symlinked-log-" + link, Command: sh(`echo pwned`), LogDir: logDir})
+			if st, _ := j.Wait(ctx); st == cluster.Succeeded {
+				t.Errorf("job logging through a symbolic link succeeded")
+			}
+			if data, err := os.ReadFile(victim); err != nil || string(data) != "precious\n" {
+				t.Errorf("the link's target now holds %q (%v)", data, err)
+			}
+		})
 	}
 }
 

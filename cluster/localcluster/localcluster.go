@@ -220,7 +220,7 @@ func (s *Scheduler) Submit(_ context.Context, spec *driver.JobSpec) (string, err
 	case r.GPUs*n > s.gpus:
 		return "", errorf(driver.Unsatisfiable, "localcluster: %d replica(s) x %d GPUs exceed the %d GPUs of the budget", n, r.GPUs, s.gpus)
 	}
-	if err := os.MkdirAll(spec.LogDir, 0o755); err != nil {
+	if err := os.MkdirAll(spec.LogDir, 0o777); err != nil {
 		return "", fmt.Errorf("localcluster: %w", err)
 	}
 	s.mu.Lock()
@@ -290,7 +290,7 @@ func (s *Scheduler) execute(j *job) driver.Status {
 		return driver.Status{State: driver.Failed, Cause: driver.CauseOther, ExitCode: -1, Reason: err.Error()}
 	}
 	logPath := filepath.Join(j.spec.LogDir, driver.LogName(j.spec.Attempt))
-	logf, err := os.OpenFile(logPath, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o644)
+	logf, err := openLog(logPath)
 	if err != nil {
 		return fail(err)
 	}
@@ -578,4 +578,28 @@ func (s *Scheduler) Close() error {
 	s.mu.Unlock()
 	s.wg.Wait()
 	return nil
+}
+
+// openLog opens a job's log for appending without following a symbolic
+// link in its last two components (the log directory, under a step's
+// output on a shared prefix, and the file): anyone who can write there
+// could otherwise make the job append to any file its user can write. It
+// also refuses anything but a regular file, and never blocks on a FIFO.
+func openLog(path string) (*os.File, error) {
+	dir, err := os.OpenFile(filepath.Dir(path), os.O_RDONLY|syscall.O_DIRECTORY|syscall.O_NOFOLLOW, 0)
+	if err != nil {
+		return nil, fmt.Errorf("localcluster: log directory %s (a symbolic link?): %w", filepath.Dir(path), err)
+	}
+	defer dir.Close()
+	fd, err := syscall.Openat(int(dir.Fd()), filepath.Base(path),
+		syscall.O_WRONLY|syscall.O_CREAT|syscall.O_APPEND|syscall.O_NOFOLLOW|syscall.O_NONBLOCK|syscall.O_CLOEXEC, 0o666)
+	if err != nil {
+		return nil, fmt.Errorf("localcluster: log %s (a symbolic link?): %w", path, err)
+	}
+	f := os.NewFile(uintptr(fd), path)
+	if fi, err := f.Stat(); err != nil || !fi.Mode().IsRegular() {
+		f.Close()
+		return nil, fmt.Errorf("localcluster: log %s is not a regular file", path)
+	}
+	return f, nil
 }

@@ -273,7 +273,15 @@ func (s *Scheduler) script(spec *driver.JobSpec) []byte {
 	fmt.Fprintf(&b, "cairn_log_dir=%s\n", quote(spec.LogDir))
 	fmt.Fprintf(&b, "cairn_attempt=$((%d + ${SLURM_RESTART_COUNT:-0}))\n", spec.Attempt)
 	b.WriteString("mkdir -p -- \"$cairn_log_dir\"\n")
-	b.WriteString("exec >>\"$cairn_log_dir/attempt-$cairn_attempt.log\" 2>&1\n")
+	// Refuse a log directory or file that is a symbolic link (or a file
+	// that is not a regular file): anyone who can write under a shared
+	// step output could otherwise make the job append to any file of its
+	// user. The shell cannot open with O_NOFOLLOW, so this is a check, not
+	// a guarantee against a link swapped in between.
+	b.WriteString("cairn_log=\"$cairn_log_dir/attempt-$cairn_attempt.log\"\n")
+	b.WriteString("if [ -L \"$cairn_log_dir\" ] || [ -L \"$cairn_log\" ] || { [ -e \"$cairn_log\" ] && [ ! -f \"$cairn_log\" ]; }; then\n")
+	b.WriteString("\techo \"cairn: refusing to log to $cairn_log: a symbolic link or not a regular file\" >&2\n\texit 126\nfi\n")
+	b.WriteString("exec >>\"$cairn_log\" 2>&1\n")
 	b.WriteString("export CAIRN_ATTEMPT=\"$cairn_attempt\" CAIRN_JOB_ID=\"$SLURM_JOB_ID\"\n")
 	fmt.Fprintf(&b, "export CAIRN_REPLICAS=%d\n", spec.Replicas)
 	for _, k := range slices.Sorted(maps.Keys(spec.Env)) { // keys are validated identifiers
