@@ -743,17 +743,7 @@ func TestRemoteAdoptsJobWithRecordedToken(t *testing.T) {
 		done <- err
 	}()
 	deadline := time.Now().Add(30 * time.Second)
-	for !strings.Contains(logs.String(), "adopted the job") {
-		select {
-		case err := <-done:
-			t.Fatalf("run ended (%v) without adopting the job:\n%s", err, logs.String())
-		default:
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("the runner never adopted the job:\n%s", logs.String())
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	awaitLog(t, &logs, done, "adopted the job", deadline)
 	if err := os.WriteFile(release, nil, 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -818,17 +808,7 @@ func TestRemoteLeaseLostLeavesJobToTaker(t *testing.T) {
 	if err := os.Remove(filepath.Join(dir, statusfile.LockKey)); err != nil {
 		t.Fatal(err)
 	}
-	for !strings.Contains(logs.String(), "adopted the job") {
-		select {
-		case err := <-done:
-			t.Fatalf("run ended (%v) without adopting the job:\n%s", err, logs.String())
-		default:
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("the runner never adopted its job:\n%s", logs.String())
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	awaitLog(t, &logs, done, "adopted the job", deadline)
 	if !strings.Contains(logs.String(), "lease lost") {
 		t.Errorf("the loss was not logged:\n%s", logs.String())
 	}
@@ -842,5 +822,22 @@ func TestRemoteLeaseLostLeavesJobToTaker(t *testing.T) {
 	cancel()
 	if err := <-done; !errors.Is(err, context.Canceled) {
 		t.Fatalf("run = %v, want context.Canceled", err)
+	}
+}
+
+// awaitLog waits until logs holds want, failing the test if the run ends
+// (a value on done) or the deadline passes first.
+func awaitLog(t *testing.T, logs *lockedBuffer, done <-chan error, want string, deadline time.Time) {
+	t.Helper()
+	for !strings.Contains(logs.String(), want) {
+		select {
+		case err := <-done:
+			t.Fatalf("run ended (%v) before logging %q:\n%s", err, want, logs.String())
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the runner never logged %q:\n%s", want, logs.String())
+		}
+		time.Sleep(10 * time.Millisecond)
 	}
 }

@@ -50,6 +50,17 @@ func (o *overlapLog) step(name string, d time.Duration) cairn.Func {
 	}
 }
 
+// steps returns n independent steps named prefix0, prefix1... that each
+// run for d.
+func (o *overlapLog) steps(prefix string, n int, d time.Duration) []*cairn.Step {
+	var steps []*cairn.Step
+	for i := range n {
+		name := fmt.Sprintf("%s%02d", prefix, i)
+		steps = append(steps, &cairn.Step{Name: name, Func: o.step(name, d)})
+	}
+	return steps
+}
+
 func (o *overlapLog) check(t *testing.T, steps []*cairn.Step) {
 	t.Helper()
 	o.mu.Lock()
@@ -74,11 +85,7 @@ func TestSkewedRunnerAmongSeveral(t *testing.T) {
 		t.Run(fmt.Sprintf("%+v", skew), func(t *testing.T) {
 			st := cairntest.NewStorage(t)
 			log := newOverlapLog()
-			var steps []*cairn.Step
-			for i := range 12 {
-				name := fmt.Sprintf("s%02d", i)
-				steps = append(steps, &cairn.Step{Name: name, Func: log.step(name, 30*time.Millisecond)})
-			}
+			steps := log.steps("s", 12, 30*time.Millisecond)
 			var wg sync.WaitGroup
 			for r := range 4 {
 				wg.Go(func() {
@@ -108,11 +115,7 @@ func TestSkewedRunnerAmongSeveral(t *testing.T) {
 func TestSameWorkerIDNeverSharesALease(t *testing.T) {
 	st := cairntest.NewStorage(t)
 	log := newOverlapLog()
-	var steps []*cairn.Step
-	for i := range 6 {
-		name := fmt.Sprintf("w%d", i)
-		steps = append(steps, &cairn.Step{Name: name, Func: log.step(name, 20*time.Millisecond)})
-	}
+	steps := log.steps("w", 6, 20*time.Millisecond)
 	var wg sync.WaitGroup
 	for r := range 2 {
 		wg.Go(func() {

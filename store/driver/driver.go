@@ -8,6 +8,7 @@ package driver
 
 import (
 	"context"
+	"fmt"
 	"iter"
 )
 
@@ -119,4 +120,13 @@ type LimitReader interface {
 	// is larger, it fails with ErrorCode(err) == TooLarge, having read at
 	// most max+1 bytes of it.
 	ReadLimit(ctx context.Context, key string, max int64) ([]byte, Version, error)
+}
+
+// TooLargeError is the error of a size-limited read (LimitReader) that
+// found an object of Size bytes, more than Max. Drivers return it and
+// classify it as TooLarge.
+type TooLargeError struct{ Size, Max int64 }
+
+func (e *TooLargeError) Error() string {
+	return fmt.Sprintf("object of %d bytes is larger than %d", e.Size, e.Max)
 }

@@ -275,13 +275,6 @@ func (b *gcsBucket) ReadLimit(ctx context.Context, key string, max int64) ([]byt
 	return b.read(ctx, key, max)
 }
 
-// tooLargeError is the error of a limited read of a larger object.
-type tooLargeError struct{ size, max int64 }
-
-func (e *tooLargeError) Error() string {
-	return fmt.Sprintf("object of %d bytes is larger than %d", e.size, e.max)
-}
-
 // read reads key whole, or, if max >= 0, only if it has at most max bytes.
 func (b *gcsBucket) read(ctx context.Context, key string, max int64) ([]byte, driver.Version, error) {
 	r, err := b.bkt.Object(key).NewReader(ctx)
@@ -292,7 +285,7 @@ func (b *gcsBucket) read(ctx context.Context, key string, max int64) ([]byte, dr
 	var body io.Reader = r
 	if max >= 0 {
 		if r.Attrs.Size > max {
-			return nil, "", &tooLargeError{r.Attrs.Size, max}
+			return nil, "", &driver.TooLargeError{Size: r.Attrs.Size, Max: max}
 		}
 		body = io.LimitReader(r, max+1)
 	}
@@ -301,7 +294,7 @@ func (b *gcsBucket) read(ctx context.Context, key string, max int64) ([]byte, dr
 		return nil, "", err
 	}
 	if max >= 0 && int64(len(data)) > max {
-		return nil, "", &tooLargeError{int64(len(data)), max}
+		return nil, "", &driver.TooLargeError{Size: int64(len(data)), Max: max}
 	}
 	return data, version(r.Attrs.Generation), nil
 }
@@ -469,7 +462,7 @@ func (b *gcsBucket) ErrorCode(err error) driver.Code {
 	if _, ok := errors.AsType[*preconditionError](err); ok {
 		return driver.Precondition
 	}
-	if _, ok := errors.AsType[*tooLargeError](err); ok {
+	if _, ok := errors.AsType[*driver.TooLargeError](err); ok {
 		return driver.TooLarge
 	}
 	if _, ok := errors.AsType[*permissionHint](err); ok {

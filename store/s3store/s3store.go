@@ -343,13 +343,6 @@ func (b *s3Bucket) ReadLimit(ctx context.Context, key string, max int64) ([]byte
 	return b.read(ctx, key, max)
 }
 
-// tooLargeError is the error of a limited read of a larger object.
-type tooLargeError struct{ size, max int64 }
-
-func (e *tooLargeError) Error() string {
-	return fmt.Sprintf("object of %d bytes is larger than %d", e.size, e.max)
-}
-
 // read reads key whole, or, if max >= 0, only if it has at most max bytes.
 func (b *s3Bucket) read(ctx context.Context, key string, max int64) ([]byte, driver.Version, error) {
 	out, err := b.client.GetObject(ctx, &s3.GetObjectInput{Bucket: &b.bucket, Key: aws.String(key)})
@@ -360,7 +353,7 @@ func (b *s3Bucket) read(ctx context.Context, key string, max int64) ([]byte, dri
 	var body io.Reader = out.Body
 	if max >= 0 {
 		if n := aws.ToInt64(out.ContentLength); n > max {
-			return nil, "", &tooLargeError{n, max}
+			return nil, "", &driver.TooLargeError{Size: n, Max: max}
 		}
 		body = io.LimitReader(out.Body, max+1)
 	}
@@ -369,7 +362,7 @@ func (b *s3Bucket) read(ctx context.Context, key string, max int64) ([]byte, dri
 		return nil, "", err
 	}
 	if max >= 0 && int64(len(data)) > max {
-		return nil, "", &tooLargeError{int64(len(data)), max}
+		return nil, "", &driver.TooLargeError{Size: int64(len(data)), Max: max}
 	}
 	if out.ETag == nil {
 		return nil, "", errNoETag
@@ -560,7 +553,7 @@ func (b *s3Bucket) ErrorCode(err error) driver.Code {
 	if _, ok := errors.AsType[*preconditionError](err); ok {
 		return driver.Precondition
 	}
-	if _, ok := errors.AsType[*tooLargeError](err); ok {
+	if _, ok := errors.AsType[*driver.TooLargeError](err); ok {
 		return driver.TooLarge
 	}
 	if _, ok := errors.AsType[*permissionHint](err); ok {
