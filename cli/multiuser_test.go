@@ -179,7 +179,7 @@ func TestTwoUsersShareAPrefix(t *testing.T) {
 	marker := filepath.Join(scratch, "first-started")
 
 	lease := []string{"--lease-interval", "200ms", "--lease-stale-after", "1s", "--poll-interval", "50ms", "--log-format", "json"}
-	as := func(name, umask string, pipeline int, env ...string) *exec.Cmd {
+	asOn := func(prefix, name, umask string, pipeline int, env ...string) *exec.Cmd {
 		// sh sets the umask and execs setpriv, which execs the program, so
 		// the command's process is the runner itself.
 		args := append([]string{"-c", `umask "$0"; exec "$@"`, umask,
@@ -189,6 +189,39 @@ func TestTwoUsersShareAPrefix(t *testing.T) {
 		cmd.Env = append([]string{"PATH=/usr/bin:/bin", "CAIRN_TEST_TEAM_PIPELINE=" + strconv.Itoa(pipeline)}, env...)
 		cmd.Dir = "/"
 		return cmd
+	}
+	as := func(name, umask string, pipeline int, env ...string) *exec.Cmd {
+		return asOn(prefix, name, umask, pipeline, env...)
+	}
+
+	// 0. The team's way (a setgid group directory, everyone with umask
+	// 002): A is killed while "first" holds its lease, and B takes the
+	// step over and finishes the pipeline with no chmod by anyone.
+	teamPrefix := filepath.Join(top, "team-umask-002")
+	mkdirMode(t, teamPrefix, 0o775|fs.ModeSetgid)
+	if err := os.Chown(teamPrefix, 0, gid); err != nil {
+		t.Fatal(err)
+	}
+	teamMarker := filepath.Join(scratch, "team-first-started")
+	a0 := asOn(teamPrefix, teamUserA, "002", 1, "CAIRN_TEST_BLOCK="+teamMarker)
+	var a0Err bytes.Buffer
+	a0.Stderr = &a0Err
+	if err := a0.Start(); err != nil {
+		t.Fatal(err)
+	}
+	worker0 := awaitMarker(t, teamMarker, a0, &a0Err)
+	if err := a0.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	_ = a0.Wait()
+	b0 := asOn(teamPrefix, teamUserB, "002", 3)
+	var b0Err bytes.Buffer
+	b0.Stderr = &b0Err
+	if err := b0.Run(); err != nil {
+		t.Fatalf("B taking over from A, both with umask 002: %v\n%s", err, b0Err.String())
+	}
+	if took := logRecords(b0Err.String(), "step ran after taking over"); len(took) != 1 || took[0]["previous_holder"] != string(worker0) {
+		t.Errorf("B's takeovers = %v, want first taken over from A's worker %s\n%s", took, worker0, b0Err.String())
 	}
 
 	// 1. A (umask 022) is killed while "first" holds its lease.
