@@ -77,8 +77,12 @@
 // plus "pseudo_dependencies": [VERSION, ...] only if the step has
 // non-blocking references. The config map holds each versioned value, and
 // for each reference "DEP[i]" or "DEP[i]/sub" (i counts blocking and
-// non-blocking references together, in walk order) or a hard-coded path;
-// the versions of referenced steps are inlined whole. KEY is the dotted
+// non-blocking references together, in walk order) or a hard-coded path.
+// A referenced step's version is inlined whole if the step's chain depth
+// is at most 4 (0 for a step without blocking dependencies, else 1 + the
+// largest depth of those), and is otherwise the string "NAME-HASH6", as
+// current Marin does; [InlineAll] selects older Marin's rule, which inlines
+// every version, for prefixes it wrote ([ResolveWith]). KEY is the dotted
 // path of the value: a struct field contributes its JSON name (the json
 // tag's name if any, else the Go field name — use tags to match a Python
 // dataclass's attribute names), a map entry its key, a slice element

@@ -66,7 +66,7 @@ func Materialize[C any](ctx context.Context, cfg C, output string, opts *cairn.R
 			roots = append(roots, e.ref.target)
 		}
 	}
-	pl, err := resolve(opts.Prefix, roots, pseudo)
+	pl, err := resolve(opts.Prefix, roots, pseudo, InlineShallow)
 	if err != nil {
 		return cfg, err
 	}

@@ -44,6 +44,9 @@ type planned struct {
 	path    string // output path
 	deps    []*planned
 	pseudo  []*planned
+	// depth is the step's chain depth: 0 without blocking dependencies,
+	// else 1 + the largest depth among them.
+	depth int
 	// runnable: reachable from the plan's roots through blocking
 	// references. Steps reached only through non-blocking references are
 	// versioned and recorded but not run (unless --run-only selects them).
@@ -62,6 +65,42 @@ type planned struct {
 // records, if prefix is empty, or if two steps with different versions
 // share an output path.
 func Resolve(prefix string, steps ...Node) (*Plan, error) {
+	return ResolveWith(prefix, nil, steps...)
+}
+
+// Versioning selects how a step's version refers to its dependencies, and
+// so the output paths of every step below a certain depth. The zero value
+// is current Marin's rule.
+type Versioning int
+
+const (
+	// InlineShallow is current Marin's rule: a dependency's version object
+	// is inlined only if its chain depth is at most 4; a deeper dependency
+	// is referred to by its "name-hash6" (reference §8.3), which keeps
+	// version strings from growing with the length of a pipeline. A step
+	// without blocking dependencies has depth 0, any other 1 + the largest
+	// depth of its blocking dependencies.
+	InlineShallow Versioning = iota
+	// InlineAll is older Marin's rule: every dependency's version object is
+	// inlined. Use it for prefixes that older Marin wrote: from the 7th
+	// step of a chain on, the two rules give different output paths.
+	InlineAll
+)
+
+// inlineDepth is the largest chain depth whose version InlineShallow
+// inlines.
+const inlineDepth = 4
+
+// ResolveOptions configure ResolveWith. A nil *ResolveOptions means the
+// defaults.
+type ResolveOptions struct {
+	// Versioning is the rule for dependencies in versions; the zero value
+	// is current Marin's.
+	Versioning Versioning
+}
+
+// ResolveWith is Resolve with options.
+func ResolveWith(prefix string, opts *ResolveOptions, steps ...Node) (*Plan, error) {
 	roots := make([]*node, 0, len(steps))
 	for i, s := range steps {
 		if s == nil || s.node() == nil {
@@ -69,11 +108,15 @@ func Resolve(prefix string, steps ...Node) (*Plan, error) {
 		}
 		roots = append(roots, s.node())
 	}
-	return resolve(prefix, roots, nil)
+	var v Versioning
+	if opts != nil {
+		v = opts.Versioning
+	}
+	return resolve(prefix, roots, nil, v)
 }
 
 // resolve builds the plan of roots (runnable) and pseudo (versioned only).
-func resolve(prefix string, roots, pseudo []*node) (*Plan, error) {
+func resolve(prefix string, roots, pseudo []*node, versioning Versioning) (*Plan, error) {
 	prefix, err := absPrefix(prefix)
 	if err != nil {
 		return nil, err
@@ -83,6 +126,7 @@ func resolve(prefix string, roots, pseudo []*node) (*Plan, error) {
 		byVersion: make(map[string]*planned),
 		byPath:    make(map[string]*planned),
 		visiting:  make(map[*node]bool),
+		inlineAll: versioning == InlineAll,
 	}
 	for _, n := range slices.Concat(roots, pseudo) {
 		if _, err := r.visit(n); err != nil {
@@ -143,6 +187,7 @@ type resolver struct {
 	byVersion map[string]*planned
 	byPath    map[string]*planned
 	visiting  map[*node]bool
+	inlineAll bool // Versioning InlineAll
 }
 
 // visit computes the version of n after those of the steps it references
@@ -224,7 +269,7 @@ func (r *resolver) visit(n *node) (*planned, error) {
 		pseudo[i] = p
 	}
 
-	version, err := encodeVersion(n.name, config, deps, pseudo)
+	version, err := encodeVersion(n.name, config, deps, pseudo, r.inlineAll)
 	if err != nil {
 		return nil, &ConfigError{Step: n.name, Reason: err.Error()}
 	}
@@ -248,6 +293,9 @@ func (r *resolver) visit(n *node) (*planned, error) {
 		return nil, &ConfigError{Step: n.name, Reason: fmt.Sprintf("its output path %s is also the output path of step %q, whose version differs; change one step's name or OverridePath", path, p.n.name)}
 	}
 	p := &planned{n: n, version: version, hash: h, path: path, deps: deps, pseudo: pseudo}
+	for _, d := range deps {
+		p.depth = max(p.depth, d.depth+1)
+	}
 	r.byVersion[string(version)] = p
 	r.byPath[path] = p
 	r.pl.byNode[n] = p
@@ -259,11 +307,13 @@ func (r *resolver) visit(n *node) (*planned, error) {
 //
 //	{"name": name, "config": {...}, "dependencies": [...], "pseudo_dependencies": [...]}
 //
-// as Python's json.dumps(version, sort_keys=True) writes it. The
-// dependencies' versions are inlined whole; "pseudo_dependencies" is
-// present only when there are some, as in Marin (so that adding the field
-// did not change older hashes).
-func encodeVersion(name string, config map[string][]byte, deps, pseudo []*planned) ([]byte, error) {
+// as Python's json.dumps(version, sort_keys=True) writes it. A dependency
+// (blocking or not) is its version object inlined whole if inlineAll is set
+// or its chain depth is at most inlineDepth, else the string
+// "name-hash6" (Versioning). "pseudo_dependencies" is present only when
+// there are some, as in Marin (so that adding the field did not change
+// older hashes).
+func encodeVersion(name string, config map[string][]byte, deps, pseudo []*planned, inlineAll bool) ([]byte, error) {
 	size := 64 + len(name)
 	for k, v := range config {
 		size += len(k) + len(v) + 6
@@ -290,27 +340,40 @@ func encodeVersion(name string, config map[string][]byte, deps, pseudo []*planne
 		buf = append(buf, config[k]...)
 	}
 	buf = append(buf, `}, "dependencies": `...)
-	buf = appendVersions(buf, deps)
+	if buf, err = appendVersions(buf, deps, inlineAll); err != nil {
+		return nil, err
+	}
 	buf = append(buf, `, "name": `...)
 	if buf, err = canonjson.AppendString(buf, name); err != nil {
 		return nil, fmt.Errorf("name: %v", err)
 	}
 	if len(pseudo) > 0 {
 		buf = append(buf, `, "pseudo_dependencies": `...)
-		buf = appendVersions(buf, pseudo)
+		if buf, err = appendVersions(buf, pseudo, inlineAll); err != nil {
+			return nil, err
+		}
 	}
 	return append(buf, '}'), nil
 }
 
-func appendVersions(buf []byte, ps []*planned) []byte {
+// appendVersions appends the JSON list of the dependencies ps as a
+// version refers to them (encodeVersion).
+func appendVersions(buf []byte, ps []*planned, inlineAll bool) ([]byte, error) {
 	buf = append(buf, '[')
 	for i, p := range ps {
 		if i > 0 {
 			buf = append(buf, ", "...)
 		}
-		buf = append(buf, p.version...)
+		if inlineAll || p.depth <= inlineDepth {
+			buf = append(buf, p.version...)
+			continue
+		}
+		var err error
+		if buf, err = canonjson.AppendString(buf, p.n.name+"-"+p.hash); err != nil {
+			return nil, fmt.Errorf("dependency %q: %v", p.n.name, err)
+		}
 	}
-	return append(buf, ']')
+	return append(buf, ']'), nil
 }
 
 // hash6 is Marin's version hash: the first 6 hex digits of the MD5.

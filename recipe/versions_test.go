@@ -3,8 +3,10 @@ package recipe_test
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"example.com/cairn/recipe"
@@ -132,6 +134,43 @@ func chainCase() []recipe.Node {
 	return []recipe.Node{merge}
 }
 
+type deepConfig struct {
+	In recipe.Input          `json:"in"`
+	K  recipe.Versioned[int] `json:"k"`
+}
+
+// chain returns the chain deep/c0 ... deep/c(n-1), each step reading the
+// previous one's output.
+func chain(n int) []recipe.Node {
+	steps := []recipe.Node{recipe.New("deep/c0", nop[map[string]any], map[string]any{"k": recipe.V(0)}, nil)}
+	for i := 1; i < n; i++ {
+		steps = append(steps, recipe.New(fmt.Sprintf("deep/c%d", i), nop[deepConfig], deepConfig{In: recipe.OutputOf(steps[i-1], ""), K: recipe.V(i)}, nil))
+	}
+	return steps
+}
+
+// deepCase is the 7-step chain of issue 10: deep/c6 is the first step
+// whose version refers to its dependency (c5, of depth 5) by name-hash6.
+func deepCase() []recipe.Node { return chain(7)[6:] }
+
+type fanConfig struct {
+	A recipe.Input `json:"a"`
+	B recipe.Input `json:"b"`
+	C recipe.Input `json:"c"`
+}
+
+// deepfanCase joins a shallow dependency, a deep one and a deep
+// non-blocking one.
+func deepfanCase() []recipe.Node {
+	deep := chain(8)
+	shallow := recipe.New("fan/shallow", nop[map[string]any], map[string]any{"k": recipe.V("s")}, nil)
+	return []recipe.Node{recipe.New("fan/join", nop[fanConfig], fanConfig{
+		A: recipe.OutputOf(shallow, ""),
+		B: recipe.OutputOf(deep[7], "x"),
+		C: recipe.OutputOf(deep[5], "").Nonblocking(),
+	}, nil)}
+}
+
 type golden struct {
 	Case   string `json:"case"`
 	Prefix string `json:"prefix"`
@@ -150,6 +189,10 @@ func TestGoldenVersions(t *testing.T) {
 		"paths":  pathsCase,
 		"pseudo": pseudoCase,
 		"chain":  chainCase,
+		"deep":   deepCase,
+		// Older Marin's rule, selected with recipe.InlineAll.
+		"deep-legacy": deepCase,
+		"deepfan":     deepfanCase,
 	}
 	files, err := filepath.Glob("testdata/versions/*.json")
 	if err != nil {
@@ -173,7 +216,11 @@ func TestGoldenVersions(t *testing.T) {
 			if !ok {
 				t.Fatalf("no builder for %s", f)
 			}
-			pl, err := recipe.Resolve(g.Prefix, build()...)
+			opts := &recipe.ResolveOptions{}
+			if strings.HasSuffix(name, "-legacy") {
+				opts.Versioning = recipe.InlineAll
+			}
+			pl, err := recipe.ResolveWith(g.Prefix, opts, build()...)
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -45,6 +45,10 @@ type Options struct {
 	// `git rev-parse HEAD` in the working directory (none outside a git
 	// work tree).
 	Record *recipe.RecordOptions
+	// Resolve configures how steps are versioned; nil means current
+	// Marin's rule (recipe.InlineShallow). Set Versioning to
+	// recipe.InlineAll for a prefix that older Marin wrote.
+	Resolve *recipe.ResolveOptions
 }
 
 // Main runs the command line of a program whose pipeline is steps (and
@@ -60,7 +64,7 @@ func Main(steps []recipe.Node, opts *Options) int {
 	if o.CLI != nil {
 		c = *o.CLI
 	}
-	c.Prepare = Prepare(steps, o.Record)
+	c.Prepare = prepare(steps, o.Record, o.Resolve)
 	return cli.Main(nil, &c)
 }
 
@@ -69,8 +73,13 @@ func Main(steps []recipe.Node, opts *Options) int {
 // selects the steps for --run-only and writes the records), with rec
 // completed from the process as [Options.Record] describes.
 func Prepare(steps []recipe.Node, rec *recipe.RecordOptions) func(context.Context, *cairn.RunOptions) (iter.Seq[*cairn.Step], error) {
+	return prepare(steps, rec, nil)
+}
+
+// prepare is Prepare with resolve options.
+func prepare(steps []recipe.Node, rec *recipe.RecordOptions, ro *recipe.ResolveOptions) func(context.Context, *cairn.RunOptions) (iter.Seq[*cairn.Step], error) {
 	return func(ctx context.Context, opts *cairn.RunOptions) (iter.Seq[*cairn.Step], error) {
-		pl, err := recipe.Resolve(opts.Prefix, steps...)
+		pl, err := recipe.ResolveWith(opts.Prefix, ro, steps...)
 		if err != nil {
 			return nil, err
 		}

@@ -93,26 +93,45 @@ def collect(obj):
     return deps, pseudo, version
 
 
-def compute(step, versions, order):
+# INLINE_DEPTH: current Marin inlines a dependency's version only if the
+# dependency's chain depth is at most 4 and refers to deeper ones by
+# "name-hash6" (reference section 8.3); None is the older rule, which inlined
+# every dependency. Chain depth: 0 without blocking dependencies, else 1 +
+# the largest depth among them.
+INLINE_DEPTH = 4
+
+
+def hash6(version):
+    return hashlib.md5(json.dumps(version, sort_keys=True).encode()).hexdigest()[:6]
+
+
+def compute(step, versions, order, depths, rule):
     if step in versions:
         return versions[step]
     deps, pseudo, config = collect(step.config)
     for d in deps:
-        compute(d, versions, order)
+        compute(d, versions, order, depths, rule)
     for d in pseudo:
-        compute(d, versions, order)
-    version = {"name": step.name, "config": config, "dependencies": [versions[d] for d in deps]}
+        compute(d, versions, order, depths, rule)
+
+    def ref(d):
+        if rule is not None and depths[d] > rule:
+            return f"{d.name}-{hash6(versions[d])}"
+        return versions[d]
+
+    version = {"name": step.name, "config": config, "dependencies": [ref(d) for d in deps]}
     if pseudo:
-        version["pseudo_dependencies"] = [versions[d] for d in pseudo]
+        version["pseudo_dependencies"] = [ref(d) for d in pseudo]
     versions[step] = version
+    depths[step] = 1 + max((depths[d] for d in deps), default=-1)
     order.append(step)
     return version
 
 
-def case(name, *roots):
-    versions, order = {}, []
+def case(name, *roots, rule=INLINE_DEPTH):
+    versions, order, depths = {}, [], {}
     for r in roots:
-        compute(r, versions, order)
+        compute(r, versions, order, depths, rule)
     steps = []
     seen = set()
     for s in order:
@@ -248,3 +267,22 @@ src = Step("chain/src", {"url": Versioned("s3://bucket/src")})
 tok = Step("chain/tok", TokConfig(output_path_of(src, "docs"), Versioned("gpt2"), 8))
 merge = Step("chain/merge", [output_path_of(tok, "train"), output_path_of(tok, "valid"), Versioned(2)])
 case("chain", merge)
+
+
+# deep: a 7-step chain, the issue 10 example: c6 is the first step that
+# refers to its dependency (c5, depth 5) by name-hash6. deep-legacy is the
+# same chain under the older rule, which inlines every dependency. deepfan:
+# a step with a shallow and a deep dependency, and a deep pseudo-dependency.
+def chain(n):
+    steps = [Step("deep/c0", {"k": Versioned(0)})]
+    for i in range(1, n):
+        steps.append(Step(f"deep/c{i}", {"in": output_path_of(steps[-1]), "k": Versioned(i)}))
+    return steps
+
+
+case("deep", chain(7)[-1])
+case("deep-legacy", chain(7)[-1], rule=None)
+deep = chain(8)
+shallow = Step("fan/shallow", {"k": Versioned("s")})
+fan = Step("fan/join", {"a": output_path_of(shallow), "b": output_path_of(deep[-1], "x"), "c": output_path_of(deep[5]).nonblocking()})
+case("deepfan", fan)
