@@ -16,7 +16,9 @@ import (
 // encoding/json always writes: exported, not `json:"-"`, without omitempty
 // or omitzero. An artifact saved from a T has every one of them, so an
 // artifact that lacks one was not saved from a T. Keys T does not know are
-// allowed, so that a reader may declare only the fields it needs.
+// refused too (issue 10): loading another step's artifact, or an artifact
+// of an older shape, must fail rather than half-fill a T; a reader that
+// wants only some fields loads a map or json.RawMessage.
 
 var (
 	jsonUnmarshaler = reflect.TypeFor[json.Unmarshaler]()

@@ -32,7 +32,8 @@ var (
 	ErrLeaseLost = lease.ErrLost
 
 	// ErrNoArtifact is returned by Load for a step that saved no artifact,
-	// or saved JSON null (Marin's record of a function returning None).
+	// or that saved JSON null (it returned nothing, as Marin records None)
+	// when the requested type cannot be nil.
 	ErrNoArtifact = errors.New("step has no artifact")
 )
 

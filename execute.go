@@ -79,11 +79,13 @@ func (o *Output) Open(ctx context.Context, location string) (*store.Bucket, erro
 }
 
 // Load decodes the artifact of dep, a dependency of the running step, into a
-// value of type T. It fails with an error satisfying
-// errors.Is(err, ErrNoArtifact) if dep saved none (or, as Marin saves a
-// None, saved null), and with a decoding error if T is a struct and the
-// artifact lacks a field that an artifact saved from a T always has (one
-// without omitempty or omitzero; see the issue 8 note in artifact.go).
+// value of type T. A step that returned nil saved null, which loads as nil
+// into a pointer, map, slice or interface. Load fails with an error
+// satisfying errors.Is(err, ErrNoArtifact) if dep saved none, or saved null
+// and T cannot be nil; and with an error naming the artifact if the JSON
+// does not fit T: a key T has no field for, a value of the wrong kind, or a
+// missing field that an artifact saved from a T always has (one without
+// omitempty or omitzero; see artifact.go).
 func Load[T any](ctx context.Context, out *Output, dep *Step) (T, error) {
 	return LoadArtifact[T](ctx, out.storage, out.prefix, dep)
 }
@@ -123,17 +125,51 @@ func decodeArtifact[T any](ctx context.Context, b *store.Bucket) (v T, found boo
 	if err != nil {
 		return v, false, err
 	}
-	if string(bytes.TrimSpace(data)) == "null" {
-		return v, false, nil
+	v, err = DecodeArtifact[T](data, b.URL(statusfile.ArtifactKey))
+	return v, true, err
+}
+
+// DecodeArtifact decodes data, the JSON of the artifact at location (for
+// messages), as a T, as strictly as Load: see decodeArtifactData. Layers
+// that read artifacts themselves (package recipe) use it.
+func DecodeArtifact[T any](data []byte, location string) (T, error) {
+	var v T
+	err := decodeArtifactData(data, &v, location)
+	return v, err
+}
+
+// decodeArtifactData decodes data, the artifact at url, into *v, strictly:
+// it fails, naming the artifact and the mismatch, when the JSON does not
+// fit T — a key T has no field for, a field an artifact saved from a T
+// always has missing (artifact.go), a value of the wrong kind, or null
+// (a step that returned nothing) for a type that cannot be nil. The last
+// also satisfies errors.Is(err, ErrNoArtifact). On error *v is zero.
+func decodeArtifactData[T any](data []byte, v *T, url string) error {
+	t := reflect.TypeFor[T]()
+	fail := func(err error) error {
+		var zero T
+		*v = zero
+		return fmt.Errorf("artifact %s does not fit %s: %w", url, t, err)
 	}
-	if err := json.Unmarshal(data, &v); err != nil {
-		return v, true, fmt.Errorf("decode artifact as %s: %w", reflect.TypeFor[T](), err)
+	if string(bytes.TrimSpace(data)) == "null" {
+		switch t.Kind() {
+		case reflect.Pointer, reflect.Interface, reflect.Map, reflect.Slice:
+			return nil
+		}
+		return fail(fmt.Errorf("%w: it is null (the step returned no value); load it as a pointer, or as any", ErrNoArtifact))
+	}
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		return fail(err)
+	}
+	if dec.More() {
+		return fail(errors.New("data after the JSON value"))
 	}
 	if err := checkArtifactFields[T](data); err != nil {
-		var zero T
-		return zero, true, fmt.Errorf("decode artifact as %s: %w", reflect.TypeFor[T](), err)
+		return fail(err)
 	}
-	return v, true, nil
+	return nil
 }
 
 // executor runs single steps with the cache, lease and status protocol. It is
@@ -395,7 +431,9 @@ func (x *executor) attempt(ctx context.Context, s *Step, id, path string, b *sto
 		}
 		return release(attemptResult{outcome: Interrupted, err: errors.Join(context.Cause(ctx), err), duration: res.duration})
 	}
-	if ferr == nil && !out.artifactSaved && val != nil && !isNilValue(val) {
+	if ferr == nil && !out.artifactSaved {
+		// A nil result is saved too, as null, as Marin saves None: a
+		// dependent can tell "returned nothing" from "never saved".
 		data, err := statusfile.EncodeArtifact(val)
 		if err == nil {
 			err = statusfile.CommitArtifact(cleanupCtx, b, data, fence)
@@ -451,14 +489,6 @@ func heldResult(h *lease.HeldError) attemptResult {
 	return attemptResult{held: h, holder: h.Holder.WorkerID, leaseAge: h.Age}
 }
 
-func isNilValue(v any) bool {
-	rv := reflect.ValueOf(v)
-	switch rv.Kind() {
-	case reflect.Pointer, reflect.Map, reflect.Slice, reflect.Interface, reflect.Func, reflect.Chan:
-		return rv.IsNil()
-	}
-	return false
-}
 
 // call runs s's function: as a cluster job if s is remote and the run has
 // a cluster (the job saves the artifact), else in this process.

@@ -107,7 +107,8 @@ func (r *RemoteFunc[T]) Call(ctx context.Context, out *Output) (T, error) {
 	if err := out.runRemote(ctx, &r.spec); err != nil {
 		return zero, err
 	}
-	// No artifact means the function returned a nil value.
+	// No artifact (a job of an earlier version) means the function
+	// returned a nil value; it saves null now.
 	v, _, err := decodeArtifact[T](ctx, out.Bucket)
 	if err != nil {
 		return zero, fmt.Errorf("step %s: the job's artifact: %w", out.ID, err)

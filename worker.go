@@ -114,7 +114,7 @@ func RunWorker(ctx context.Context, steps iter.Seq[*Step], opts *WorkerOptions) 
 		}
 		return err
 	}
-	if opts.Replica == 0 && val != nil && !isNilValue(val) {
+	if opts.Replica == 0 { // a nil result is saved too, as null
 		if err := saveWorkerArtifact(ctx, b, val, opts.Fence); err != nil {
 			return fmt.Errorf("save artifact: %w", err)
 		}

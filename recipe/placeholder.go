@@ -260,9 +260,10 @@ func ArtifactOf[C, A any](s *Step[C, A]) Artifact[A] {
 	return Artifact[A]{in: OutputOf(s, "")}
 }
 
-// Load reads and decodes the artifact. It fails with an error satisfying
-// errors.Is(err, cairn.ErrNoArtifact) if the step saved none, and on an
-// unresolved placeholder.
+// Load reads and decodes the artifact, as strictly as cairn.Load (the JSON
+// must fit A). It fails with an error satisfying
+// errors.Is(err, cairn.ErrNoArtifact) if the step saved none, or saved null
+// (returned nothing) and A cannot be nil, and on an unresolved placeholder.
 func (a Artifact[A]) Load(ctx context.Context) (A, error) {
 	var v A
 	b, err := a.Open(ctx)
@@ -276,8 +277,8 @@ func (a Artifact[A]) Load(ctx context.Context) (A, error) {
 	if err != nil {
 		return v, fmt.Errorf("recipe: load artifact: %w", err)
 	}
-	if err := json.Unmarshal(data, &v); err != nil {
-		return v, fmt.Errorf("recipe: load artifact of %s: decode as %T: %w", a.in.res.path, v, err)
+	if v, err = cairn.DecodeArtifact[A](data, a.in.res.path); err != nil {
+		return v, fmt.Errorf("recipe: load artifact: %w", err)
 	}
 	return v, nil
 }
