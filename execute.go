@@ -489,7 +489,6 @@ func heldResult(h *lease.HeldError) attemptResult {
 	return attemptResult{held: h, holder: h.Holder.WorkerID, leaseAge: h.Age}
 }
 
-
 // call runs s's function: as a cluster job if s is remote and the run has
 // a cluster (the job saves the artifact), else in this process.
 func (x *executor) call(ctx context.Context, s *Step, out *Output) (any, error) {
