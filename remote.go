@@ -46,6 +46,12 @@ type RemoteSpec struct {
 	// budgets (see cluster.JobSpec).
 	MaxRetriesFailure    int
 	MaxRetriesPreemption int
+	// Resize and MaxResources grow the resources of an attempt retried
+	// after a failure of its own, for example cluster.ScaleOnLimits(2) to
+	// double the memory after running out of it, up to MaxResources (see
+	// cluster.JobSpec). Neither is part of the step's identity.
+	Resize       func(cluster.Retry) cluster.Resources
+	MaxResources cluster.Resources
 }
 
 // RemoteFunc is a step function marked to run as a cluster job: Marin's
@@ -313,6 +319,8 @@ func (r *remoteRunner) runJob(ctx context.Context, out *Output, spec *RemoteSpec
 			Replicas:             spec.Replicas,
 			MaxRetriesFailure:    spec.MaxRetriesFailure,
 			MaxRetriesPreemption: spec.MaxRetriesPreemption,
+			Resize:               spec.Resize,
+			MaxResources:         spec.MaxResources,
 			LogDir:               logDir,
 			Tag:                  tag,
 		}

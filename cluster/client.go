@@ -232,8 +232,10 @@ func (c *Client) newJob(spec JobSpec, ds *driver.JobSpec, id string) *Job {
 		done:        make(chan struct{}),
 		failures:    spec.MaxRetriesFailure,
 		preemptions: spec.preemptionBudget(),
+		res:         spec.Resources,
 	}
 	j.attempts = []Attempt{newAttempt(ds.LogDir, ds.Attempt, id)}
+	j.attempts[0].Resources = spec.Resources
 	return j
 }
 

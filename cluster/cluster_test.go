@@ -395,3 +395,36 @@ type openerFunc func(context.Context, *cluster.Params) (driver.Scheduler, error)
 func (f openerFunc) OpenScheduler(ctx context.Context, v url.Values) (driver.Scheduler, error) {
 	return f(ctx, cluster.NewParams(v))
 }
+
+// Resize grows what a retried attempt requests after a failure of its own
+// (memory after running out of it), clamped to MaxResources, and leaves a
+// preempted attempt's request unchanged.
+func TestResizeOnRetry(t *testing.T) {
+	f := newFake(func(n int) []driver.Status {
+		return pick(n, failed(driver.CauseOutOfMemory, -1), failed(driver.CausePreempted, -1), failed(driver.CauseOutOfMemory, -1), succeeded)
+	})
+	spec := cluster.JobSpec{Name: "job", MaxRetriesFailure: 2, Resources: cluster.Resources{CPUs: 2, Memory: 1 << 30, Device: cluster.GPU("a100", 1)},
+		Resize: cluster.ScaleOnLimits(2), MaxResources: cluster.Resources{Memory: 3 << 30}}
+	j, st, err := runFake(t, f, spec)
+	if st != cluster.Succeeded || err != nil {
+		t.Fatalf("Wait = %v, %v", st, err)
+	}
+	var mem []int64
+	for _, s := range f.submits {
+		mem = append(mem, s.Resources.Memory)
+		if s.Resources.GPUs != 1 || s.Resources.GPUType != "a100" || s.Resources.CPUs != 2 {
+			t.Errorf("attempt %d: resources %+v; the device and CPUs must not change", s.Attempt, s.Resources)
+		}
+	}
+	// 1 GiB, out of memory: 2 GiB; preempted: unchanged; out of memory: 4
+	// GiB, capped at 3 GiB.
+	if want := []int64{1 << 30, 2 << 30, 2 << 30, 3 << 30}; !slices.Equal(mem, want) {
+		t.Errorf("memory per attempt %v, want %v", mem, want)
+	}
+	if a := j.Attempts(); len(a) != 4 || a[3].Resources.Memory != 3<<30 {
+		t.Errorf("attempts %+v; want the last one to record 3 GiB", a)
+	}
+	if got := cluster.ScaleOnLimits(3)(cluster.Retry{Cause: "time limit", Previous: cluster.Resources{TimeLimit: time.Minute, Memory: 5}}); got.TimeLimit != 3*time.Minute || got.Memory != 5 {
+		t.Errorf("ScaleOnLimits after a time limit = %+v; want the time limit tripled, the memory unchanged", got)
+	}
+}

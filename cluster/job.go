@@ -35,6 +35,9 @@ type Attempt struct {
 	Status   Status
 	Cause    string
 	ExitCode int
+	// Resources is what the attempt requested (JobSpec.Resize may grow it
+	// from one attempt to the next).
+	Resources Resources
 }
 
 // Job is a submitted (or adopted) job. Its methods are safe for concurrent
@@ -42,6 +45,7 @@ type Attempt struct {
 type Job struct {
 	c    *Client
 	spec JobSpec
+	res  Resources     // of the current attempt; guarded by mu
 	done chan struct{} // closed when the job is finished or abandoned
 
 	// mu guards the fields below.
@@ -189,7 +193,9 @@ func (j *Job) advance(ctx context.Context, st driver.Status) bool {
 		cur := &j.attempts[len(j.attempts)-1]
 		cur.Status, cur.Cause = Failed, causeNames[driver.CausePreempted]
 		n := cur.N + 1
-		j.attempts = append(j.attempts, newAttempt(j.ds.LogDir, n, j.id))
+		a := newAttempt(j.ds.LogDir, n, j.id)
+		a.Resources = j.res
+		j.attempts = append(j.attempts, a)
 		j.preemptions--
 		j.c.log.Info("cluster: job restarted in place by the scheduler", "cluster", j.c.name, "job", j.ds.Name, "id", j.id, "attempt", n)
 	}
@@ -254,10 +260,19 @@ func (j *Job) advance(ctx context.Context, st driver.Status) bool {
 	}
 	next := *j.ds
 	next.Attempt = cur.N + 1
+	resized := st.Cause != driver.CausePreempted && st.Cause != driver.CauseNodeFailure && j.spec.Resize != nil
+	if resized {
+		j.res = j.spec.resized(Retry{Attempt: next.Attempt, Cause: causeNames[st.Cause], Previous: j.res})
+		next.Resources = driverResources(j.res)
+	}
+	res := j.res
 	j.mu.Unlock()
 
-	j.c.log.Info("cluster: retrying job", "cluster", j.c.name, "job", next.Name, "attempt", next.Attempt,
-		"previous", causeNames[st.Cause], "reason", st.Reason)
+	attrs := []any{"cluster", j.c.name, "job", next.Name, "attempt", next.Attempt, "previous", causeNames[st.Cause], "reason", st.Reason}
+	if resized {
+		attrs = append(attrs, "cpus", res.CPUs, "memory", res.Memory, "time_limit", res.TimeLimit)
+	}
+	j.c.log.Info("cluster: retrying job", attrs...)
 	id, err := j.c.drv.Submit(ctx, &next)
 
 	j.mu.Lock()
@@ -269,7 +284,9 @@ func (j *Job) advance(ctx context.Context, st driver.Status) bool {
 	}
 	j.ds, j.id, j.restarts, j.status = &next, id, 0, Pending
 	j.last = driver.Status{}
-	j.attempts = append(j.attempts, newAttempt(next.LogDir, next.Attempt, id))
+	a := newAttempt(next.LogDir, next.Attempt, id)
+	a.Resources = j.res
+	j.attempts = append(j.attempts, a)
 	cancelled := j.cancelled
 	j.mu.Unlock()
 	if cancelled { // Cancel raced the resubmission

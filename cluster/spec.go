@@ -113,6 +113,15 @@ type JobSpec struct {
 	// or lost its node is retried; 0 means DefaultMaxRetriesPreemption, a
 	// negative value means never.
 	MaxRetriesPreemption int
+	// Resize, if set, returns the resources of an attempt retried after a
+	// failure of its own (MaxRetriesFailure), given the attempt about to
+	// start, why the previous one failed and what it had: for example more
+	// memory after running out of it (ScaleOnLimits). The result is
+	// clamped to MaxResources. A preempted attempt is retried unchanged.
+	Resize func(Retry) Resources
+	// MaxResources caps what Resize returns, field by field; a zero field
+	// means no cap. Devices, regions and preemptibility are never changed.
+	MaxResources Resources
 	// LogDir is where each attempt's output goes (attempt-N.log), on
 	// storage the job can write; "" means a new directory under
 	// Options.LogRoot.
@@ -192,33 +201,91 @@ func (spec *JobSpec) validate() (*driver.JobSpec, error) {
 		env["CAIRN_DEPENDENCY_GROUPS"] = strings.Join(groups, ",")
 	}
 	ds := &driver.JobSpec{
-		Name:     SanitizeName(spec.Name),
-		Tag:      spec.Tag,
-		Command:  slices.Clone(spec.Command),
-		Digest:   strings.TrimPrefix(spec.Digest, "sha256:"),
-		Env:      env,
-		Setup:    slices.Clone(spec.Environment.Setup),
-		Image:    spec.Environment.Image,
-		Dir:      spec.Dir,
-		LogDir:   spec.LogDir,
-		Attempt:  1,
-		Replicas: max(spec.Replicas, 1),
-		Resources: driver.Resources{
-			CPUs:        max(r.CPUs, 1),
-			Memory:      r.Memory,
-			Disk:        r.Disk,
-			Preemptible: r.Preemptible,
-			Regions:     slices.Clone(r.Regions),
-			TimeLimit:   r.TimeLimit,
-		},
+		Name:      SanitizeName(spec.Name),
+		Tag:       spec.Tag,
+		Command:   slices.Clone(spec.Command),
+		Digest:    strings.TrimPrefix(spec.Digest, "sha256:"),
+		Env:       env,
+		Setup:     slices.Clone(spec.Environment.Setup),
+		Image:     spec.Environment.Image,
+		Dir:       spec.Dir,
+		LogDir:    spec.LogDir,
+		Attempt:   1,
+		Replicas:  max(spec.Replicas, 1),
+		Resources: driverResources(r),
+	}
+	return ds, nil
+}
+
+// Retry describes an attempt about to be retried after its predecessor
+// failed on its own (JobSpec.Resize).
+type Retry struct {
+	// Attempt numbers the attempt about to start (2 for the first retry).
+	Attempt int
+	// Cause says why the previous attempt failed, as JobError.Cause does:
+	// "exit", "out of memory", "time limit", ...
+	Cause string
+	// Previous is what the previous attempt had.
+	Previous Resources
+}
+
+// ScaleOnLimits returns a JobSpec.Resize policy that multiplies the memory
+// of an attempt that ran out of it, and the time limit of one that reached
+// it, by factor (Nextflow's `memory { 2.GB * task.attempt }`, Snakemake's
+// `attempt`), and retries other failures unchanged. Set MaxResources to
+// bound the growth.
+func ScaleOnLimits(factor float64) func(Retry) Resources {
+	return func(r Retry) Resources {
+		next := r.Previous
+		switch r.Cause {
+		case causeNames[driver.CauseOutOfMemory]:
+			next.Memory = int64(float64(next.Memory) * factor)
+		case causeNames[driver.CauseTimeLimit]:
+			next.TimeLimit = time.Duration(float64(next.TimeLimit) * factor)
+		}
+		return next
+	}
+}
+
+// resized returns the resources of the attempt r describes: spec.Resize's
+// answer clamped to spec.MaxResources, with the device, regions and
+// preemptibility of the previous attempt.
+func (spec *JobSpec) resized(r Retry) Resources {
+	next := spec.Resize(r)
+	limit := func(v, max int64) int64 {
+		if max > 0 && v > max {
+			return max
+		}
+		return v
+	}
+	m := spec.MaxResources
+	next.CPUs = int(limit(int64(next.CPUs), int64(m.CPUs)))
+	next.Memory = limit(next.Memory, m.Memory)
+	next.Disk = limit(next.Disk, m.Disk)
+	next.TimeLimit = time.Duration(limit(int64(next.TimeLimit), int64(m.TimeLimit)))
+	next.CPUs = max(next.CPUs, 1)
+	next.Memory, next.Disk, next.TimeLimit = max(next.Memory, 0), max(next.Disk, 0), max(next.TimeLimit, 0)
+	next.Device, next.Regions, next.Preemptible = r.Previous.Device, r.Previous.Regions, r.Previous.Preemptible
+	return next
+}
+
+// driverResources returns the driver's view of r for one replica.
+func driverResources(r Resources) driver.Resources {
+	d := driver.Resources{
+		CPUs:        max(r.CPUs, 1),
+		Memory:      r.Memory,
+		Disk:        r.Disk,
+		Preemptible: r.Preemptible,
+		Regions:     slices.Clone(r.Regions),
+		TimeLimit:   r.TimeLimit,
 	}
 	switch r.Device.Kind {
 	case GPUDevice:
-		ds.Resources.GPUs, ds.Resources.GPUType = r.Device.Count, r.Device.Type
+		d.GPUs, d.GPUType = r.Device.Count, r.Device.Type
 	case TPUDevice:
-		ds.Resources.TPUType = r.Device.Type
+		d.TPUType = r.Device.Type
 	}
-	return ds, nil
+	return d
 }
 
 // preemptionBudget returns the number of preemption retries allowed.

@@ -120,6 +120,7 @@ func Run(t *testing.T, h Harness) {
 		{"Setup", s.setup},
 		{"Replicas", s.replicas},
 		{"TimeLimit", s.timeLimit},
+		{"ResizeOnRetry", s.resizeOnRetry},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -590,6 +591,34 @@ func (s *suite) timeLimit(t *testing.T, c *cluster.Client, ctx context.Context) 
 	je, ok := errors.AsType[*cluster.JobError](err)
 	if !ok || je.Cause != "time limit" || je.Status != cluster.Failed {
 		t.Fatalf("Wait = %v; want a failure with cause time limit", err)
+	}
+}
+
+// A job retried after reaching its time limit gets the resources Resize
+// returns, clamped to MaxResources, attempt by attempt.
+func (s *suite) resizeOnRetry(t *testing.T, c *cluster.Client, ctx context.Context) {
+	if s.h.TimeLimit == 0 {
+		t.Skip("harness: no time limit to test")
+	}
+	tl := s.h.TimeLimit
+	work := sh(fmt.Sprintf("sleep %.3f", (tl * 5 / 2).Seconds()))
+	j := submit(t, ctx, c, cluster.JobSpec{Name: "resize", Command: work, Resources: cluster.Resources{TimeLimit: tl},
+		MaxRetriesFailure: 3, Resize: cluster.ScaleOnLimits(10)})
+	if st, err := j.Wait(ctx); err != nil || st != cluster.Succeeded {
+		t.Fatalf("Wait = %v, %v; want the retry with 10x the time limit to succeed", st, err)
+	}
+	a := j.Attempts()
+	if len(a) != 2 || a[0].Cause != "time limit" || a[0].Resources.TimeLimit != tl || a[1].Resources.TimeLimit != 10*tl {
+		t.Errorf("attempts %+v; want a time-limited first attempt with %s and a second with %s", a, tl, 10*tl)
+	}
+	j = submit(t, ctx, c, cluster.JobSpec{Name: "resize-capped", Command: work, Resources: cluster.Resources{TimeLimit: tl},
+		MaxRetriesFailure: 1, Resize: cluster.ScaleOnLimits(10), MaxResources: cluster.Resources{TimeLimit: 2 * tl}})
+	_, err := j.Wait(ctx)
+	if je, ok := errors.AsType[*cluster.JobError](err); !ok || je.Cause != "time limit" || je.Attempts != 2 {
+		t.Fatalf("Wait = %v; want the capped retry to fail on its time limit too", err)
+	}
+	if a := j.Attempts(); a[1].Resources.TimeLimit != 2*tl {
+		t.Errorf("capped retry had a time limit of %s, want MaxResources' %s", a[1].Resources.TimeLimit, 2*tl)
 	}
 }
 
