@@ -186,6 +186,7 @@ type executor struct {
 	attempts   atomic.Uint64 // attempt counter for worker ids
 
 	remote *remoteRunner // nil: remote steps run in this process
+	retry  *RetryPolicy  // RunOptions.Retry
 }
 
 func newExecutor(opts *RunOptions) *executor {
@@ -202,6 +203,7 @@ func newExecutor(opts *RunOptions) *executor {
 		x.leaseOpts.Watch = lease.NewWatch()
 	}
 	x.remote = newRemoteRunner(opts.Remote, opts.Storage, x.logger)
+	x.retry = opts.Retry
 	x.workerBase = workerBase(opts.WorkerID)
 	return x
 }
@@ -408,7 +410,7 @@ func (x *executor) attempt(ctx context.Context, s *Step, id, path string, b *sto
 		tookOver: res.outcome == TookOver,
 		fence:    fence,
 	}
-	val, ferr := x.call(stepCtx, s, out)
+	val, ferr := x.callWithRetries(stepCtx, s, out)
 	lostCause := context.Cause(stepCtx)
 	cancel()
 	res.duration = time.Since(start)

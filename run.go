@@ -65,6 +65,9 @@ type RunOptions struct {
 	// Remote runs steps marked remote (Step.Remote, RemoteFunc) as cluster
 	// jobs; nil runs them in this process, as Fray's local client does.
 	Remote *RemoteOptions
+	// Retry is the retry policy of steps whose Step.Retry is nil; nil
+	// means no retry.
+	Retry *RetryPolicy
 }
 
 func (o *RunOptions) validate() error {
@@ -75,6 +78,9 @@ func (o *RunOptions) validate() error {
 		return fmt.Errorf("%w: max_concurrent must be >= 1, got %d", ErrInvalidPipeline, o.MaxConcurrent)
 	case o.PollInterval < 0:
 		return fmt.Errorf("%w: negative PollInterval %s", ErrInvalidPipeline, o.PollInterval)
+	}
+	if err := o.Retry.validate(); err != nil {
+		return fmt.Errorf("%w: RunOptions.Retry: %v", ErrInvalidPipeline, err)
 	}
 	return nil
 }
@@ -329,6 +335,9 @@ func (sc *scheduler) add(s *Step) error {
 // addNode creates the node of st, whose deps all have nodes.
 func (sc *scheduler) addNode(st *Step) error {
 	id, _ := st.ID()
+	if err := st.Retry.validate(); err != nil {
+		return fmt.Errorf("%w: step %s: Retry: %v", ErrInvalidPipeline, id, err)
+	}
 	path, err := st.OutputPath(sc.opts.Prefix)
 	if err != nil {
 		return err

@@ -62,6 +62,12 @@ type Step struct {
 	// says, while this process keeps the cache check, lease and status.
 	// It does not change the step's identity.
 	Remote *RemoteSpec
+	// Retry, if set, retries Func within the step's attempt when it fails
+	// (RetryPolicy); nil means RunOptions.Retry, and no retry if that is
+	// nil too. A remote step running as a cluster job is retried by the
+	// cluster instead (RemoteSpec.MaxRetriesFailure). It does not change
+	// the step's identity.
+	Retry *RetryPolicy
 
 	id atomic.Pointer[identity]
 }
