@@ -56,6 +56,11 @@ type Harness struct {
 	// TimeLimit is a time limit to test (the backend's smallest; a job
 	// sleeping much longer must fail with cause "time limit"); 0 skips.
 	TimeLimit time.Duration
+	// TimeLimitRounding is the granularity the backend rounds time limits
+	// up to (a minute on Slurm); 0 means exact. ResizeOnRetry, which
+	// needs a job to outlive TimeLimit and then fit in ten times it, is
+	// skipped when the rounding exceeds TimeLimit.
+	TimeLimitRounding time.Duration
 	// Timeout bounds each case; 0 means 2 minutes.
 	Timeout time.Duration
 }
@@ -597,8 +602,8 @@ func (s *suite) timeLimit(t *testing.T, c *cluster.Client, ctx context.Context) 
 // A job retried after reaching its time limit gets the resources Resize
 // returns, clamped to MaxResources, attempt by attempt.
 func (s *suite) resizeOnRetry(t *testing.T, c *cluster.Client, ctx context.Context) {
-	if s.h.TimeLimit == 0 {
-		t.Skip("harness: no time limit to test")
+	if s.h.TimeLimit == 0 || s.h.TimeLimitRounding > s.h.TimeLimit {
+		t.Skip("harness: no exact time limit to test (the backend rounds it up)")
 	}
 	tl := s.h.TimeLimit
 	work := sh(fmt.Sprintf("sleep %.3f", (tl * 5 / 2).Seconds()))

@@ -51,6 +51,7 @@ func TestConformance(t *testing.T) {
 		AdoptAcrossClients: true,
 		Replicas:           true,
 		TimeLimit:          time.Second, // rounded up to Slurm's minute
+		TimeLimitRounding:  time.Minute,
 		Timeout:            3 * time.Minute,
 	})
 }
