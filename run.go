@@ -65,6 +65,13 @@ type RunOptions struct {
 	// Remote runs steps marked remote (Step.Remote, RemoteFunc) as cluster
 	// jobs; nil runs them in this process, as Fray's local client does.
 	Remote *RemoteOptions
+	// StopGrace is how long, once ctx is cancelled, a step's function may
+	// keep running before the run stops waiting for it: the attempt then
+	// ends as Interrupted (its status restored, its lease released) while
+	// the function, which ignores its context, is left running on its
+	// goroutine until the process exits. 0 means wait for every function
+	// to return, however long it takes.
+	StopGrace time.Duration
 }
 
 func (o *RunOptions) validate() error {
@@ -450,9 +457,10 @@ func (sc *scheduler) attempt(ctx context.Context, n *node) attemptResult {
 func (sc *scheduler) finish(n *node, res attemptResult) {
 	if res.held != nil {
 		if !n.waited {
-			sc.log.Info("waiting for another worker", "step", n.id, "holder", res.holder, "lease_age", res.leaseAge.Round(time.Millisecond))
-			sc.emit(Event{Kind: StepWaiting, Step: n.id, Path: n.path, Holder: res.holder, LeaseAge: res.leaseAge})
+			sc.log.Info("waiting for another worker", "step", n.id, "holder", res.holder, "lease_age", res.leaseAge.Round(time.Millisecond), "stale_in", res.held.StaleIn.Round(time.Second))
 		}
+		// Every poll, so that a live view can count down to the takeover.
+		sc.emit(Event{Kind: StepWaiting, Step: n.id, Path: n.path, Holder: res.holder, LeaseAge: res.leaseAge, StaleIn: res.held.StaleIn})
 		n.waited = true
 		n.state = deferred
 		sc.deferred++
@@ -532,10 +540,7 @@ func (sc *scheduler) markSkipped(m *node) {
 }
 
 func (sc *scheduler) emit(e Event) {
-	if sc.opts.OnEvent != nil {
-		e.Time = time.Now()
-		sc.opts.OnEvent(e)
-	}
+	sc.x.events.emit(e) // shared with the attempts, which emit from their goroutines
 }
 
 func (sc *scheduler) logResult(r StepResult) {
