@@ -62,4 +62,3 @@ func (o *Output) watchJob(j *cluster.Job, clusterName string, submitted time.Tim
 		wg.Wait()
 	}
 }
-
