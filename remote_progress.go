@@ -34,9 +34,6 @@ func (o *Output) watchJob(j *cluster.Job, clusterName string, submitted time.Tim
 		if e.JobID == last.JobID && e.JobState == last.JobState && e.LogPath == last.LogPath {
 			return
 		}
-		if last.JobState != "" && last.JobState != e.JobState {
-			o.Logger.Debug("job state", "job_id", e.JobID, "state", e.JobState)
-		}
 		last = e
 		o.events.emit(e)
 	}

@@ -191,6 +191,7 @@ func Main(steps iter.Seq[*cairn.Step], opts *Options) int {
 		poll           = fs.Duration("poll-interval", cairn.DefaultPollInterval, "how often to re-check a step another worker holds")
 		heartbeat      = fs.Duration("lease-interval", lease.DefaultInterval, "how often a running step's lease is refreshed")
 		staleAfter     = fs.Duration("lease-stale-after", lease.DefaultStaleAfter, "how long after its last refresh a lease may be taken over")
+		stopGrace      = fs.Duration("stop-grace", DefaultStopGrace, "after Ctrl-C, how long to wait for running steps to stop before abandoning those that ignore it")
 		runOnly        regexpList
 		remote         remoteFlags
 	)
@@ -214,11 +215,16 @@ func Main(steps iter.Seq[*cairn.Step], opts *Options) int {
 		fmt.Fprintln(o.Stderr, err)
 		return ExitUsage
 	}
-	logger, err := newLogger(o.Stderr, *logLevel, *logFormat)
+	if err := checkPositive("stop-grace", *stopGrace); err != nil {
+		fmt.Fprintln(o.Stderr, err)
+		return ExitUsage
+	}
+	view, err := newRunView(o, *logLevel, *logFormat, !*dryRun, time.Now()) // issue 9: live progress
 	if err != nil {
 		fmt.Fprintln(o.Stderr, err)
 		return ExitUsage
 	}
+	logger := view.logger
 	if *prefix, err = resolvePrefix(fs, *prefix, o.Getenv); err != nil {
 		fmt.Fprintln(o.Stderr, err)
 		return ExitUsage
@@ -243,6 +249,8 @@ func Main(steps iter.Seq[*cairn.Step], opts *Options) int {
 		Lease:                  &lease.Options{Interval: *heartbeat, StaleAfter: *staleAfter},
 		PollInterval:           *poll,
 		Logger:                 logger,
+		OnEvent:                view.onEvent,
+		StopGrace:              *stopGrace,
 	}
 	if !*dryRun {
 		closeCluster, err := o.openRemote(ctx, runOpts, remote, *logLevel, *logFormat)
@@ -257,7 +265,16 @@ func Main(steps iter.Seq[*cairn.Step], opts *Options) int {
 			return exitCode(ctx, err, o.Stderr)
 		}
 	}
-	report, err := cairn.Run(ctx, steps, runOpts)
+	view.start()
+	ctx, res, abandoned := runInterruptible(ctx, view, *stopGrace, func(ctx context.Context) (*cairn.Report, error) {
+		return cairn.Run(ctx, steps, runOpts)
+	})
+	view.stop()
+	if abandoned {
+		fmt.Fprintf(o.Stderr, "error: interrupted\n")
+		return ExitInterrupted
+	}
+	report, err := res.report, res.err
 	if *dryRun {
 		printPlan(o.Stdout, report)
 	}
