@@ -150,8 +150,9 @@ type executor struct {
 	leaseOpts    lease.Options
 	rejectFailed bool
 	logger       *slog.Logger
-	events       *eventSink    // nil: no RunOptions.OnEvent
-	stopGrace    time.Duration // RunOptions.StopGrace
+	events       *eventSink      // nil: no RunOptions.OnEvent
+	stopGrace    time.Duration   // RunOptions.StopGrace
+	stopNow      <-chan struct{} // RunOptions.StopNow
 
 	workerBase string        // host-pid-token, unique per executor
 	attempts   atomic.Uint64 // attempt counter for worker ids
@@ -167,6 +168,7 @@ func newExecutor(opts *RunOptions) *executor {
 		logger:       opts.logger(),
 		events:       newEventSink(opts.OnEvent),
 		stopGrace:    opts.StopGrace,
+		stopNow:      opts.StopNow,
 	}
 	if opts.Lease != nil {
 		x.leaseOpts = *opts.Lease

@@ -72,6 +72,10 @@ type RunOptions struct {
 	// goroutine until the process exits. 0 means wait for every function
 	// to return, however long it takes.
 	StopGrace time.Duration
+	// StopNow, if not nil, ends the grace period early when it is closed:
+	// once ctx is cancelled, running steps are abandoned at once, as at
+	// the end of StopGrace (a second Ctrl-C).
+	StopNow <-chan struct{}
 }
 
 func (o *RunOptions) validate() error {

@@ -41,9 +41,25 @@
 //	130 interrupted (SIGINT or SIGTERM); running steps were stopped and their
 //	    leases released
 //
-// Main installs handlers for SIGINT and SIGTERM for the duration of the run:
-// the first signal cancels the run, a second one is left to the default
-// handler.
+// Main installs handlers for SIGINT and SIGTERM for the duration of the run.
+// The first signal cancels the run and prints the steps it stops; a step
+// that ignores its context is abandoned after --stop-grace (default 10 s):
+// its status is restored, its lease released, and the program exits with
+// 130 while the step's goroutine is still running. A second signal
+// abandons the running steps at once and exits within a second.
+//
+// # Progress
+//
+// When stderr is a terminal (and TERM is not "dumb", NO_COLOR is unset and
+// --log-format is text), a run draws a live view below its log lines,
+// redrawn in place a few times a second: counts of steps by state, then a
+// line per running step (elapsed time; for a remote step its job id and
+// scheduler state, with the queue time while it is pending; the last line
+// of its log) and per step waiting on another runner (the holder, its host,
+// the time until its lease may be taken over). Otherwise the run logs plain
+// lines only: "step started" (with the worker, and for a remote step the
+// job id), job state changes, and every 30 s a "still waiting" line with
+// the time until takeover.
 package cli
 
 import (
@@ -219,6 +235,7 @@ func Main(steps iter.Seq[*cairn.Step], opts *Options) int {
 		fmt.Fprintln(o.Stderr, err)
 		return ExitUsage
 	}
+	stopNow := make(chan struct{}) // closed at a second Ctrl-C
 	view, err := newRunView(o, *logLevel, *logFormat, !*dryRun, time.Now()) // issue 9: live progress
 	if err != nil {
 		fmt.Fprintln(o.Stderr, err)
@@ -251,6 +268,7 @@ func Main(steps iter.Seq[*cairn.Step], opts *Options) int {
 		Logger:                 logger,
 		OnEvent:                view.onEvent,
 		StopGrace:              *stopGrace,
+		StopNow:                stopNow,
 	}
 	if !*dryRun {
 		closeCluster, err := o.openRemote(ctx, runOpts, remote, *logLevel, *logFormat)
@@ -266,7 +284,9 @@ func Main(steps iter.Seq[*cairn.Step], opts *Options) int {
 		}
 	}
 	view.start()
-	ctx, res, abandoned := runInterruptible(ctx, view, *stopGrace, func(ctx context.Context) (*cairn.Report, error) {
+	ctx, cancelRun := context.WithCancelCause(ctx)
+	defer cancelRun(nil)
+	res, abandoned := runInterruptible(ctx, cancelRun, stopNow, view, *stopGrace, func(ctx context.Context) (*cairn.Report, error) {
 		return cairn.Run(ctx, steps, runOpts)
 	})
 	view.stop()

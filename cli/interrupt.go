@@ -17,6 +17,10 @@ import (
 // ignore their context (--stop-grace).
 const DefaultStopGrace = 10 * time.Second
 
+// secondStopWait bounds how long, after a second Ctrl-C, the CLI waits for
+// the run to release the leases of the steps it abandons.
+const secondStopWait = time.Second
+
 // cleanupAllowance is how long after the grace period the CLI still waits
 // for the run to restore the abandoned steps' statuses and release their
 // leases, before it exits anyway.
@@ -28,25 +32,27 @@ type runResult struct {
 	err    error
 }
 
-// runInterruptible runs run under a context that the first SIGINT or
-// SIGTERM cancels (issue 9):
+// runInterruptible runs run(ctx), and calls cancel, which must cancel
+// ctx, at the first SIGINT or SIGTERM (issue 9):
 //
 //   - the first signal prints which steps are being stopped; the run then
 //     stops them, abandoning after grace (RunOptions.StopGrace) any that
 //     ignore their context, restores their statuses and releases their
 //     leases;
+//   - at a second signal it closes stopNow (RunOptions.StopNow: the run
+//     abandons its steps at once), waits at most secondStopWait for the
+//     run to release their leases, and returns what it returned, or
+//     with abandoned set if it did not;
 //   - if the run has still not returned cleanupAllowance after the grace
-//     period, or at a second signal, it prints the steps still running and
-//     returns at once with abandoned set: the caller exits with
-//     ExitInterrupted, and the leases of steps still running go stale.
+//     period, it prints the steps still running and returns with
+//     abandoned set.
 //
-// ctx is the run's context.
-func runInterruptible(parent context.Context, v *runView, grace time.Duration, run func(ctx context.Context) (*cairn.Report, error)) (ctx context.Context, res runResult, abandoned bool) {
+// The caller then exits with ExitInterrupted; leases not released go
+// stale, and other runners take the steps over.
+func runInterruptible(ctx context.Context, cancel context.CancelCauseFunc, stopNow chan<- struct{}, v *runView, grace time.Duration, run func(ctx context.Context) (*cairn.Report, error)) (res runResult, abandoned bool) {
 	sigs := make(chan os.Signal, 2)
 	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
 	defer signal.Stop(sigs)
-	ctx, cancel := context.WithCancelCause(parent)
-	defer cancel(nil)
 	done := make(chan runResult, 1)
 	go func() {
 		r, err := run(ctx)
@@ -54,12 +60,12 @@ func runInterruptible(parent context.Context, v *runView, grace time.Duration, r
 	}()
 	var (
 		deadline    <-chan time.Time
-		interrupted bool // not ctx.Err(): the caller's signal.NotifyContext may cancel parent first
+		interrupted bool // not ctx.Err(): a signal.NotifyContext of the caller may cancel it first
 	)
 	for {
 		select {
 		case r := <-done:
-			return ctx, r, false
+			return r, false
 		case sig := <-sigs:
 			if !interrupted {
 				interrupted = true
@@ -69,13 +75,18 @@ func runInterruptible(parent context.Context, v *runView, grace time.Duration, r
 				deadline = time.After(grace + cleanupAllowance)
 				continue
 			}
-			v.printf("cairn: %v again: exiting now; still running: %s (their leases go stale)\n",
-				sig, describe(v.board.Running(), "none"))
-			return ctx, runResult{}, true
+			v.printf("cairn: %v again: exiting now; abandoning %s\n", sig, describe(v.board.Running(), "no running step"))
+			close(stopNow)
+			select {
+			case r := <-done:
+				return r, false
+			case <-time.After(secondStopWait):
+			}
+			return runResult{}, true
 		case <-deadline:
 			v.printf("cairn: still running %s after the interrupt: %s; exiting without waiting (their leases go stale)\n",
 				grace+cleanupAllowance, describe(v.board.Running(), "none"))
-			return ctx, runResult{}, true
+			return runResult{}, true
 		}
 	}
 }
