@@ -235,8 +235,9 @@ func Main(steps iter.Seq[*cairn.Step], opts *Options) int {
 		fmt.Fprintln(o.Stderr, err)
 		return ExitUsage
 	}
-	stopNow := make(chan struct{})                                          // closed at a second Ctrl-C
-	view, err := newRunView(o, *logLevel, *logFormat, !*dryRun, time.Now()) // issue 9: live progress
+	// Issue 9: live progress, and stopNow closed at a second Ctrl-C.
+	stopNow := make(chan struct{})
+	view, err := newRunView(o, *logLevel, *logFormat, !*dryRun, time.Now())
 	if err != nil {
 		fmt.Fprintln(o.Stderr, err)
 		return ExitUsage
