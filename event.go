@@ -158,9 +158,9 @@ type Event struct {
 	Remote bool
 	// Cluster, JobID, JobState, Submitted and LogPath describe a remote
 	// step's cluster job (StepJob): the cluster's name, the scheduler's id
-	// of the job's current attempt, its state as the scheduler reports it
-	// (cluster.Status.String(): "PENDING", "RUNNING", then a finished
-	// state), when it was submitted (the queue time of a PENDING job is
+	// of the job's current attempt, its state as the cluster client reports
+	// it, upper-cased (cluster.Status.String(): "PENDING", "RUNNING", then
+	// "SUCCEEDED", "FAILED" or "STOPPED"), when it was submitted (the queue time of a PENDING job is
 	// Time minus Submitted), and the path of the current attempt's log
 	// file (a local path on the submitting machine, which may still be
 	// growing; "" if unknown).

@@ -116,7 +116,7 @@ var (
 	countsLine  = regexp.MustCompile(`cairn \d+:\d\d  (\d+) cached · (\d+) running · (\d+) waiting on another runner · (\d+) queued remotely · (\d+) done · (\d+) failed · (\d+) skipped`)
 	runningSlow = regexp.MustCompile(`running  slow_[0-9a-f]{8}  (\d+):(\d\d)  \| working chunk=\d+`)
 	slowStarted = regexp.MustCompile(`msg="step started" step=slow_[0-9a-f]{8} worker=(\S+)`)
-	waitingSlow = regexp.MustCompile(`waiting  slow_[0-9a-f]{8}  held by (\S+) \(host ([^)]+)\), takeover possible in \d+:\d\d`)
+	waitingSlow = regexp.MustCompile(`waiting  slow_[0-9a-f]{8}  takeover possible in \d+:\d\d, held by (\S+) \(host ([^)]+)\)`)
 	exited      = regexp.MustCompile(`EXIT=(\d+)`)
 )
 
@@ -294,5 +294,30 @@ func assertReleased(t *testing.T, prefix string) {
 		if _, err := os.Stat(filepath.Join(dirs[0], f)); !os.IsNotExist(err) {
 			t.Errorf("%s left behind after the interrupt (%v)", f, err)
 		}
+	}
+}
+
+// A remote step's line shows its cluster job: id, scheduler state and
+// cluster (the local cluster runs jobs as subprocesses).
+func TestLiveViewShowsRemoteJobInTmux(t *testing.T) {
+	x := newTmux(t)
+	x.startServer()
+	e := newRemoteEnv(t)
+	x.run("new-window", "-d", "-n", "remote", fmt.Sprintf(
+		"env CAIRN_TEST_REMOTE_PIPELINE=1 CAIRN_TEST_LOG='%s' CAIRN_TEST_STARTED='%s' CAIRN_TEST_RELEASE='%s' '%s' --prefix '%s' --poll-interval 100ms; echo EXIT=$?; sleep 3600",
+		e.log, e.started, e.release, os.Args[0], e.prefix))
+	snap, m := x.await("remote", regexp.MustCompile(`running  train_[0-9a-f]{8}  \d+:\d\d  job (\S+) RUNNING on local`))
+	t.Logf("remote step running:\n%s", snap)
+	if !strings.Contains(snap, "job_id="+m[1]) {
+		t.Errorf("job %s is not the one logged as submitted:\n%s", m[1], snap)
+	}
+	if c := countsLine.FindStringSubmatch(snap); c == nil || c[2] != "1" || c[5] != "1" {
+		t.Errorf("counts %v, want 1 running and 1 done", c)
+	}
+	if err := os.WriteFile(e.release, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if snap, code := x.await("remote", exited); code[1] != "0" {
+		t.Errorf("exit %s, want 0:\n%s", code[1], snap)
 	}
 }

@@ -218,6 +218,13 @@ func (b *Board) Render(now time.Time, opts RenderOptions) []string {
 	if n := c[Interrupted]; n > 0 {
 		head += fmt.Sprintf(" · %d interrupted", n)
 	}
+	if utf8.RuneCountInString(head) > width-1 { // the short form keeps every count
+		head = fmt.Sprintf("%s %d cached·%d run·%d wait·%d queue·%d done·%d fail·%d skip",
+			clock(now.Sub(b.start)), c[Cached], c[Running], c[Waiting], c[Queued], c[Done], c[Failed], c[Skipped])
+		if n := c[Interrupted]; n > 0 {
+			head += fmt.Sprintf("·%d intr", n)
+		}
+	}
 	lines := []string{head}
 	active := b.Active()
 	rank := map[State]int{Running: 0, Queued: 1, Waiting: 2}
@@ -252,14 +259,17 @@ func stepLine(s Step, now time.Time) string {
 			fmt.Fprintf(&b, " on %s", s.Cluster)
 		}
 	case Waiting:
-		fmt.Fprintf(&b, "  waiting  %s  held by %s", s.ID, s.Holder)
+		// The countdown before the holder: on a narrow terminal the
+		// holder's long id is what gets cut.
+		fmt.Fprintf(&b, "  waiting  %s  ", s.ID)
+		if left := s.StaleIn - now.Sub(s.WaitSeen); left > 0 {
+			fmt.Fprintf(&b, "takeover possible in %s", clock(left))
+		} else {
+			b.WriteString("takeover possible now")
+		}
+		fmt.Fprintf(&b, ", held by %s", s.Holder)
 		if h := cairn.HolderHost(s.Holder); h != "" {
 			fmt.Fprintf(&b, " (host %s)", h)
-		}
-		if left := s.StaleIn - now.Sub(s.WaitSeen); left > 0 {
-			fmt.Fprintf(&b, ", takeover possible in %s", clock(left))
-		} else {
-			b.WriteString(", takeover possible now")
 		}
 	}
 	if s.LastLog != "" && s.State != Waiting {
