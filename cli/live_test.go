@@ -321,3 +321,22 @@ func TestLiveViewShowsRemoteJobInTmux(t *testing.T) {
 		t.Errorf("exit %s, want 0:\n%s", code[1], snap)
 	}
 }
+
+// Off a terminal, a remote step's job logs its state changes with its id.
+func TestPlainProgressLogsJobStates(t *testing.T) {
+	e := newRemoteEnv(t)
+	cmd := e.cmd(false)
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("%v:\n%s", err, out)
+	}
+	for _, re := range []*regexp.Regexp{
+		regexp.MustCompile(`msg="submitted job" step=train_[0-9a-f]{8} job=\S+ job_id=(\S+) cluster=local`),
+		regexp.MustCompile(`msg="job (queued|running)" step=train_[0-9a-f]{8} cluster=local job_id=\S+ state=(PENDING|RUNNING)`),
+		regexp.MustCompile(`msg="job succeeded" step=train_[0-9a-f]{8} cluster=local job_id=\S+ state=SUCCEEDED`),
+	} {
+		if !re.Match(out) {
+			t.Errorf("no line matching %s in:\n%s", re, out)
+		}
+	}
+}

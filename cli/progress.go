@@ -5,6 +5,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"strings"
 	"sync"
 	"time"
 
@@ -97,7 +98,7 @@ func (v *runView) onEvent(e cairn.Event) {
 		if e.JobState == "RUNNING" && !e.Submitted.IsZero() {
 			attrs = append(attrs, "queued", e.Time.Sub(e.Submitted).Round(time.Second))
 		}
-		if e.LogPath != "" {
+		if e.LogPath != "" && (e.JobState == "PENDING" || e.JobState == "RUNNING") {
 			attrs = append(attrs, "log", e.LogPath)
 		}
 		v.logger.Info("job "+stateWord(e.JobState), attrs...)
@@ -107,13 +108,10 @@ func (v *runView) onEvent(e cairn.Event) {
 }
 
 func stateWord(s string) string {
-	switch s {
-	case "PENDING":
+	if s == "PENDING" {
 		return "queued"
-	case "RUNNING":
-		return "running"
 	}
-	return "state " + s
+	return strings.ToLower(s) // running, succeeded, failed, stopped
 }
 
 // printf prints one of the CLI's own messages above the live view.
