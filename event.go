@@ -73,9 +73,13 @@ func (o Outcome) Succeeded() bool {
 type EventKind int
 
 const (
-	// StepStarted: the step's function is about to be attempted.
+	// StepStarted: the step got one of the run's slots and is about to be
+	// attempted: its status is checked (it may turn out cached) and its
+	// lease taken. Sent once per step, not again after waiting.
 	StepStarted EventKind = iota
 	// StepWaiting: another worker holds the step; this run waits for it.
+	// Sent after every poll that finds it still held (every
+	// RunOptions.PollInterval), with Holder, LeaseAge and StaleIn.
 	StepWaiting
 	// StepFinished: the step reached its outcome.
 	StepFinished

@@ -60,6 +60,9 @@ type Step struct {
 	// StepJob event.
 	Cluster, JobID, JobState string
 	Submitted                time.Time
+	// JobRunning is when the job was first seen RUNNING; the time it
+	// spent queued is JobRunning minus Submitted.
+	JobRunning time.Time
 	// LogPath is the attempt's log file, tailed by the Live view.
 	LogPath string
 	// LastLog is the last line the step logged (a log record through its
@@ -106,6 +109,7 @@ func (b *Board) Observe(e cairn.Event) {
 	case cairn.StepRunning:
 		s.State, s.Started, s.Worker = Running, e.Time, e.Worker
 		s.JobID, s.JobState, s.Cluster, s.LogPath, s.LastLog = "", "", "", "", ""
+		s.Submitted, s.JobRunning = time.Time{}, time.Time{}
 	case cairn.StepJob:
 		s.Cluster, s.JobID, s.JobState, s.Submitted = e.Cluster, e.JobID, e.JobState, e.Submitted
 		if e.LogPath != "" && e.LogPath != s.LogPath {
@@ -116,6 +120,9 @@ func (b *Board) Observe(e cairn.Event) {
 			s.State = Queued
 		case "RUNNING":
 			s.State = Running
+			if s.JobRunning.IsZero() {
+				s.JobRunning = e.Time
+			}
 		}
 	case cairn.StepFinished:
 		switch e.Outcome {
@@ -251,6 +258,9 @@ func stepLine(s Step, now time.Time) string {
 			fmt.Fprintf(&b, "  job %s %s", s.JobID, s.JobState)
 			if s.Cluster != "" {
 				fmt.Fprintf(&b, " on %s", s.Cluster)
+			}
+			if !s.JobRunning.IsZero() && !s.Submitted.IsZero() && s.JobRunning.Sub(s.Submitted) >= time.Second {
+				fmt.Fprintf(&b, " after %s in queue", clock(s.JobRunning.Sub(s.Submitted)))
 			}
 		}
 	case Queued:
