@@ -167,7 +167,9 @@ type Event struct {
 	// "SUCCEEDED", "FAILED" or "STOPPED"), when it was submitted (the queue time of a PENDING job is
 	// Time minus Submitted), and the path of the current attempt's log
 	// file (a local path on the submitting machine, which may still be
-	// growing; "" if unknown).
+	// growing; "" if unknown). A StepRunning event may carry LogPath too,
+	// when the attempt writes a log file of its own; a live view tails
+	// whichever it was given last.
 	Cluster   string
 	JobID     string
 	JobState  string

@@ -108,7 +108,7 @@ func (b *Board) Observe(e cairn.Event) {
 		s.Holder, s.StaleIn, s.WaitSeen = e.Holder, e.StaleIn, e.Time
 	case cairn.StepRunning:
 		s.State, s.Started, s.Worker = Running, e.Time, e.Worker
-		s.JobID, s.JobState, s.Cluster, s.LogPath, s.LastLog = "", "", "", "", ""
+		s.JobID, s.JobState, s.Cluster, s.LogPath, s.LastLog = "", "", "", e.LogPath, ""
 		s.Submitted, s.JobRunning = time.Time{}, time.Time{}
 	case cairn.StepJob:
 		s.Cluster, s.JobID, s.JobState, s.Submitted = e.Cluster, e.JobID, e.JobState, e.Submitted
