@@ -149,7 +149,9 @@ type Event struct {
 	// StaleIn is set for StepWaiting: how long, by this run's own
 	// observation of the lease (lease.HeldError.StaleIn), until the lease
 	// may be taken over if its holder stops refreshing it. It is refreshed
-	// on every poll; 0 means the lease may be taken over at the next poll.
+	// on every poll; 0 means the lease may be taken over at the next poll
+	// (or, after this run lost the lease, that the holder is not known:
+	// Holder then says so in words).
 	StaleIn time.Duration
 	// Duration is how long the step took (StepFinished).
 	Duration time.Duration
@@ -164,8 +166,9 @@ type Event struct {
 	// step's cluster job (StepJob): the cluster's name, the scheduler's id
 	// of the job's current attempt, its state as the cluster client reports
 	// it, upper-cased (cluster.Status.String(): "PENDING", "RUNNING", then
-	// "SUCCEEDED", "FAILED" or "STOPPED"), when it was submitted (the queue time of a PENDING job is
-	// Time minus Submitted), and the path of the current attempt's log
+	// "SUCCEEDED", "FAILED" or "STOPPED"), when it was submitted (the
+	// queue time of a PENDING job is Time minus Submitted), and the path
+	// of the current attempt's log
 	// file (a local path on the submitting machine, which may still be
 	// growing; "" if unknown). A StepRunning event may carry LogPath too,
 	// when the attempt writes a log file of its own; a live view tails
@@ -183,8 +186,8 @@ type Event struct {
 func HolderHost(id string) string {
 	// HOST may itself contain dashes: PID and RANDOM are the last two
 	// dash-separated fields.
-	if i := strings.LastIndexByte(id, '.'); i >= 0 {
-		id = id[:i]
+	if i := strings.LastIndexByte(id, '.'); i >= 0 && allDigits(id[i+1:]) {
+		id = id[:i] // the attempt number
 	}
 	parts := strings.Split(id, "-")
 	if len(parts) < 3 {

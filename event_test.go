@@ -155,6 +155,7 @@ func TestHolderHost(t *testing.T) {
 		{"host-12-abcdef.3", "host"},
 		{"my-laptop.local-999-0a1b2c.12", "my-laptop.local"},
 		{"host-12-abcdef", "host"},
+		{"host.example.org-12-abcdef", "host.example.org"},
 		{"custom-name-abcdef.1", ""}, // a RunOptions.WorkerID without a pid
 		{"elsewhere-7", ""},
 		{"", ""},
