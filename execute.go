@@ -59,6 +59,11 @@ type Output struct {
 	// fence is the version of this attempt's RUNNING record: the artifact
 	// is saved only while the status file still has it.
 	fence store.Version
+	// events receives the attempt's progress (remote jobs' states);
+	// startLogged says the "step started" line was logged (a remote step
+	// logs it once its job has an id).
+	events      *eventSink
+	startLogged bool
 }
 
 // OpenDep opens the output of dep (normally one of the running step's
@@ -181,6 +186,9 @@ type executor struct {
 	leaseOpts    lease.Options
 	rejectFailed bool
 	logger       *slog.Logger
+	events       *eventSink      // nil: no RunOptions.OnEvent
+	stopGrace    time.Duration   // RunOptions.StopGrace
+	stopNow      <-chan struct{} // RunOptions.StopNow
 
 	workerBase string        // host-pid-token, unique per executor
 	attempts   atomic.Uint64 // attempt counter for worker ids
@@ -195,6 +203,9 @@ func newExecutor(opts *RunOptions) *executor {
 		prefix:       opts.Prefix,
 		rejectFailed: opts.RejectPreviouslyFailed,
 		logger:       opts.logger(),
+		events:       newEventSink(opts.OnEvent),
+		stopGrace:    opts.StopGrace,
+		stopNow:      opts.StopNow,
 	}
 	if opts.Lease != nil {
 		x.leaseOpts = *opts.Lease
@@ -409,8 +420,15 @@ func (x *executor) attempt(ctx context.Context, s *Step, id, path string, b *sto
 		remote:   x.remote,
 		tookOver: res.outcome == TookOver,
 		fence:    fence,
+		events:   x.events,
 	}
-	val, ferr := x.callWithRetries(stepCtx, s, out)
+	remote := s.Remote != nil && x.remote != nil
+	x.events.emit(Event{Kind: StepRunning, Step: id, Path: path, Worker: worker, Remote: remote})
+	if !remote { // a remote step logs it with its job id (remote.go)
+		out.startLogged = true
+		x.logger.Info("step started", "step", id, "worker", worker)
+	}
+	val, ferr := x.awaitOrAbandon(ctx, id, func() (any, error) { return x.callWithRetries(stepCtx, s, out) })
 	lostCause := context.Cause(stepCtx)
 	cancel()
 	res.duration = time.Since(start)

@@ -369,6 +369,8 @@ func (r *remoteRunner) runJob(ctx context.Context, out *Output, spec *RemoteSpec
 		}
 		out.Logger.Info("submitted job", "job", j.Name(), "job_id", j.ID(), "cluster", c.Name())
 	}
+	stopWatch := out.watchJob(j, c.Name(), rec.Submitted) // issue 9: live progress
+	defer stopWatch()
 	rec.LogDir = job.LogDir
 	copyLogs := false
 	if _, ok := localPath(out.Path); !ok {

@@ -68,6 +68,17 @@ type RunOptions struct {
 	// Retry is the retry policy of steps whose Step.Retry is nil; nil
 	// means no retry.
 	Retry *RetryPolicy
+	// StopGrace is how long, once ctx is cancelled, a step's function may
+	// keep running before the run stops waiting for it: the attempt then
+	// ends as Interrupted (its status restored, its lease released) while
+	// the function, which ignores its context, is left running on its
+	// goroutine until the process exits. 0 means wait for every function
+	// to return, however long it takes.
+	StopGrace time.Duration
+	// StopNow, if not nil, ends the grace period early when it is closed:
+	// once ctx is cancelled, running steps are abandoned at once, as at
+	// the end of StopGrace (a second Ctrl-C).
+	StopNow <-chan struct{}
 }
 
 func (o *RunOptions) validate() error {
@@ -459,9 +470,10 @@ func (sc *scheduler) attempt(ctx context.Context, n *node) attemptResult {
 func (sc *scheduler) finish(n *node, res attemptResult) {
 	if res.held != nil {
 		if !n.waited {
-			sc.log.Info("waiting for another worker", "step", n.id, "holder", res.holder, "lease_age", res.leaseAge.Round(time.Millisecond))
-			sc.emit(Event{Kind: StepWaiting, Step: n.id, Path: n.path, Holder: res.holder, LeaseAge: res.leaseAge})
+			sc.log.Info("waiting for another worker", "step", n.id, "holder", res.holder, "lease_age", res.leaseAge.Round(time.Millisecond), "stale_in", res.held.StaleIn.Round(time.Second))
 		}
+		// Every poll, so that a live view can count down to the takeover.
+		sc.emit(Event{Kind: StepWaiting, Step: n.id, Path: n.path, Holder: res.holder, LeaseAge: res.leaseAge, StaleIn: res.held.StaleIn})
 		n.waited = true
 		n.state = deferred
 		sc.deferred++
@@ -541,10 +553,7 @@ func (sc *scheduler) markSkipped(m *node) {
 }
 
 func (sc *scheduler) emit(e Event) {
-	if sc.opts.OnEvent != nil {
-		e.Time = time.Now()
-		sc.opts.OnEvent(e)
-	}
+	sc.x.events.emit(e) // shared with the attempts, which emit from their goroutines
 }
 
 func (sc *scheduler) logResult(r StepResult) {

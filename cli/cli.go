@@ -41,9 +41,25 @@
 //	130 interrupted (SIGINT or SIGTERM); running steps were stopped and their
 //	    leases released
 //
-// Main installs handlers for SIGINT and SIGTERM for the duration of the run:
-// the first signal cancels the run, a second one is left to the default
-// handler.
+// Main installs handlers for SIGINT and SIGTERM for the duration of the run.
+// The first signal cancels the run and prints the steps it stops; a step
+// that ignores its context is abandoned after --stop-grace (default 10 s):
+// its status is restored, its lease released, and the program exits with
+// 130 while the step's goroutine is still running. A second signal
+// abandons the running steps at once and exits within a second.
+//
+// # Progress
+//
+// When stderr is a terminal (and TERM is not "dumb", NO_COLOR is unset and
+// --log-format is text), a run draws a live view below its log lines,
+// redrawn in place a few times a second: counts of steps by state, then a
+// line per running step (elapsed time; for a remote step its job id and
+// scheduler state, with the queue time while it is pending; the last line
+// of its log) and per step waiting on another runner (the holder, its host,
+// the time until its lease may be taken over). Otherwise the run logs plain
+// lines only: "step started" (with the worker, and for a remote step the
+// job id), job state changes, and every 30 s a "still waiting" line with
+// the time until takeover.
 package cli
 
 import (
@@ -191,6 +207,7 @@ func Main(steps iter.Seq[*cairn.Step], opts *Options) int {
 		poll           = fs.Duration("poll-interval", cairn.DefaultPollInterval, "how often to re-check a step another worker holds")
 		heartbeat      = fs.Duration("lease-interval", lease.DefaultInterval, "how often a running step's lease is refreshed")
 		staleAfter     = fs.Duration("lease-stale-after", lease.DefaultStaleAfter, "how long after its last refresh a lease may be taken over")
+		stopGrace      = fs.Duration("stop-grace", DefaultStopGrace, "after Ctrl-C, how long to wait for running steps to stop before abandoning those that ignore it")
 		runOnly        regexpList
 		remote         remoteFlags
 	)
@@ -214,11 +231,18 @@ func Main(steps iter.Seq[*cairn.Step], opts *Options) int {
 		fmt.Fprintln(o.Stderr, err)
 		return ExitUsage
 	}
-	logger, err := newLogger(o.Stderr, *logLevel, *logFormat)
+	if err := checkPositive("stop-grace", *stopGrace); err != nil {
+		fmt.Fprintln(o.Stderr, err)
+		return ExitUsage
+	}
+	// Issue 9: live progress, and stopNow closed at a second Ctrl-C.
+	stopNow := make(chan struct{})
+	view, err := newRunView(o, *logLevel, *logFormat, !*dryRun, time.Now())
 	if err != nil {
 		fmt.Fprintln(o.Stderr, err)
 		return ExitUsage
 	}
+	logger := view.logger
 	if *prefix, err = resolvePrefix(fs, *prefix, o.Getenv); err != nil {
 		fmt.Fprintln(o.Stderr, err)
 		return ExitUsage
@@ -243,6 +267,9 @@ func Main(steps iter.Seq[*cairn.Step], opts *Options) int {
 		Lease:                  &lease.Options{Interval: *heartbeat, StaleAfter: *staleAfter},
 		PollInterval:           *poll,
 		Logger:                 logger,
+		OnEvent:                view.onEvent,
+		StopGrace:              *stopGrace,
+		StopNow:                stopNow,
 	}
 	if !*dryRun {
 		closeCluster, err := o.openRemote(ctx, runOpts, remote, *logLevel, *logFormat)
@@ -257,7 +284,18 @@ func Main(steps iter.Seq[*cairn.Step], opts *Options) int {
 			return exitCode(ctx, err, o.Stderr)
 		}
 	}
-	report, err := cairn.Run(ctx, steps, runOpts)
+	view.start()
+	ctx, cancelRun := context.WithCancelCause(ctx)
+	defer cancelRun(nil)
+	res, abandoned := runInterruptible(ctx, cancelRun, stopNow, view, *stopGrace, func(ctx context.Context) (*cairn.Report, error) {
+		return cairn.Run(ctx, steps, runOpts)
+	})
+	view.stop()
+	if abandoned {
+		fmt.Fprintf(o.Stderr, "error: interrupted\n")
+		return ExitInterrupted
+	}
+	report, err := res.report, res.err
 	if *dryRun {
 		printPlan(o.Stdout, report)
 	}
