@@ -284,7 +284,11 @@ const cleanupTimeout = 30 * time.Second
 // lost the step while it ran — paused past its lease, or cut off from
 // storage — can therefore never overwrite what the new holder wrote; it
 // goes back to waiting on the new holder instead (a held result).
-func (x *executor) attempt(ctx context.Context, s *Step, id, path string, b *store.Bucket, waited bool, early *string) attemptResult {
+//
+// force (RunOptions.Force) runs the step even if it already succeeded: the
+// new run takes the lease and replaces the status and artifact like any
+// other attempt.
+func (x *executor) attempt(ctx context.Context, s *Step, id, path string, b *store.Bucket, waited bool, early *string, force bool) attemptResult {
 	cached := Cached
 	if waited {
 		cached = CompletedElsewhere
@@ -298,7 +302,7 @@ func (x *executor) attempt(ctx context.Context, s *Step, id, path string, b *sto
 			return attemptResult{outcome: Failed, err: err}
 		}
 	}
-	if res, decided := x.decide(status, cached); decided {
+	if res, decided := x.decide(status, cached); decided && !(force && status == statusfile.Success) {
 		return res
 	}
 	if s.Func == nil {
@@ -330,8 +334,11 @@ func (x *executor) attempt(ctx context.Context, s *Step, id, path string, b *sto
 	if err != nil {
 		return release(attemptResult{outcome: Failed, err: err})
 	}
-	if res, decided := x.decide(status, cached); decided {
+	if res, decided := x.decide(status, cached); decided && !(force && status == statusfile.Success) {
 		return release(res)
+	}
+	if force && status == statusfile.Success {
+		x.logger.Info("step forced: running it again", "step", id)
 	}
 	res := attemptResult{outcome: Ran}
 	if l.TookOver || status == statusfile.Running {
@@ -571,7 +578,7 @@ func RunStep(ctx context.Context, s *Step, opts *RunOptions) (StepResult, error)
 	r := StepResult{Step: id, Name: s.Name, Path: path}
 	waited := false
 	for {
-		res := x.attempt(ctx, s, id, path, b, waited, nil)
+		res := x.attempt(ctx, s, id, path, b, waited, nil, false)
 		if res.held == nil {
 			r.Outcome, r.Err, r.Duration = res.outcome, res.err, res.duration
 			r.Holder, r.LeaseAge = res.holder, res.leaseAge

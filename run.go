@@ -48,6 +48,14 @@ type RunOptions struct {
 	// one of the patterns (anywhere in the name, as regexp.MatchString does),
 	// plus the dependencies they need. It is an error if no step matches.
 	RunOnly []*regexp.Regexp
+	// Force re-runs the steps whose name matches one of the patterns even
+	// if they already succeeded, under the lease as any run does: the new
+	// run replaces the step's artifact and status. Their dependents run
+	// again only if their identity changes, unless ForceDownstream is set,
+	// which forces every transitive dependent of a forced step too. A step
+	// found running elsewhere is waited for, and its result accepted.
+	Force           []*regexp.Regexp
+	ForceDownstream bool
 	// Lease configures the lease heartbeat and staleness; nil means Marin's
 	// defaults (refresh every 30 s, stale after 90 s).
 	Lease *lease.Options
@@ -184,6 +192,7 @@ type node struct {
 	failedDep  string        // ID of a dependency that failed or was skipped
 	bucket     *store.Bucket // opened by the first attempt
 	probe      *statusProbe  // its status read ahead, until an attempt takes it (lookahead.go)
+	forced     bool          // RunOptions.Force selects it: run even if cached
 }
 
 type completion struct {
@@ -340,11 +349,12 @@ func (sc *scheduler) addNode(st *Step) error {
 		sc.byStep[st] = n
 		return nil
 	}
-	n := &node{step: st, id: id, path: path}
+	n := &node{step: st, id: id, path: path, forced: matchAny(sc.opts.Force, st.Name)}
 	sc.byStep[st] = n
 	sc.byPath[path] = n
 	for _, d := range st.Deps {
 		dn := sc.byStep[d]
+		n.forced = n.forced || sc.opts.ForceDownstream && dn.forced
 		if slices.Contains(n.deps, dn) {
 			continue
 		}
@@ -365,6 +375,16 @@ func (sc *scheduler) addNode(st *Step) error {
 		sc.selectNode(n)
 	}
 	return nil
+}
+
+// matchAny reports whether name matches one of res.
+func matchAny(res []*regexp.Regexp, name string) bool {
+	for _, re := range res {
+		if re.MatchString(name) {
+			return true
+		}
+	}
+	return false
 }
 
 func (sc *scheduler) matches(n *node) bool {
@@ -441,9 +461,13 @@ func (sc *scheduler) attempt(ctx context.Context, n *node) attemptResult {
 		n.bucket = b
 	}
 	if sc.opts.DryRun {
-		return sc.x.probe(ctx, n.bucket)
+		res := sc.x.probe(ctx, n.bucket)
+		if n.forced && res.outcome == Cached {
+			res.outcome = WouldRun
+		}
+		return res
 	}
-	return sc.x.attempt(ctx, n.step, n.id, n.path, n.bucket, n.waited, early)
+	return sc.x.attempt(ctx, n.step, n.id, n.path, n.bucket, n.waited, early, n.forced && !n.waited)
 }
 
 // finish records the result of an attempt and releases what it unblocks.

@@ -48,6 +48,7 @@ package cli
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -59,7 +60,6 @@ import (
 	"regexp"
 	"strings"
 	"syscall"
-	"text/tabwriter"
 	"time"
 
 	"example.com/cairn"
@@ -108,6 +108,17 @@ type Options struct {
 	// Clusters opens the cluster named by --cluster or CAIRN_CLUSTER, where
 	// remote steps run; nil means DefaultClusters() (local and slurm).
 	Clusters *cluster.Mux
+
+	// Versions, if set, returns the versioned configuration of a step: the
+	// "version" object package recipe (like Marin) records in the step's
+	// .executor_info, whose "config" holds the versioned fields by name.
+	// --dry-run and explain diff those fields; for a step it does not know
+	// (ok false) they diff the step's Attrs. Package recipe/recipecli sets it.
+	Versions func(s *cairn.Step) (version json.RawMessage, ok bool)
+
+	// explain, set by the explain command, makes the dry run print the
+	// full reasoning for this one step instead of the plan.
+	explain string
 }
 
 func (o *Options) withDefaults() Options {
@@ -171,16 +182,25 @@ func Main(steps iter.Seq[*cairn.Step], opts *Options) int {
 			args = args[1:]
 		case "status":
 			return runStatus(o, args[1:])
+		case "explain":
+			return runExplain(o, steps, args[1:])
+		case "help":
+			printHelp(o.Stdout, nil)
+			return ExitOK
+		case "version":
+			printVersion(o.Stdout)
+			return ExitOK
 		case "worker": // hidden: what cluster jobs run (see remote.go)
 			return runWorker(o, steps, args[1:])
 		default:
-			fmt.Fprintf(o.Stderr, "unknown command %q; commands: run (default), status\n", args[0])
+			fmt.Fprintf(o.Stderr, "unknown command %q; commands: %s (run %s --help for more)\n", args[0], commandList(), progName())
 			return ExitUsage
 		}
 	}
 
 	fs := flag.NewFlagSet("run", flag.ContinueOnError)
 	fs.SetOutput(o.Stderr)
+	fs.Usage = func() {} // --help prints the full help to stdout below
 	var (
 		prefix         = fs.String("prefix", "", "storage root: a directory or URL (default $CAIRN_PREFIX, else $MARIN_PREFIX, else ./"+cairn.DefaultLocalPrefix+")")
 		dryRun         = fs.Bool("dry-run", false, "print what would run; write nothing")
@@ -193,14 +213,25 @@ func Main(steps iter.Seq[*cairn.Step], opts *Options) int {
 		staleAfter     = fs.Duration("lease-stale-after", lease.DefaultStaleAfter, "how long after its last refresh a lease may be taken over")
 		runOnly        regexpList
 		remote         remoteFlags
+		force          regexpList
+		forceDown      = fs.Bool("force-downstream", false, "with --force: re-run every step downstream of a forced step too")
+		asJSON         = fs.Bool("json", false, "with --dry-run: print the plan and reasons as JSON")
+		version        = fs.Bool("version", false, "print the version and exit")
 	)
+	fs.Var(&force, "force", "re-run steps whose name matches this regular expression even if they succeeded (repeatable); their dependents re-run only if their identity changes, or with --force-downstream")
 	remote.register(fs)
 	fs.Var(&runOnly, "run-only", "run only steps whose name matches this regular expression, plus the dependencies they need (repeatable)")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
+			printHelp(o.Stdout, fs)
 			return ExitOK
 		}
+		fmt.Fprintf(o.Stderr, "run %s --help for usage\n", progName())
 		return ExitUsage
+	}
+	if *version {
+		printVersion(o.Stdout)
+		return ExitOK
 	}
 	if fs.NArg() > 0 {
 		fmt.Fprintf(o.Stderr, "unexpected arguments: %q\n", fs.Args())
@@ -240,6 +271,8 @@ func Main(steps iter.Seq[*cairn.Step], opts *Options) int {
 		DryRun:                 *dryRun,
 		RejectPreviouslyFailed: !*forceRunFailed,
 		RunOnly:                runOnly,
+		Force:                  force,
+		ForceDownstream:        *forceDown,
 		Lease:                  &lease.Options{Interval: *heartbeat, StaleAfter: *staleAfter},
 		PollInterval:           *poll,
 		Logger:                 logger,
@@ -257,9 +290,25 @@ func Main(steps iter.Seq[*cairn.Step], opts *Options) int {
 			return exitCode(ctx, err, o.Stderr)
 		}
 	}
+	var pulled recorder
+	if *dryRun {
+		steps = pulled.wrap(steps)
+	}
 	report, err := cairn.Run(ctx, steps, runOpts)
 	if *dryRun {
-		printPlan(o.Stdout, report)
+		ex := &explainer{storage: runOpts.Storage, prefix: runOpts.Prefix, versions: o.Versions,
+			cluster: remote.spec(o.Getenv), force: force, downward: *forceDown}
+		rows := ex.rows(ctx, pulled.steps, report)
+		switch {
+		case o.explain != "":
+			return explainOne(o, rows, err)
+		case *asJSON:
+			if jerr := printReasonsJSON(o.Stdout, rows); jerr != nil {
+				fmt.Fprintf(o.Stderr, "error: %v\n", jerr)
+			}
+		default:
+			printReasons(o.Stdout, rows)
+		}
 	}
 	printSummary(o.Stderr, report, *prefix, time.Since(start))
 	return exitCode(ctx, err, o.Stderr)
@@ -332,23 +381,6 @@ func newLogger(w io.Writer, level, format string) (*slog.Logger, error) {
 		return slog.New(slog.NewJSONHandler(w, ho)), nil
 	}
 	return nil, fmt.Errorf("--log-format %q: want text or json", format)
-}
-
-// printPlan writes the dry-run plan as a table.
-func printPlan(w io.Writer, r *cairn.Report) {
-	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "STEP\tPLAN\tDETAIL")
-	for _, s := range r.Steps {
-		detail := ""
-		switch {
-		case s.Outcome == cairn.RunningElsewhere:
-			detail = fmt.Sprintf("holder %s, lease refreshed %s ago", s.Holder, s.LeaseAge.Round(time.Second))
-		case s.Err != nil:
-			detail = s.Err.Error()
-		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\n", s.Step, s.Outcome, detail)
-	}
-	tw.Flush()
 }
 
 // printSummary writes one line counting outcomes.

@@ -19,6 +19,7 @@ package recipecli
 
 import (
 	"context"
+	"encoding/json"
 	"iter"
 	"os"
 	"os/exec"
@@ -60,8 +61,30 @@ func Main(steps []recipe.Node, opts *Options) int {
 	if o.CLI != nil {
 		c = *o.CLI
 	}
-	c.Prepare = Prepare(steps, o.Record)
+	var plan *recipe.Plan
+	c.Prepare = prepare(steps, o.Record, &plan)
+	c.Versions = versions(&plan)
 	return cli.Main(nil, &c)
+}
+
+// versions returns a function for cli.Options.Versions: the version
+// object each step of *plan records, found by output path, for --dry-run
+// and explain to diff the versioned fields by name.
+func versions(plan **recipe.Plan) func(*cairn.Step) (json.RawMessage, bool) {
+	var byPath map[string]json.RawMessage
+	return func(s *cairn.Step) (json.RawMessage, bool) {
+		if *plan == nil {
+			return nil, false
+		}
+		if byPath == nil {
+			byPath = make(map[string]json.RawMessage)
+			for _, info := range (*plan).Infos() {
+				byPath[info.OutputPath] = info.Version
+			}
+		}
+		v, ok := byPath[s.OverridePath]
+		return v, ok
+	}
 }
 
 // Prepare returns a function for cli.Options.Prepare that resolves steps
@@ -69,11 +92,17 @@ func Main(steps []recipe.Node, opts *Options) int {
 // selects the steps for --run-only and writes the records), with rec
 // completed from the process as [Options.Record] describes.
 func Prepare(steps []recipe.Node, rec *recipe.RecordOptions) func(context.Context, *cairn.RunOptions) (iter.Seq[*cairn.Step], error) {
+	return prepare(steps, rec, new(*recipe.Plan))
+}
+
+// prepare is Prepare that also stores the plan in *plan.
+func prepare(steps []recipe.Node, rec *recipe.RecordOptions, plan **recipe.Plan) func(context.Context, *cairn.RunOptions) (iter.Seq[*cairn.Step], error) {
 	return func(ctx context.Context, opts *cairn.RunOptions) (iter.Seq[*cairn.Step], error) {
 		pl, err := recipe.Resolve(opts.Prefix, steps...)
 		if err != nil {
 			return nil, err
 		}
+		*plan = pl
 		r := fromProcess(ctx, rec, opts.DryRun)
 		ss, err := pl.Prepare(ctx, opts, &r)
 		if err != nil {
