@@ -338,7 +338,7 @@ func (x *executor) attempt(ctx context.Context, s *Step, id, path string, b *sto
 		return release(res)
 	}
 	if force && status == statusfile.Success {
-		x.logger.Info("step forced: running it again", "step", id)
+		x.logger.Info("step forced: running it again", "step", Label(x.prefix, id, path))
 	}
 	res := attemptResult{outcome: Ran}
 	if l.TookOver || status == statusfile.Running {
@@ -371,7 +371,7 @@ func (x *executor) attempt(ctx context.Context, s *Step, id, path string, b *sto
 		ID:       id,
 		Path:     path,
 		Bucket:   b.WithReserved(statusfile.Owner, statusfile.IsControl), // issue 8 item 11
-		Logger:   x.logger.With("step", id),
+		Logger:   x.logger.With("step", Label(x.prefix, id, path)),
 		WorkerID: worker,
 		storage:  x.storage,
 		prefix:   x.prefix,

@@ -182,7 +182,8 @@ const (
 // node is the scheduler's record of one step (one output path).
 type node struct {
 	step       *Step
-	id, path   string
+	id, path   string // id: how users see it (Label); stepID: its ID
+	stepID     string
 	deps       []*node
 	dependents []*node
 	pending    int // deps not yet succeeded
@@ -343,13 +344,13 @@ func (sc *scheduler) addNode(st *Step) error {
 		return err
 	}
 	if n, ok := sc.byPath[path]; ok {
-		if n.id != id {
-			return fmt.Errorf("%w: steps %s and %s both write to %s; give one of them another name or OverridePath", ErrInvalidPipeline, n.id, id, path)
+		if n.stepID != id {
+			return fmt.Errorf("%w: steps %s and %s both write to %s; give one of them another name or OverridePath", ErrInvalidPipeline, n.stepID, id, path)
 		}
 		sc.byStep[st] = n
 		return nil
 	}
-	n := &node{step: st, id: id, path: path, forced: matchAny(sc.opts.Force, st.Name)}
+	n := &node{step: st, id: Label(sc.opts.Prefix, id, path), stepID: id, path: path, forced: matchAny(sc.opts.Force, st.Name)}
 	sc.byStep[st] = n
 	sc.byPath[path] = n
 	for _, d := range st.Deps {
@@ -467,7 +468,7 @@ func (sc *scheduler) attempt(ctx context.Context, n *node) attemptResult {
 		}
 		return res
 	}
-	return sc.x.attempt(ctx, n.step, n.id, n.path, n.bucket, n.waited, early, n.forced && !n.waited)
+	return sc.x.attempt(ctx, n.step, n.stepID, n.path, n.bucket, n.waited, early, n.forced && !n.waited)
 }
 
 // finish records the result of an attempt and releases what it unblocks.

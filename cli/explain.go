@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"iter"
-	"path/filepath"
 	"regexp"
 	"slices"
 	"strings"
@@ -16,7 +15,6 @@ import (
 	"example.com/cairn"
 	"example.com/cairn/cluster"
 	"example.com/cairn/internal/explain"
-	"example.com/cairn/store"
 )
 
 // recorder records the steps a run pulls from its sequence, for the dry
@@ -108,7 +106,7 @@ func (e *explainer) rows(ctx context.Context, pulled []*cairn.Step, report *cair
 func (e *explainer) step(s *cairn.Step) *explain.Step {
 	id, _ := s.ID()
 	path, _ := s.OutputPath(e.prefix)
-	es := &explain.Step{ID: displayName(path, id, e.prefix), Name: s.Name, Path: path}
+	es := &explain.Step{ID: cairn.Label(e.prefix, id, path), Name: s.Name, Path: path}
 	if e.versions != nil {
 		if v, ok := e.versions(s); ok {
 			if dv, err := explain.Decode(v); err == nil {
@@ -132,25 +130,6 @@ func (e *explainer) step(s *cairn.Step) *explain.Step {
 		}
 	}
 	return es
-}
-
-// displayName is how users see a step: its output directory relative to
-// the prefix (NAME_HASH for a core step, NAME-HASH for a recipe step), or
-// its ID when it lives elsewhere.
-func displayName(path, id, prefix string) string {
-	prefixes := []string{prefix}
-	if store.IsLocal(prefix) && !strings.HasPrefix(prefix, "file://") {
-		if abs, err := filepath.Abs(prefix); err == nil {
-			prefixes = append(prefixes, filepath.ToSlash(abs))
-		}
-	}
-	for _, p := range prefixes {
-		p = strings.TrimSuffix(p, "/")
-		if p != "" && strings.HasPrefix(path, p+"/") {
-			return strings.TrimPrefix(path, p+"/")
-		}
-	}
-	return id
 }
 
 // resources describes what a remote step requests.

@@ -130,7 +130,9 @@ func runExplain(o Options, steps iter.Seq[*cairn.Step], args []string) int {
 		fmt.Fprintf(o.Stderr, "usage: %s explain STEP [flags of run]\n", progName())
 		return ExitUsage
 	}
-	o.Args = append(append([]string{"run"}, args...), "--dry-run")
+	// Quiet by default: the explanation is the output (a later
+	// --log-level in args wins).
+	o.Args = append(append([]string{"run", "--log-level", "warn"}, args...), "--dry-run")
 	o.explain = step
 	return Main(steps, &o)
 }

@@ -18,7 +18,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"path"
 	"regexp"
 	"slices"
 	"strings"
@@ -136,7 +135,8 @@ func (r Reason) String() string {
 		if len(r.Changes) > 0 {
 			b.WriteString(changes(r.Changes, 3))
 		} else {
-			fmt.Fprintf(&b, "identity differs from %s (no recorded field does)", path.Base(r.Earlier))
+			_, base := split(r.Earlier)
+			fmt.Fprintf(&b, "identity differs from %s (no recorded field does)", base)
 		}
 		if r.Upstream != "" {
 			fmt.Fprintf(&b, "; upstream %s", upstream(r))
@@ -473,7 +473,8 @@ func tail(d *Step) string {
 	if d.ID != "" && (d.Path == d.ID || strings.HasSuffix(d.Path, "/"+d.ID)) {
 		return d.ID
 	}
-	return path.Base(d.Path)
+	_, base := split(d.Path)
+	return base
 }
 
 // samePlace reports whether the recorded path p is the output of d.
@@ -492,7 +493,7 @@ func stem(base string) string { return hashSuffix.ReplaceAllString(base, "") }
 // names are s's with another version hash and whose `.executor_info`
 // names the same step, newest record first.
 func (x *Explainer) Earlier(ctx context.Context, s *Step) (*Record, error) {
-	parent, base := path.Dir(s.Path), path.Base(s.Path)
+	parent, base := split(s.Path)
 	names, err := x.children(ctx, parent)
 	if err != nil {
 		return nil, err
@@ -511,6 +512,17 @@ func (x *Explainer) Earlier(ctx context.Context, s *Step) (*Record, error) {
 		}
 	}
 	return best, nil
+}
+
+// split splits a location at its last slash (path.Dir would turn
+// "gs://b/x" into "gs:/b").
+func split(p string) (parent, base string) {
+	p = strings.TrimSuffix(p, "/")
+	i := strings.LastIndex(p, "/")
+	if i < 0 {
+		return ".", p
+	}
+	return p[:i], p[i+1:]
 }
 
 // children lists the directories under parent that hold a record.
