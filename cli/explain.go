@@ -118,6 +118,9 @@ func (e *explainer) step(s *cairn.Step) *explain.Step {
 	}
 	if !es.ConfigKnown {
 		if c, err := explain.Normalize(s.Attrs); err == nil {
+			if c == nil {
+				c = map[string]any{} // nil Attrs are recorded as {}
+			}
 			es.Config, es.ConfigKnown = c, true
 		}
 	}
