@@ -614,3 +614,32 @@ func (r Reason) MarshalJSON() ([]byte, error) {
 		Text string `json:"text"`
 	}{plain(r), r.String()})
 }
+
+// PlanFromFiles finds, from the files of the output at p alone, what a run
+// would do with it: cached, failed before, running elsewhere (a lease that
+// is not ancient: one look cannot tell a live holder from a dead one) or
+// would run. A status that cannot be read is the plan's Err.
+func PlanFromFiles(ctx context.Context, storage Opener, p string) (Plan, error) {
+	b, err := storage.OpenBucket(ctx, p)
+	if err != nil {
+		return Plan{}, err
+	}
+	status, err := statusfile.ReadStatus(ctx, b)
+	if err != nil {
+		return Plan{Err: err.Error()}, nil
+	}
+	if status == statusfile.Success {
+		return Plan{Outcome: PlanCached}, nil
+	}
+	rec, ok, err := lease.Inspect(ctx, b, statusfile.LockKey)
+	if err != nil {
+		return Plan{Err: err.Error()}, nil
+	}
+	if now := time.Now(); ok && !rec.Ancient(now, lease.DefaultAncientAfter) {
+		return Plan{Outcome: PlanRunningElsewhere, Holder: rec.WorkerID, LeaseAge: rec.Age(now)}, nil
+	}
+	if status == statusfile.Failed || status == statusfile.DepFailed {
+		return Plan{Outcome: PlanFailedBefore}, nil
+	}
+	return Plan{Outcome: PlanWouldRun}, nil
+}
