@@ -364,6 +364,13 @@ func (x *executor) attempt(ctx context.Context, s *Step, id, path string, b *sto
 	if err != nil {
 		return release(attemptResult{outcome: Failed, err: err})
 	}
+	if force && status == statusfile.Success {
+		if err := clearArtifact(ctx, b, fence); errors.Is(err, statusfile.ErrFenced) {
+			return x.lost(id, l, err, 0)
+		} else if err != nil {
+			return release(attemptResult{outcome: Failed, err: fmt.Errorf("forced run: remove the earlier artifact: %w", err)})
+		}
+	}
 
 	start := time.Now()
 	stepCtx, cancel := l.Context(ctx)

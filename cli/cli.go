@@ -9,10 +9,24 @@
 //
 //	prog [run] [flags]      run the pipeline (the default)
 //	prog status [--json]    list the steps under the prefix
+//	prog explain STEP       say in full why STEP would run, or would not
+//	prog version            print the module version and VCS revision
 //
-// with the flags --prefix, --dry-run, --force-run-failed, --max-concurrent,
-// --run-only (repeatable), --log-level and --log-format, plus lease timing
-// flags for tests and operators.
+// with the flags --prefix, --dry-run (with --json), --force-run-failed,
+// --force and --force-downstream, --max-concurrent, --run-only
+// (repeatable), --log-level and --log-format, plus lease timing flags for
+// tests and operators. --help prints the commands and flags to stdout;
+// --version is the version command.
+//
+// A dry run prints every step, dependencies first and then by name, with
+// what a run would do and why: cached (since when), new (no earlier output
+// of the step under the prefix), changed (the fields that differ from the
+// most recent earlier output of the same step, from its .executor_info),
+// changed upstream (the first changed ancestor and its fields), unfinished,
+// failed before (with the recorded error), running elsewhere (the holder,
+// its host and the lease's last refresh by its clock), forced, and, for a
+// remote step, the cluster and resources. Steps are named everywhere by
+// their directory under the prefix (cairn.Label).
 //
 // Steps marked remote (cairn.Step.Remote, cairn.RemoteFunc) run as jobs on
 // the cluster named by --cluster or CAIRN_CLUSTER: "local" (the default:
@@ -235,6 +249,14 @@ func Main(steps iter.Seq[*cairn.Step], opts *Options) int {
 	}
 	if fs.NArg() > 0 {
 		fmt.Fprintf(o.Stderr, "unexpected arguments: %q\n", fs.Args())
+		return ExitUsage
+	}
+	if *asJSON && !*dryRun {
+		fmt.Fprintln(o.Stderr, "--json needs --dry-run (use status --json for the steps' states)")
+		return ExitUsage
+	}
+	if *forceDown && len(force) == 0 {
+		fmt.Fprintln(o.Stderr, "--force-downstream needs --force REGEX")
 		return ExitUsage
 	}
 	if *maxConcurrent < 1 {

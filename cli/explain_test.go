@@ -5,6 +5,8 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"os"
+	"path/filepath"
 	"regexp"
 	"strings"
 	"sync"
@@ -26,11 +28,15 @@ func (p *reasonPipeline) steps(vocab int, lr float64, fail bool) []*cairn.Step {
 		return func(ctx context.Context, out *cairn.Output) (any, error) {
 			p.mu.Lock()
 			p.runs[name]++
+			n := p.runs[name]
 			p.mu.Unlock()
 			if name == "flaky" && fail {
 				return nil, errors.New("boom: the flaky step failed")
 			}
-			return map[string]string{"step": name}, nil
+			if name == "tok" && n > 1 {
+				return nil, nil // a forced re-run that saves nothing
+			}
+			return map[string]any{"step": name, "run": n}, nil
 		}
 	}
 	tok := &cairn.Step{Name: "tok", Attrs: map[string]any{"vocab": vocab}, Func: fn("tok")}
@@ -206,6 +212,10 @@ func TestForce(t *testing.T) {
 	if got := [3]int{p.count("tok"), p.count("train"), p.count("eval")}; got != [3]int{2, 1, 1} {
 		t.Errorf("runs of tok, train, eval = %v, want [2 1 1]", got)
 	}
+	// Its first run's artifact is gone: the forced run saved none.
+	if m, _ := filepath.Glob(filepath.Join(prefix, "tok_*", ".artifact")); len(m) != 0 {
+		t.Errorf("the forced run left the earlier artifact %v", m)
+	}
 
 	// --force-downstream re-runs what depends on it too.
 	code, out, _ = runMain(t, steps(), "--prefix", prefix, "--dry-run", "--force", "^train$", "--force-downstream")
@@ -220,6 +230,11 @@ func TestForce(t *testing.T) {
 	}
 	if got := [3]int{p.count("tok"), p.count("train"), p.count("eval")}; got != [3]int{2, 2, 2} {
 		t.Errorf("runs of tok, train, eval = %v, want [2 2 2]", got)
+	}
+	// The new run's artifact replaced the old one.
+	m, _ := filepath.Glob(filepath.Join(prefix, "train_*", ".artifact"))
+	if data, err := os.ReadFile(m[0]); err != nil || !strings.Contains(string(data), `"run": 2`) && !strings.Contains(string(data), `"run":2`) {
+		t.Errorf("train artifact %s: %q, %v", m[0], data, err)
 	}
 	// Nothing forced: all cached again.
 	if code, out, _ := runMain(t, steps(), "--prefix", prefix, "--dry-run"); code != cli.ExitOK || strings.Contains(out, "would run") {
