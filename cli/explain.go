@@ -230,7 +230,7 @@ func printExplanation(w io.Writer, r planRow) {
 		}
 	}
 	if rs.Also != "" {
-		fmt.Fprintf(w, "without --force: %s\n", rs.Also)
+		fmt.Fprintf(w, "forced:  %s\n", rs.Also)
 	}
 	if rs.Remote != "" {
 		fmt.Fprintf(w, "remote:  %s\n", rs.Remote)

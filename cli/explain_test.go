@@ -193,7 +193,7 @@ func TestForce(t *testing.T) {
 	if code != cli.ExitOK {
 		t.Fatalf("dry run: exit %d", code)
 	}
-	if l := planLine(t, out, "tok"); !strings.Contains(l, "would run  forced (--force)") {
+	if l := planLine(t, out, "tok"); !strings.Contains(l, "would run  forced (--force); without it: cached since ") {
 		t.Errorf("tok: %q", l)
 	}
 	if l := planLine(t, out, "train"); !strings.Contains(l, "cached") {

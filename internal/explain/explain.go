@@ -321,16 +321,21 @@ func (x *Explainer) now() time.Time {
 
 // Reason returns the reason of one step.
 func (x *Explainer) Reason(ctx context.Context, s *Step) Reason {
+	if s.Plan.Forced && s.Plan.Outcome == PlanWouldRun {
+		// A dry run plans a forced step to run: say what it would be
+		// without --force.
+		if p, err := PlanFromFiles(ctx, x.Storage, s.Path); err == nil && p.Outcome == PlanCached {
+			c := *s
+			c.Plan.Outcome = PlanCached
+			s = &c
+		}
+	}
 	r := x.reason(ctx, s)
+	if s.Plan.Forced && r.Kind != KindRunningElsewhere && r.Kind != KindError {
+		r = Reason{Kind: KindForced, Also: "without it: " + r.String(), Since: r.Since, By: r.By}
+	}
 	if s.Remote != "" {
 		r.Remote = s.Remote
-	}
-	if s.Plan.Forced && r.Kind != KindRunningElsewhere && r.Kind != KindError {
-		also := ""
-		if r.Kind != KindCached {
-			also = r.String()
-		}
-		r = Reason{Kind: KindForced, Also: also, Remote: r.Remote, Since: r.Since, By: r.By}
 	}
 	return r
 }

@@ -190,7 +190,7 @@ func TestReasonsFromStatus(t *testing.T) {
 		failed:     "failed before at ",
 		unfinished: "unfinished: an earlier attempt did not finish (last attempt by h-2-abcdef.4)",
 		elsewhere:  "running elsewhere: held by gpu-node-3-77-a1b2c3.2 on gpu-node-3, last refresh 12s ago by its clock",
-		forced:     "forced (--force); new: no earlier output of this step",
+		forced:     "forced (--force); without it: new: no earlier output of this step",
 	} {
 		if r := got[s].String(); !strings.HasPrefix(r, w) {
 			t.Errorf("%s: reason %q, want prefix %q", s.ID, r, w)
