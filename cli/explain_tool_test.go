@@ -77,3 +77,13 @@ func TestToolExplain(t *testing.T) {
 }
 
 func itoa(n int) string { return strconv.Itoa(n) }
+
+func TestToolHelpAndVersion(t *testing.T) {
+	code, out, errOut := runTool(t, "--help")
+	if code != cli.ExitOK || errOut != "" || !strings.Contains(out, "cairn explain PREFIX STEP") {
+		t.Errorf("--help: exit %d, stdout %q, stderr %q", code, out, errOut)
+	}
+	if code, out, _ := runTool(t, "--version"); code != cli.ExitOK || !strings.Contains(out, "revision") {
+		t.Errorf("--version: exit %d %q", code, out)
+	}
+}

@@ -30,7 +30,11 @@ func Tool(opts *Options) int {
 	case "explain":
 		return runToolExplain(o, o.Args[1:])
 	case "help", "-h", "-help", "--help":
+		o.Stderr = o.Stdout // asked for: help goes to stdout
 		toolUsage(o)
+		return ExitOK
+	case "version", "-version", "--version":
+		printVersion(o.Stdout)
 		return ExitOK
 	}
 	fmt.Fprintf(o.Stderr, "cairn: unknown command %q\n", o.Args[0])
@@ -48,6 +52,8 @@ func toolUsage(o Options) {
       say why STEP (an output directory under PREFIX, any runner's, or with
       --attrs/--dep a step's name) would run or not: cached since when, changed
       fields against its most recent other version, first changed ancestor
+  cairn version
+      print the module version and VCS revision
 `)
 }
 
