@@ -366,7 +366,7 @@ func (x *executor) attempt(ctx context.Context, s *Step, id, path string, b *sto
 	}
 	if force && status == statusfile.Success {
 		if err := clearArtifact(ctx, b, fence); errors.Is(err, statusfile.ErrFenced) {
-			return x.lost(id, l, err, 0)
+			return x.lost(Label(x.prefix, id, path), l, err, 0)
 		} else if err != nil {
 			return release(attemptResult{outcome: Failed, err: fmt.Errorf("forced run: remove the earlier artifact: %w", err)})
 		}
@@ -394,7 +394,7 @@ func (x *executor) attempt(ctx context.Context, s *Step, id, path string, b *sto
 	if ferr != nil && errors.Is(lostCause, lease.ErrLost) && ctx.Err() == nil {
 		// The step was stopped because the lease was lost: it is not a
 		// failure of the step. Whoever holds the step now finishes it.
-		return x.lost(id, l, lostCause, res.duration)
+		return x.lost(Label(x.prefix, id, path), l, lostCause, res.duration)
 	}
 	if ferr != nil && ctx.Err() != nil {
 		// Interrupted: put the status back as it was so the next run starts
@@ -415,7 +415,7 @@ func (x *executor) attempt(ctx context.Context, s *Step, id, path string, b *sto
 			err = statusfile.CommitArtifact(cleanupCtx, b, data, fence)
 		}
 		if errors.Is(err, statusfile.ErrFenced) {
-			return x.lost(id, l, err, res.duration)
+			return x.lost(Label(x.prefix, id, path), l, err, res.duration)
 		}
 		if err != nil {
 			ferr = fmt.Errorf("save artifact: %w", err)
@@ -424,7 +424,7 @@ func (x *executor) attempt(ctx context.Context, s *Step, id, path string, b *sto
 	if ferr != nil {
 		_, err := statusfile.WriteStatusIf(cleanupCtx, b, []byte(statusfile.Failed), store.IfVersion(fence))
 		if errors.Is(err, store.ErrPrecondition) {
-			return x.lost(id, l, fmt.Errorf("%w (the step failed here: %v)", statusfile.ErrFenced, ferr), res.duration)
+			return x.lost(Label(x.prefix, id, path), l, fmt.Errorf("%w (the step failed here: %v)", statusfile.ErrFenced, ferr), res.duration)
 		}
 		f := statusfile.Failure{Error: ferr.Error(), WorkerID: worker, Time: time.Now().UTC()}
 		if pe, ok := errors.AsType[*PanicError](ferr); ok {
@@ -438,7 +438,7 @@ func (x *executor) attempt(ctx context.Context, s *Step, id, path string, b *sto
 	}
 	_, err = statusfile.WriteStatusIf(cleanupCtx, b, []byte(statusfile.Success), store.IfVersion(fence))
 	if errors.Is(err, store.ErrPrecondition) {
-		return x.lost(id, l, fmt.Errorf("%w: %s changed while the step ran", statusfile.ErrFenced, b.URL(statusfile.StatusKey)), res.duration)
+		return x.lost(Label(x.prefix, id, path), l, fmt.Errorf("%w: %s changed while the step ran", statusfile.ErrFenced, b.URL(statusfile.StatusKey)), res.duration)
 	}
 	if err != nil {
 		return release(attemptResult{outcome: Failed, err: err, duration: res.duration})
@@ -582,7 +582,7 @@ func RunStep(ctx context.Context, s *Step, opts *RunOptions) (StepResult, error)
 	if err != nil {
 		return StepResult{}, err
 	}
-	r := StepResult{Step: id, Name: s.Name, Path: path}
+	r := StepResult{Step: Label(opts.Prefix, id, path), Name: s.Name, Path: path}
 	waited := false
 	for {
 		res := x.attempt(ctx, s, id, path, b, waited, nil, false)
@@ -590,18 +590,18 @@ func RunStep(ctx context.Context, s *Step, opts *RunOptions) (StepResult, error)
 			r.Outcome, r.Err, r.Duration = res.outcome, res.err, res.duration
 			r.Holder, r.LeaseAge = res.holder, res.leaseAge
 			if r.Err != nil {
-				return r, &StepError{Step: id, Path: path, Err: r.Err}
+				return r, &StepError{Step: r.Step, Path: path, Err: r.Err}
 			}
 			return r, nil
 		}
 		if !waited {
-			x.logger.Info("waiting for another worker", "step", id, "holder", res.holder, "lease_age", res.leaseAge.Round(time.Millisecond))
+			x.logger.Info("waiting for another worker", "step", r.Step, "holder", res.holder, "lease_age", res.leaseAge.Round(time.Millisecond))
 		}
 		waited = true
 		select {
 		case <-ctx.Done():
 			r.Outcome, r.Err = Interrupted, context.Cause(ctx)
-			return r, &StepError{Step: id, Path: path, Err: r.Err}
+			return r, &StepError{Step: r.Step, Path: path, Err: r.Err}
 		case <-time.After(opts.pollInterval()):
 		}
 	}
