@@ -323,7 +323,7 @@ func Main(steps iter.Seq[*cairn.Step], opts *Options) int {
 		rows := ex.rows(ctx, pulled.steps, report)
 		switch {
 		case o.explain != "":
-			return explainOne(o, rows, err)
+			return explainOne(o, rows, err, *asJSON)
 		case *asJSON:
 			if jerr := printReasonsJSON(o.Stdout, rows); jerr != nil {
 				fmt.Fprintf(o.Stderr, "error: %v\n", jerr)

@@ -176,6 +176,10 @@ func TestDryRunReasons(t *testing.T) {
 	if code != cli.ExitOK || !strings.Contains(out, "boom: the flaky step failed") || !strings.Contains(out, "by:      ") {
 		t.Errorf("explain flaky: exit %d\n%s", code, out)
 	}
+	code, out, _ = runMain(t, p.steps(400, 0.002, true), "explain", "train", "--prefix", prefix, "--json")
+	if code != cli.ExitOK || !strings.Contains(out, `"field": "attrs.lr"`) {
+		t.Errorf("explain --json: exit %d\n%s", code, out)
+	}
 	if code, _, errOut := runMain(t, p.steps(400, 0.001, true), "explain", "nope", "--prefix", prefix); code != cli.ExitUsage || !strings.Contains(errOut, `no step "nope"`) {
 		t.Errorf("explain nope: exit %d: %s", code, errOut)
 	}

@@ -138,7 +138,7 @@ func runExplain(o Options, steps iter.Seq[*cairn.Step], args []string) int {
 }
 
 // explainOne prints the explanation of the step o.explain names.
-func explainOne(o Options, rows []planRow, runErr error) int {
+func explainOne(o Options, rows []planRow, runErr error, asJSON bool) int {
 	r, candidates := findRow(rows, o.explain)
 	if r.Path == "" {
 		if runErr != nil {
@@ -146,6 +146,13 @@ func explainOne(o Options, rows []planRow, runErr error) int {
 		}
 		fmt.Fprintf(o.Stderr, "explain: no step %q in the pipeline; steps: %s\n", o.explain, strings.Join(candidates, ", "))
 		return ExitUsage
+	}
+	if asJSON {
+		if err := printReasonsJSON(o.Stdout, []planRow{r}); err != nil {
+			fmt.Fprintf(o.Stderr, "error: %v\n", err)
+			return ExitStorage
+		}
+		return ExitOK
 	}
 	printExplanation(o.Stdout, r)
 	return ExitOK
