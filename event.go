@@ -133,7 +133,9 @@ type Event struct {
 	Kind EventKind
 	// Time is when the event was emitted (wall clock of this process).
 	Time time.Time
-	// Step is the step's ID (name_with_hash); Path its output path.
+	// Step names the step as users see it (Label: its directory under the
+	// prefix, which is its ID unless it has an OverridePath); Path is its
+	// output path.
 	Step string
 	Path string
 	// Outcome is set for StepFinished and StepPlanned.
@@ -214,7 +216,7 @@ func allDigits(s string) bool {
 
 // StepResult is one step's line in a Report.
 type StepResult struct {
-	Step     string // ID (name_with_hash)
+	Step     string // Label: the directory under the prefix (NAME_HASH by default)
 	Name     string
 	Path     string
 	Outcome  Outcome

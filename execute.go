@@ -333,7 +333,11 @@ const cleanupTimeout = 30 * time.Second
 // lost the step while it ran — paused past its lease, or cut off from
 // storage — can therefore never overwrite what the new holder wrote; it
 // goes back to waiting on the new holder instead (a held result).
-func (x *executor) attempt(ctx context.Context, s *Step, id, path string, b *store.Bucket, waited bool, early *string) attemptResult {
+//
+// force (RunOptions.Force) runs the step even if it already succeeded: the
+// new run takes the lease and replaces the status and artifact like any
+// other attempt.
+func (x *executor) attempt(ctx context.Context, s *Step, id, path string, b *store.Bucket, waited bool, early *string, force bool) attemptResult {
 	cached := Cached
 	if waited {
 		cached = CompletedElsewhere
@@ -347,7 +351,7 @@ func (x *executor) attempt(ctx context.Context, s *Step, id, path string, b *sto
 			return attemptResult{outcome: Failed, err: err}
 		}
 	}
-	if res, decided := x.decide(status, cached); decided {
+	if res, decided := x.decide(status, cached); decided && !(force && status == statusfile.Success) {
 		return res
 	}
 	if s.Func == nil {
@@ -379,8 +383,11 @@ func (x *executor) attempt(ctx context.Context, s *Step, id, path string, b *sto
 	if err != nil {
 		return release(attemptResult{outcome: Failed, err: err})
 	}
-	if res, decided := x.decide(status, cached); decided {
+	if res, decided := x.decide(status, cached); decided && !(force && status == statusfile.Success) {
 		return release(res)
+	}
+	if force && status == statusfile.Success {
+		x.logger.Info("step forced: running it again", "step", Label(x.prefix, id, path))
 	}
 	res := attemptResult{outcome: Ran}
 	if l.TookOver || status == statusfile.Running {
@@ -406,6 +413,13 @@ func (x *executor) attempt(ctx context.Context, s *Step, id, path string, b *sto
 	if err != nil {
 		return release(attemptResult{outcome: Failed, err: err})
 	}
+	if force && status == statusfile.Success {
+		if err := clearArtifact(ctx, b, fence); errors.Is(err, statusfile.ErrFenced) {
+			return x.lost(Label(x.prefix, id, path), l, err, 0)
+		} else if err != nil {
+			return release(attemptResult{outcome: Failed, err: fmt.Errorf("forced run: remove the earlier artifact: %w", err)})
+		}
+	}
 
 	start := time.Now()
 	stepCtx, cancel := l.Context(ctx)
@@ -413,7 +427,7 @@ func (x *executor) attempt(ctx context.Context, s *Step, id, path string, b *sto
 		ID:       id,
 		Path:     path,
 		Bucket:   b.WithReserved(statusfile.Owner, statusfile.IsControl), // issue 8 item 11
-		Logger:   x.logger.With("step", id),
+		Logger:   x.logger.With("step", Label(x.prefix, id, path)),
 		WorkerID: worker,
 		storage:  x.storage,
 		prefix:   x.prefix,
@@ -436,7 +450,7 @@ func (x *executor) attempt(ctx context.Context, s *Step, id, path string, b *sto
 	if ferr != nil && errors.Is(lostCause, lease.ErrLost) && ctx.Err() == nil {
 		// The step was stopped because the lease was lost: it is not a
 		// failure of the step. Whoever holds the step now finishes it.
-		return x.lost(id, l, lostCause, res.duration)
+		return x.lost(Label(x.prefix, id, path), l, lostCause, res.duration)
 	}
 	if ferr != nil && ctx.Err() != nil {
 		// Interrupted: put the status back as it was so the next run starts
@@ -459,7 +473,7 @@ func (x *executor) attempt(ctx context.Context, s *Step, id, path string, b *sto
 			err = statusfile.CommitArtifact(cleanupCtx, b, data, fence)
 		}
 		if errors.Is(err, statusfile.ErrFenced) {
-			return x.lost(id, l, err, res.duration)
+			return x.lost(Label(x.prefix, id, path), l, err, res.duration)
 		}
 		if err != nil {
 			ferr = fmt.Errorf("save artifact: %w", err)
@@ -468,7 +482,7 @@ func (x *executor) attempt(ctx context.Context, s *Step, id, path string, b *sto
 	if ferr != nil {
 		_, err := statusfile.WriteStatusIf(cleanupCtx, b, []byte(statusfile.Failed), store.IfVersion(fence))
 		if errors.Is(err, store.ErrPrecondition) {
-			return x.lost(id, l, fmt.Errorf("%w (the step failed here: %v)", statusfile.ErrFenced, ferr), res.duration)
+			return x.lost(Label(x.prefix, id, path), l, fmt.Errorf("%w (the step failed here: %v)", statusfile.ErrFenced, ferr), res.duration)
 		}
 		f := statusfile.Failure{Error: ferr.Error(), WorkerID: worker, Time: time.Now().UTC()}
 		if pe, ok := errors.AsType[*PanicError](ferr); ok {
@@ -482,7 +496,7 @@ func (x *executor) attempt(ctx context.Context, s *Step, id, path string, b *sto
 	}
 	_, err = statusfile.WriteStatusIf(cleanupCtx, b, []byte(statusfile.Success), store.IfVersion(fence))
 	if errors.Is(err, store.ErrPrecondition) {
-		return x.lost(id, l, fmt.Errorf("%w: %s changed while the step ran", statusfile.ErrFenced, b.URL(statusfile.StatusKey)), res.duration)
+		return x.lost(Label(x.prefix, id, path), l, fmt.Errorf("%w: %s changed while the step ran", statusfile.ErrFenced, b.URL(statusfile.StatusKey)), res.duration)
 	}
 	if err != nil {
 		return release(attemptResult{outcome: Failed, err: err, duration: res.duration})
@@ -617,26 +631,26 @@ func RunStep(ctx context.Context, s *Step, opts *RunOptions) (StepResult, error)
 	if err != nil {
 		return StepResult{}, err
 	}
-	r := StepResult{Step: id, Name: s.Name, Path: path}
+	r := StepResult{Step: Label(opts.Prefix, id, path), Name: s.Name, Path: path}
 	waited := false
 	for {
-		res := x.attempt(ctx, s, id, path, b, waited, nil)
+		res := x.attempt(ctx, s, id, path, b, waited, nil, false)
 		if res.held == nil {
 			r.Outcome, r.Err, r.Duration = res.outcome, res.err, res.duration
 			r.Holder, r.LeaseAge = res.holder, res.leaseAge
 			if r.Err != nil {
-				return r, &StepError{Step: id, Path: path, Err: r.Err}
+				return r, &StepError{Step: r.Step, Path: path, Err: r.Err}
 			}
 			return r, nil
 		}
 		if !waited {
-			x.logger.Info("waiting for another worker", "step", id, "holder", res.holder, "lease_age", res.leaseAge.Round(time.Millisecond))
+			x.logger.Info("waiting for another worker", "step", r.Step, "holder", res.holder, "lease_age", res.leaseAge.Round(time.Millisecond))
 		}
 		waited = true
 		select {
 		case <-ctx.Done():
 			r.Outcome, r.Err = Interrupted, context.Cause(ctx)
-			return r, &StepError{Step: id, Path: path, Err: r.Err}
+			return r, &StepError{Step: r.Step, Path: path, Err: r.Err}
 		case <-time.After(opts.pollInterval()):
 		}
 	}

@@ -48,6 +48,14 @@ type RunOptions struct {
 	// one of the patterns (anywhere in the name, as regexp.MatchString does),
 	// plus the dependencies they need. It is an error if no step matches.
 	RunOnly []*regexp.Regexp
+	// Force re-runs the steps whose name matches one of the patterns even
+	// if they already succeeded, under the lease as any run does: the new
+	// run replaces the step's artifact and status. Their dependents run
+	// again only if their identity changes, unless ForceDownstream is set,
+	// which forces every transitive dependent of a forced step too. A step
+	// found running elsewhere is waited for, and its result accepted.
+	Force           []*regexp.Regexp
+	ForceDownstream bool
 	// Lease configures the lease heartbeat and staleness; nil means Marin's
 	// defaults (refresh every 30 s, stale after 90 s).
 	Lease *lease.Options
@@ -191,7 +199,8 @@ const (
 // node is the scheduler's record of one step (one output path).
 type node struct {
 	step       *Step
-	id, path   string
+	id, path   string // id: how users see it (Label); stepID: its ID
+	stepID     string
 	deps       []*node
 	dependents []*node
 	pending    int // deps not yet succeeded
@@ -201,6 +210,7 @@ type node struct {
 	failedDep  string        // ID of a dependency that failed or was skipped
 	bucket     *store.Bucket // opened by the first attempt
 	probe      *statusProbe  // its status read ahead, until an attempt takes it (lookahead.go)
+	forced     bool          // RunOptions.Force selects it: run even if cached
 }
 
 type completion struct {
@@ -354,17 +364,18 @@ func (sc *scheduler) addNode(st *Step) error {
 		return err
 	}
 	if n, ok := sc.byPath[path]; ok {
-		if n.id != id {
-			return fmt.Errorf("%w: steps %s and %s both write to %s; give one of them another name or OverridePath", ErrInvalidPipeline, n.id, id, path)
+		if n.stepID != id {
+			return fmt.Errorf("%w: steps %s and %s both write to %s; give one of them another name or OverridePath", ErrInvalidPipeline, n.stepID, id, path)
 		}
 		sc.byStep[st] = n
 		return nil
 	}
-	n := &node{step: st, id: id, path: path}
+	n := &node{step: st, id: Label(sc.opts.Prefix, id, path), stepID: id, path: path, forced: matchAny(sc.opts.Force, st.Name)}
 	sc.byStep[st] = n
 	sc.byPath[path] = n
 	for _, d := range st.Deps {
 		dn := sc.byStep[d]
+		n.forced = n.forced || sc.opts.ForceDownstream && dn.forced
 		if slices.Contains(n.deps, dn) {
 			continue
 		}
@@ -385,6 +396,16 @@ func (sc *scheduler) addNode(st *Step) error {
 		sc.selectNode(n)
 	}
 	return nil
+}
+
+// matchAny reports whether name matches one of res.
+func matchAny(res []*regexp.Regexp, name string) bool {
+	for _, re := range res {
+		if re.MatchString(name) {
+			return true
+		}
+	}
+	return false
 }
 
 func (sc *scheduler) matches(n *node) bool {
@@ -461,9 +482,13 @@ func (sc *scheduler) attempt(ctx context.Context, n *node) attemptResult {
 		n.bucket = b
 	}
 	if sc.opts.DryRun {
-		return sc.x.probe(ctx, n.bucket)
+		res := sc.x.probe(ctx, n.bucket)
+		if n.forced && res.outcome == Cached {
+			res.outcome = WouldRun
+		}
+		return res
 	}
-	return sc.x.attempt(ctx, n.step, n.id, n.path, n.bucket, n.waited, early)
+	return sc.x.attempt(ctx, n.step, n.stepID, n.path, n.bucket, n.waited, early, n.forced && !n.waited)
 }
 
 // finish records the result of an attempt and releases what it unblocks.

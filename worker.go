@@ -99,7 +99,7 @@ func RunWorker(ctx context.Context, steps iter.Seq[*Step], opts *WorkerOptions) 
 		ID:       opts.Step,
 		Path:     path,
 		Bucket:   b.WithReserved(statusfile.Owner, statusfile.IsControl),
-		Logger:   logger.With("step", opts.Step),
+		Logger:   logger.With("step", Label(opts.Prefix, opts.Step, path)),
 		WorkerID: worker,
 		storage:  opts.Storage,
 		prefix:   opts.Prefix,

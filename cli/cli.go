@@ -9,10 +9,24 @@
 //
 //	prog [run] [flags]      run the pipeline (the default)
 //	prog status [--json]    list the steps under the prefix
+//	prog explain STEP       say in full why STEP would run, or would not
+//	prog version            print the module version and VCS revision
 //
-// with the flags --prefix, --dry-run, --force-run-failed, --max-concurrent,
-// --run-only (repeatable), --log-level and --log-format, plus lease timing
-// flags for tests and operators.
+// with the flags --prefix, --dry-run (with --json), --force-run-failed,
+// --force and --force-downstream, --max-concurrent, --run-only
+// (repeatable), --log-level and --log-format, plus lease timing flags for
+// tests and operators. --help prints the commands and flags to stdout;
+// --version is the version command.
+//
+// A dry run prints every step, dependencies first and then by name, with
+// what a run would do and why: cached (since when), new (no earlier output
+// of the step under the prefix), changed (the fields that differ from the
+// most recent earlier output of the same step, from its .executor_info),
+// changed upstream (the first changed ancestor and its fields), unfinished,
+// failed before (with the recorded error), running elsewhere (the holder,
+// its host and the lease's last refresh by its clock), forced, and, for a
+// remote step, the cluster and resources. Steps are named everywhere by
+// their directory under the prefix (cairn.Label).
 //
 // Steps marked remote (cairn.Step.Remote, cairn.RemoteFunc) run as jobs on
 // the cluster named by --cluster or CAIRN_CLUSTER: "local" (the default:
@@ -64,6 +78,7 @@ package cli
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -75,7 +90,6 @@ import (
 	"regexp"
 	"strings"
 	"syscall"
-	"text/tabwriter"
 	"time"
 
 	"example.com/cairn"
@@ -124,6 +138,17 @@ type Options struct {
 	// Clusters opens the cluster named by --cluster or CAIRN_CLUSTER, where
 	// remote steps run; nil means DefaultClusters() (local and slurm).
 	Clusters *cluster.Mux
+
+	// Versions, if set, returns the versioned configuration of a step: the
+	// "version" object package recipe (like Marin) records in the step's
+	// .executor_info, whose "config" holds the versioned fields by name.
+	// --dry-run and explain diff those fields; for a step it does not know
+	// (ok false) they diff the step's Attrs. Package recipe/recipecli sets it.
+	Versions func(s *cairn.Step) (version json.RawMessage, ok bool)
+
+	// explain, set by the explain command, makes the dry run print the
+	// full reasoning for this one step instead of the plan.
+	explain string
 }
 
 func (o *Options) withDefaults() Options {
@@ -187,16 +212,25 @@ func Main(steps iter.Seq[*cairn.Step], opts *Options) int {
 			args = args[1:]
 		case "status":
 			return runStatus(o, args[1:])
+		case "explain":
+			return runExplain(o, steps, args[1:])
+		case "help":
+			printHelp(o.Stdout, nil)
+			return ExitOK
+		case "version":
+			printVersion(o.Stdout)
+			return ExitOK
 		case "worker": // hidden: what cluster jobs run (see remote.go)
 			return runWorker(o, steps, args[1:])
 		default:
-			fmt.Fprintf(o.Stderr, "unknown command %q; commands: run (default), status\n", args[0])
+			fmt.Fprintf(o.Stderr, "unknown command %q; commands: %s (run %s --help for more)\n", args[0], commandList(), progName())
 			return ExitUsage
 		}
 	}
 
 	fs := flag.NewFlagSet("run", flag.ContinueOnError)
 	fs.SetOutput(o.Stderr)
+	fs.Usage = func() {} // --help prints the full help to stdout below
 	var (
 		prefix         = fs.String("prefix", "", "storage root: a directory or URL (default $CAIRN_PREFIX, else $MARIN_PREFIX, else ./"+cairn.DefaultLocalPrefix+")")
 		dryRun         = fs.Bool("dry-run", false, "print what would run; write nothing")
@@ -210,17 +244,36 @@ func Main(steps iter.Seq[*cairn.Step], opts *Options) int {
 		stopGrace      = fs.Duration("stop-grace", DefaultStopGrace, "after Ctrl-C, how long to wait for running steps to stop before abandoning those that ignore it")
 		runOnly        regexpList
 		remote         remoteFlags
+		force          regexpList
+		forceDown      = fs.Bool("force-downstream", false, "with --force: re-run every step downstream of a forced step too")
+		asJSON         = fs.Bool("json", false, "with --dry-run: print the plan and reasons as JSON")
+		version        = fs.Bool("version", false, "print the version and exit")
 	)
+	fs.Var(&force, "force", "re-run steps whose name matches this regular expression even if they succeeded (repeatable); their dependents re-run only if their identity changes, or with --force-downstream")
 	remote.register(fs)
 	fs.Var(&runOnly, "run-only", "run only steps whose name matches this regular expression, plus the dependencies they need (repeatable)")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
+			printHelp(o.Stdout, fs)
 			return ExitOK
 		}
+		fmt.Fprintf(o.Stderr, "run %s --help for usage\n", progName())
 		return ExitUsage
+	}
+	if *version {
+		printVersion(o.Stdout)
+		return ExitOK
 	}
 	if fs.NArg() > 0 {
 		fmt.Fprintf(o.Stderr, "unexpected arguments: %q\n", fs.Args())
+		return ExitUsage
+	}
+	if *asJSON && !*dryRun {
+		fmt.Fprintln(o.Stderr, "--json needs --dry-run (use status --json for the steps' states)")
+		return ExitUsage
+	}
+	if *forceDown && len(force) == 0 {
+		fmt.Fprintln(o.Stderr, "--force-downstream needs --force REGEX")
 		return ExitUsage
 	}
 	if *maxConcurrent < 1 {
@@ -264,6 +317,8 @@ func Main(steps iter.Seq[*cairn.Step], opts *Options) int {
 		DryRun:                 *dryRun,
 		RejectPreviouslyFailed: !*forceRunFailed,
 		RunOnly:                runOnly,
+		Force:                  force,
+		ForceDownstream:        *forceDown,
 		Lease:                  &lease.Options{Interval: *heartbeat, StaleAfter: *staleAfter},
 		PollInterval:           *poll,
 		Logger:                 logger,
@@ -284,6 +339,10 @@ func Main(steps iter.Seq[*cairn.Step], opts *Options) int {
 			return exitCode(ctx, err, o.Stderr)
 		}
 	}
+	var pulled recorder
+	if *dryRun {
+		steps = pulled.wrap(steps)
+	}
 	view.start()
 	ctx, cancelRun := context.WithCancelCause(ctx)
 	defer cancelRun(nil)
@@ -297,7 +356,19 @@ func Main(steps iter.Seq[*cairn.Step], opts *Options) int {
 	}
 	report, err := res.report, res.err
 	if *dryRun {
-		printPlan(o.Stdout, report)
+		ex := &explainer{storage: runOpts.Storage, prefix: runOpts.Prefix, versions: o.Versions,
+			cluster: remote.spec(o.Getenv), force: force, downward: *forceDown}
+		rows := ex.rows(ctx, pulled.steps, report)
+		switch {
+		case o.explain != "":
+			return explainOne(o, rows, err, *asJSON)
+		case *asJSON:
+			if jerr := printReasonsJSON(o.Stdout, rows); jerr != nil {
+				fmt.Fprintf(o.Stderr, "error: %v\n", jerr)
+			}
+		default:
+			printReasons(o.Stdout, rows)
+		}
 	}
 	printSummary(o.Stderr, report, *prefix, time.Since(start))
 	return exitCode(ctx, err, o.Stderr)
@@ -370,23 +441,6 @@ func newLogger(w io.Writer, level, format string) (*slog.Logger, error) {
 		return slog.New(slog.NewJSONHandler(w, ho)), nil
 	}
 	return nil, fmt.Errorf("--log-format %q: want text or json", format)
-}
-
-// printPlan writes the dry-run plan as a table.
-func printPlan(w io.Writer, r *cairn.Report) {
-	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "STEP\tPLAN\tDETAIL")
-	for _, s := range r.Steps {
-		detail := ""
-		switch {
-		case s.Outcome == cairn.RunningElsewhere:
-			detail = fmt.Sprintf("holder %s, lease refreshed %s ago", s.Holder, s.LeaseAge.Round(time.Second))
-		case s.Err != nil:
-			detail = s.Err.Error()
-		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\n", s.Step, s.Outcome, detail)
-	}
-	tw.Flush()
 }
 
 // printSummary writes one line counting outcomes.

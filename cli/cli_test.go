@@ -316,7 +316,7 @@ func TestDryRunThenRunThenCached(t *testing.T) {
 		t.Fatalf("re-run: code %d\n%s", code, errOut)
 	}
 	code, out, _ = runCLI(t, "--prefix", prefix, "--dry-run")
-	if code != cli.ExitOK || strings.Count(out, "cached") != 27 {
+	if code != cli.ExitOK || strings.Count(out, "cached since") != 27 { // PLAN "cached", REASON "cached since …"
 		t.Errorf("dry run after run:\n%s", out)
 	}
 }

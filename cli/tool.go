@@ -15,6 +15,7 @@ import (
 //
 //	cairn path NAME [--attrs JSON] [--dep NAME_WITH_HASH]... [--prefix P] [--json]
 //	cairn status [PREFIX] [--json]
+//	cairn explain PREFIX STEP [--attrs JSON] [--dep NAME_WITH_HASH]... [--json]
 func Tool(opts *Options) int {
 	o := opts.withDefaults()
 	if len(o.Args) == 0 {
@@ -26,8 +27,14 @@ func Tool(opts *Options) int {
 		return runPath(o, o.Args[1:])
 	case "status":
 		return runStatus(o, o.Args[1:])
+	case "explain":
+		return runToolExplain(o, o.Args[1:])
 	case "help", "-h", "-help", "--help":
+		o.Stderr = o.Stdout // asked for: help goes to stdout
 		toolUsage(o)
+		return ExitOK
+	case "version", "-version", "--version":
+		printVersion(o.Stdout)
 		return ExitOK
 	}
 	fmt.Fprintf(o.Stderr, "cairn: unknown command %q\n", o.Args[0])
@@ -41,6 +48,12 @@ func toolUsage(o Options) {
       print where a step writes (its output path)
   cairn status [PREFIX] [--json]
       list the steps under PREFIX with status, lease holder and age
+  cairn explain PREFIX STEP [--attrs JSON] [--dep NAME_WITH_HASH]... [--json]
+      say why STEP (an output directory under PREFIX, any runner's, or with
+      --attrs/--dep a step's name) would run or not: cached since when, changed
+      fields against its most recent other version, first changed ancestor
+  cairn version
+      print the module version and VCS revision
 `)
 }
 

@@ -19,6 +19,7 @@ package recipecli
 
 import (
 	"context"
+	"encoding/json"
 	"iter"
 	"os"
 	"os/exec"
@@ -64,8 +65,30 @@ func Main(steps []recipe.Node, opts *Options) int {
 	if o.CLI != nil {
 		c = *o.CLI
 	}
-	c.Prepare = prepare(steps, o.Record, o.Resolve)
+	var plan *recipe.Plan
+	c.Prepare = prepare(steps, o.Record, o.Resolve, &plan)
+	c.Versions = versions(&plan)
 	return cli.Main(nil, &c)
+}
+
+// versions returns a function for cli.Options.Versions: the version
+// object each step of *plan records, found by output path, for --dry-run
+// and explain to diff the versioned fields by name.
+func versions(plan **recipe.Plan) func(*cairn.Step) (json.RawMessage, bool) {
+	var byPath map[string]json.RawMessage
+	return func(s *cairn.Step) (json.RawMessage, bool) {
+		if *plan == nil {
+			return nil, false
+		}
+		if byPath == nil {
+			byPath = make(map[string]json.RawMessage)
+			for _, info := range (*plan).Infos() {
+				byPath[info.OutputPath] = info.Version
+			}
+		}
+		v, ok := byPath[s.OverridePath]
+		return v, ok
+	}
 }
 
 // Prepare returns a function for cli.Options.Prepare that resolves steps
@@ -73,16 +96,18 @@ func Main(steps []recipe.Node, opts *Options) int {
 // selects the steps for --run-only and writes the records), with rec
 // completed from the process as [Options.Record] describes.
 func Prepare(steps []recipe.Node, rec *recipe.RecordOptions) func(context.Context, *cairn.RunOptions) (iter.Seq[*cairn.Step], error) {
-	return prepare(steps, rec, nil)
+	return prepare(steps, rec, nil, new(*recipe.Plan))
 }
 
-// prepare is Prepare with resolve options.
-func prepare(steps []recipe.Node, rec *recipe.RecordOptions, ro *recipe.ResolveOptions) func(context.Context, *cairn.RunOptions) (iter.Seq[*cairn.Step], error) {
+// prepare is Prepare with resolve options, that also stores the plan in
+// *plan.
+func prepare(steps []recipe.Node, rec *recipe.RecordOptions, ro *recipe.ResolveOptions, plan **recipe.Plan) func(context.Context, *cairn.RunOptions) (iter.Seq[*cairn.Step], error) {
 	return func(ctx context.Context, opts *cairn.RunOptions) (iter.Seq[*cairn.Step], error) {
 		pl, err := recipe.ResolveWith(opts.Prefix, ro, steps...)
 		if err != nil {
 			return nil, err
 		}
+		*plan = pl
 		r := fromProcess(ctx, rec, opts.DryRun)
 		ss, err := pl.Prepare(ctx, opts, &r)
 		if err != nil {
