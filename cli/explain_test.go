@@ -216,9 +216,12 @@ func TestForce(t *testing.T) {
 	if got := [3]int{p.count("tok"), p.count("train"), p.count("eval")}; got != [3]int{2, 1, 1} {
 		t.Errorf("runs of tok, train, eval = %v, want [2 1 1]", got)
 	}
-	// Its first run's artifact is gone: the forced run saved none.
-	if m, _ := filepath.Glob(filepath.Join(prefix, "tok_*", ".artifact")); len(m) != 0 {
-		t.Errorf("the forced run left the earlier artifact %v", m)
+	// Its first run's artifact is replaced: the forced run returned nil,
+	// saved as null.
+	if m, _ := filepath.Glob(filepath.Join(prefix, "tok_*", ".artifact")); len(m) != 1 {
+		t.Errorf("artifacts %v, want one", m)
+	} else if data, err := os.ReadFile(m[0]); err != nil || string(data) != "null" {
+		t.Errorf("the forced run's artifact is %q (%v), want null", data, err)
 	}
 
 	// --force-downstream re-runs what depends on it too.

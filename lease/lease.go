@@ -436,8 +436,12 @@ func Acquire(ctx context.Context, b *store.Bucket, key, worker string, opts *Opt
 	if err != nil {
 		return nil, err
 	}
+	// The timer may fire at once (an acquisition slower than giveUpAfter):
+	// its callback takes l.mu, so it sees the fields set.
+	l.mu.Lock()
 	l.version, l.renewed = v, started
 	l.deadline = time.AfterFunc(l.giveUpAfter()-time.Since(started), l.expire)
+	l.mu.Unlock()
 	l.wg.Go(l.heartbeat)
 	return l, nil
 }
