@@ -170,11 +170,15 @@ func Main(steps iter.Seq[*cairn.Step], opts *Options) int {
 		case "run":
 			args = args[1:]
 		case "status":
-			return runStatus(o, args[1:])
+			return runStatus(o, args[1:], programSteps(o, steps)) // statusfilter.go
+		case "report":
+			return runReport(o, programName(), args[1:]) // report.go
+		case "graph":
+			return runGraph(o, steps, args[1:]) // graph.go
 		case "worker": // hidden: what cluster jobs run (see remote.go)
 			return runWorker(o, steps, args[1:])
 		default:
-			fmt.Fprintf(o.Stderr, "unknown command %q; commands: run (default), status\n", args[0])
+			fmt.Fprintf(o.Stderr, "unknown command %q; commands: run (default), status, report, graph\n", args[0])
 			return ExitUsage
 		}
 	}
@@ -257,7 +261,14 @@ func Main(steps iter.Seq[*cairn.Step], opts *Options) int {
 			return exitCode(ctx, err, o.Stderr)
 		}
 	}
+	var recorder *runRecorder
+	if !*dryRun {
+		recorder, steps = startRecord(runOpts, steps, start) // runrecord.go
+	}
 	report, err := cairn.Run(ctx, steps, runOpts)
+	if recorder != nil {
+		recorder.finish(ctx, o, runOpts, report, err, logger)
+	}
 	if *dryRun {
 		printPlan(o.Stdout, report)
 	}

@@ -25,7 +25,7 @@ func Tool(opts *Options) int {
 	case "path":
 		return runPath(o, o.Args[1:])
 	case "status":
-		return runStatus(o, o.Args[1:])
+		return runStatus(o, o.Args[1:], nil)
 	case "help", "-h", "-help", "--help":
 		toolUsage(o)
 		return ExitOK

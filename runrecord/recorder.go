@@ -1,0 +1,239 @@
+package runrecord
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+	"sync"
+	"time"
+
+	"example.com/cairn"
+	"example.com/cairn/cluster"
+	"example.com/cairn/internal/statusfile"
+	"example.com/cairn/store"
+)
+
+// Recorder builds a Record from a run's progress events. Pass its OnEvent
+// as cairn.RunOptions.OnEvent (chaining any other consumer), register the
+// steps' definitions with AddStep when known, and call Finish when the run
+// returns. A Recorder is safe for concurrent use.
+type Recorder struct {
+	mu    sync.Mutex
+	rec   Record
+	steps map[string]*stepRec // by step ID
+	order []string            // step IDs in the order they were decided
+	defs  map[string]*cairn.Step
+}
+
+type stepRec struct {
+	Step
+	done bool
+}
+
+// NewRecorder starts a record of a run of program on prefix, started at
+// start. The record's host, pid and runner are this process's.
+func NewRecorder(program, prefix string, start time.Time) *Recorder {
+	host, err := os.Hostname()
+	if err != nil {
+		host = "unknown-host"
+	}
+	return &Recorder{
+		rec: Record{
+			Format: Format, RunID: NewRunID(start), Program: program, Prefix: prefix,
+			Host: host, PID: os.Getpid(), Runner: fmt.Sprintf("%s-%d", host, os.Getpid()),
+			Started: start.UTC(),
+		},
+		steps: make(map[string]*stepRec),
+		defs:  make(map[string]*cairn.Step),
+	}
+}
+
+// RunID returns the ID of the run being recorded.
+func (r *Recorder) RunID() string { return r.rec.RunID }
+
+// AddStep registers s and, transitively, its dependencies, so that the
+// record lists their dependencies and requested resources.
+func (r *Recorder) AddStep(s *cairn.Step) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	todo := []*cairn.Step{s}
+	for len(todo) > 0 {
+		s := todo[len(todo)-1]
+		todo = todo[:len(todo)-1]
+		id, err := s.ID()
+		if err != nil || r.defs[id] != nil {
+			continue
+		}
+		r.defs[id] = s
+		todo = append(todo, s.Deps...)
+	}
+}
+
+func (r *Recorder) step(e cairn.Event) *stepRec {
+	s := r.steps[e.Step]
+	if s == nil {
+		s = &stepRec{Step: Step{Step: e.Step, Path: e.Path}}
+		r.steps[e.Step] = s
+	}
+	return s
+}
+
+// OnEvent records e.
+func (r *Recorder) OnEvent(e cairn.Event) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	s := r.step(e)
+	switch e.Kind {
+	case cairn.StepStarted:
+		if s.Queued.IsZero() {
+			s.Queued = e.Time.UTC()
+		}
+	case cairn.StepWaiting:
+		if s.Waiting.IsZero() {
+			s.Waiting = e.Time.UTC()
+		}
+		s.Worker = e.Holder
+	case cairn.StepFinished, cairn.StepPlanned:
+		s.Finished = e.Time.UTC()
+		s.Outcome = e.Outcome.String()
+		if e.Err != nil {
+			s.Error = e.Err.Error()
+		}
+		s.DurationS = e.Duration.Seconds()
+		if e.Duration > 0 {
+			s.Started = e.Time.Add(-e.Duration).UTC()
+		}
+		switch e.Outcome {
+		case cairn.Ran, cairn.Failed, cairn.Interrupted:
+			s.Worker = r.rec.Runner
+			s.Host = r.rec.Host
+		case cairn.TookOver:
+			s.Worker, s.Host = r.rec.Runner, r.rec.Host
+		case cairn.CompletedElsewhere, cairn.RunningElsewhere:
+			if e.Holder != "" {
+				s.Worker = e.Holder
+			}
+		}
+		if s.Worker != "" && s.Host == "" {
+			s.Host = hostOf(s.Worker)
+		}
+		if !s.done {
+			s.done = true
+			r.order = append(r.order, e.Step)
+		}
+	}
+}
+
+// hostOf guesses the host of a worker id HOST-PID-RANDOM[.N].
+func hostOf(worker string) string {
+	parts := strings.Split(worker, "-")
+	if len(parts) < 3 {
+		return ""
+	}
+	return strings.Join(parts[:len(parts)-2], "-")
+}
+
+// Finish completes the record: the run's outcome from err (the error
+// cairn.Run returned) and ctx, the steps' names from report, their
+// dependencies and requested resources from the registered definitions,
+// and, if storage is not nil, what their control files say about the
+// cluster jobs of remote steps. It returns the record; the Recorder
+// must not be used afterwards.
+func (r *Recorder) Finish(ctx context.Context, storage cairn.BucketOpener, report *cairn.Report, runErr error, end time.Time) *Record {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	rec := r.rec
+	rec.Finished = end.UTC()
+	rec.Outcome = Succeeded
+	switch {
+	case runErr == nil:
+	case ctx.Err() != nil || errors.Is(runErr, context.Canceled):
+		rec.Outcome = Interrupted
+	case errors.Is(runErr, cairn.ErrInvalidPipeline):
+		rec.Outcome = Invalid
+	case errors.As(runErr, new(*cairn.RunError)) && !errors.Is(runErr, store.ErrPermission):
+		rec.Outcome = Failed
+	default:
+		rec.Outcome = RunError
+	}
+	if runErr != nil {
+		rec.Error = runErr.Error()
+	}
+	if report != nil {
+		for _, sr := range report.Steps {
+			s := r.step(cairn.Event{Step: sr.Step, Path: sr.Path})
+			s.Name = sr.Name
+			if !s.done {
+				s.done = true
+				s.Outcome = sr.Outcome.String()
+				r.order = append(r.order, sr.Step)
+			}
+		}
+	}
+	rec.Steps = make([]Step, 0, len(r.order))
+	for _, id := range r.order {
+		s := r.steps[id]
+		if def := r.defs[id]; def != nil {
+			if s.Name == "" {
+				s.Name = def.Name
+			}
+			for _, d := range def.Deps {
+				if did, err := d.ID(); err == nil {
+					s.Deps = append(s.Deps, did)
+				}
+			}
+			if def.Remote != nil {
+				s.Resources = requested(def.Remote)
+			}
+		}
+		if storage != nil && ctx.Err() == nil {
+			r.readJob(ctx, storage, s)
+		}
+		if s.Resources != nil && s.Resources.Used == nil {
+			s.Resources.UsedNote = "not recorded: no usage report from the job"
+		}
+		rec.Steps = append(rec.Steps, s.Step)
+	}
+	return &rec
+}
+
+func requested(spec *cairn.RemoteSpec) *Resources {
+	res := spec.Resources
+	q := &Requested{CPUs: max(res.CPUs, 1), MemoryBytes: res.Memory, DiskBytes: res.Disk,
+		Replicas: max(spec.Replicas, 1), TimeLimitS: res.TimeLimit.Seconds()}
+	if d := res.Device; d != (cluster.Device{}) {
+		kind := map[cluster.DeviceKind]string{cluster.GPUDevice: "gpu", cluster.TPUDevice: "tpu"}[d.Kind]
+		q.Device = fmt.Sprintf("%s:%s×%d", kind, d.Type, max(d.Count, 1))
+	}
+	return &Resources{Requested: q}
+}
+
+// readJob fills s.Job from the step's remote record, if it ran as a job in
+// this run.
+func (r *Recorder) readJob(ctx context.Context, storage cairn.BucketOpener, s *stepRec) {
+	if s.Path == "" || (s.Outcome != cairn.Ran.String() && s.Outcome != cairn.TookOver.String() && s.Outcome != cairn.Failed.String() && s.Outcome != cairn.Interrupted.String()) {
+		return
+	}
+	b, err := storage.OpenBucket(ctx, s.Path)
+	if err != nil {
+		return
+	}
+	rem, ok, err := statusfile.ReadRemote(ctx, b)
+	if err != nil || !ok || (!s.Queued.IsZero() && rem.Submitted.Before(s.Queued.Add(-time.Second))) {
+		return // no job, or one from an earlier run
+	}
+	j := &Job{Cluster: rem.Cluster, Name: rem.Job, IDs: rem.JobIDs, State: rem.State, ExitCode: rem.ExitCode,
+		Submitted: rem.Submitted.UTC(), Finished: rem.Finished.UTC()}
+	if n := len(rem.Logs); n > 0 {
+		j.Log = rem.Logs[n-1]
+	}
+	s.Job = j
+	if rem.WorkerID != "" {
+		s.Worker = rem.WorkerID
+	}
+	if s.Resources == nil {
+		s.Resources = &Resources{}
+	}
+}
