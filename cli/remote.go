@@ -126,6 +126,7 @@ func runWorker(o Options, steps iter.Seq[*cairn.Step], args []string) int {
 		Replica: replica,
 		Logger:  logger,
 	})
+	reportUsage(ctx, beneathPrefix(ctx, o.Storage, *prefix), *path, o.Getenv("CAIRN_JOB_ID"), replica, logger) // runrecord.go
 	if err != nil {
 		fmt.Fprintf(o.Stderr, "cairn worker: step %s failed: %v\n", *step, err)
 		switch {

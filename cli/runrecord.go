@@ -78,3 +78,26 @@ func programName() string {
 	}
 	return ""
 }
+
+// reportUsage writes what this job replica used (see runrecord.Usage)
+// under the step's output path, for the submitting runner's run record.
+// It is best effort: the step's outcome does not depend on it.
+func reportUsage(ctx context.Context, storage cairn.BucketOpener, outPath, jobID string, replica int, log *slog.Logger) {
+	if outPath == "" || jobID == "" {
+		return
+	}
+	u, ok := measureUsage()
+	if !ok {
+		return
+	}
+	u.JobID, u.Replica = jobID, replica
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+	defer cancel()
+	b, err := storage.OpenBucket(ctx, outPath)
+	if err == nil {
+		err = runrecord.WriteUsage(ctx, b, u)
+	}
+	if err != nil {
+		log.Warn("could not report the job's resource usage", "err", err)
+	}
+}

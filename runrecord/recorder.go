@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -192,7 +193,7 @@ func (r *Recorder) Finish(ctx context.Context, storage cairn.BucketOpener, repor
 			r.readJob(ctx, storage, s)
 		}
 		if s.Resources != nil && s.Resources.Used == nil {
-			s.Resources.UsedNote = "not recorded: no usage report from the job"
+			s.Resources.UsedNote = "not recorded: the job wrote no usage report"
 		}
 		rec.Steps = append(rec.Steps, s.Step)
 	}
@@ -235,5 +236,23 @@ func (r *Recorder) readJob(ctx context.Context, storage cairn.BucketOpener, s *s
 	}
 	if s.Resources == nil {
 		s.Resources = &Resources{}
+	}
+	if n := len(rem.JobIDs); n > 0 {
+		us, err := ReadUsage(ctx, b, rem.JobIDs[n-1])
+		if err == nil && len(us) > 0 {
+			// A gang's replicas: the largest peak, the total CPU time.
+			u := &Used{Source: us[0].Source}
+			var hosts []string
+			for _, x := range us {
+				u.MaxRSSBytes = max(u.MaxRSSBytes, x.MaxRSSBytes)
+				u.CPUUserS += x.CPUUserS
+				u.CPUSystemS += x.CPUSystemS
+				if !slices.Contains(hosts, x.Host) {
+					hosts = append(hosts, x.Host)
+				}
+			}
+			s.Resources.Used = u
+			s.Host = strings.Join(hosts, ",")
+		}
 	}
 }
