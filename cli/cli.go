@@ -8,7 +8,12 @@
 // The program then accepts:
 //
 //	prog [run] [flags]      run the pipeline (the default)
-//	prog status [--json]    list the steps under the prefix
+//	prog status [--json]    list the program's steps under the prefix
+//	                        (--failed, --running, --name REGEX, --all)
+//	prog report [RUN]       write an HTML report of a run (the latest of
+//	                        this program by default; --trace FILE, --list)
+//	prog graph              print the pipeline's DAG with each step's
+//	                        state (--format dot|mermaid|json)
 //
 // with the flags --prefix, --dry-run, --force-run-failed, --max-concurrent,
 // --run-only (repeatable), --log-level and --log-format, plus lease timing

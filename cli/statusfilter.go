@@ -46,9 +46,11 @@ func addStatusFilters(fs *flag.FlagSet, program bool) *statusFilters {
 		running: fs.Bool("running", false, "list only running steps (RUNNING)"),
 	}
 	fs.Var(regexpFlag{&f.name}, "name", "list only steps whose directory matches this regular expression")
-	if program {
-		f.all = fs.Bool("all", false, "list every step directory under the prefix (other programs' and old versions included), not only this program's steps")
+	usage := "list every step directory under the prefix (other programs' and old versions included), not only this program's steps"
+	if !program {
+		usage = "list every step directory under the prefix (always so for cairn status)"
 	}
+	f.all = fs.Bool("all", false, usage)
 	return f
 }
 
@@ -79,7 +81,12 @@ func (f *statusFilters) apply(o Options, own ownSteps, prefix string, states []c
 
 // programSteps returns the ownSteps of a pipeline program whose steps are
 // steps (or, with o.Prepare, what Prepare returns for a dry run).
+// With neither (a program that defines no steps), it returns nil: status
+// lists every step directory.
 func programSteps(o Options, steps iter.Seq[*cairn.Step]) ownSteps {
+	if steps == nil && o.Prepare == nil {
+		return nil
+	}
 	return func(ctx context.Context, prefix string) (map[string]bool, error) {
 		if o.Prepare != nil {
 			opts := &cairn.RunOptions{Prefix: prefix, Storage: beneathPrefix(ctx, o.Storage, prefix), DryRun: true,

@@ -14,7 +14,8 @@ import (
 // Tool runs the generic cairn command and returns its exit code:
 //
 //	cairn path NAME [--attrs JSON] [--dep NAME_WITH_HASH]... [--prefix P] [--json]
-//	cairn status [PREFIX] [--json]
+//	cairn status [PREFIX] [--json] [--failed] [--running] [--name REGEX]
+//	cairn report PREFIX [RUN] [-o FILE] [--trace FILE] [--list] [--json]
 func Tool(opts *Options) int {
 	o := opts.withDefaults()
 	if len(o.Args) == 0 {
@@ -26,6 +27,8 @@ func Tool(opts *Options) int {
 		return runPath(o, o.Args[1:])
 	case "status":
 		return runStatus(o, o.Args[1:], nil)
+	case "report":
+		return runReport(o, "", o.Args[1:]) // report.go
 	case "help", "-h", "-help", "--help":
 		toolUsage(o)
 		return ExitOK
@@ -39,8 +42,10 @@ func toolUsage(o Options) {
 	fmt.Fprint(o.Stderr, `usage:
   cairn path NAME [--attrs JSON] [--dep NAME_WITH_HASH]... [--prefix P] [--json]
       print where a step writes (its output path)
-  cairn status [PREFIX] [--json]
+  cairn status [PREFIX] [--json] [--failed] [--running] [--name REGEX]
       list the steps under PREFIX with status, lease holder and age
+  cairn report PREFIX [RUN] [-o FILE] [--trace FILE] [--list] [--json]
+      write an HTML report of a run (the latest by default) and a trace
 `)
 }
 

@@ -160,7 +160,7 @@ func buildView(rec *Record) *view {
 // waited for another worker and one coloured by outcome while it ran; a
 // diamond marks a step that did not run here (cached, skipped).
 func timeline(rec *Record) template.HTML {
-	workers, lanes, rows := placeSteps(rec)
+	workers, lanes, rows := placeSteps(rec, false)
 	const (
 		labelW = 230.0
 		plotW  = 900.0

@@ -197,6 +197,20 @@ func (r *Recorder) Finish(ctx context.Context, storage cairn.BucketOpener, repor
 		}
 		rec.Steps = append(rec.Steps, s.Step)
 	}
+	// A remote step's record names this runner's full worker id
+	// (RUNNER-RANDOM.N): name the runner and its steps by it.
+	for _, s := range rec.Steps {
+		if s.Job != nil && strings.HasPrefix(s.Worker, rec.Runner+"-") {
+			full, _, _ := strings.Cut(s.Worker, ".")
+			for i := range rec.Steps {
+				if rec.Steps[i].Worker == rec.Runner {
+					rec.Steps[i].Worker = full
+				}
+			}
+			rec.Runner = full
+			break
+		}
+	}
 	return &rec
 }
 

@@ -35,10 +35,25 @@ type lane struct {
 	row    int    // the row within the worker, so that bars never overlap
 }
 
-// placeSteps assigns each step (by index in rec.Steps) a worker and a row
-// within it: steps of one worker that overlap in time go on different rows.
-// Workers are returned in order of first appearance in time.
-func placeSteps(rec *Record) (workers []string, lanes []lane, rows map[string]int) {
+// laneOf names where a step ran: the cluster and host of a remote step's
+// job, else the worker that executed it.
+func laneOf(s *Step) string {
+	switch {
+	case s.Job != nil && s.Host != "":
+		return s.Job.Cluster + " job on " + s.Host
+	case s.Job != nil:
+		return s.Job.Cluster + " job"
+	case s.Worker != "":
+		return s.Worker
+	}
+	return "(not run here)"
+}
+
+// placeSteps assigns each step (by index in rec.Steps) a lane (laneOf) and
+// a row within it. If packed, steps of one lane that do not overlap in time
+// share a row (trace threads); else each step has its own row. Lanes are
+// returned in order of first appearance in time.
+func placeSteps(rec *Record, packed bool) (workers []string, lanes []lane, rows map[string]int) {
 	lanes = make([]lane, len(rec.Steps))
 	rows = make(map[string]int)
 	ends := make(map[string][]time.Time) // per worker, per row: when it frees
@@ -49,10 +64,7 @@ func placeSteps(rec *Record) (workers []string, lanes []lane, rows map[string]in
 	slices.SortStableFunc(idx, func(a, b int) int { return begin(&rec.Steps[a]).Compare(begin(&rec.Steps[b])) })
 	for _, i := range idx {
 		s := &rec.Steps[i]
-		w := s.Worker
-		if w == "" {
-			w = "(not run here)"
-		}
+		w := laneOf(s)
 		if _, ok := ends[w]; !ok {
 			workers = append(workers, w)
 			ends[w] = nil
@@ -60,7 +72,7 @@ func placeSteps(rec *Record) (workers []string, lanes []lane, rows map[string]in
 		b, e := begin(s), end(s)
 		row := -1
 		for r, free := range ends[w] {
-			if !free.After(b) {
+			if packed && !free.After(b) {
 				row = r
 				break
 			}
@@ -104,7 +116,7 @@ func micros(t, origin time.Time) float64 {
 // while another worker held the step, "run" while it ran — and an instant
 // ("i") event for steps that did not run here and for the run's end.
 func BuildTrace(rec *Record) *Trace {
-	workers, lanes, rows := placeSteps(rec)
+	workers, lanes, rows := placeSteps(rec, true)
 	pid := make(map[string]int)
 	t := &Trace{DisplayTimeUnit: "ms", OtherData: map[string]any{
 		"run_id": rec.RunID, "program": rec.Program, "prefix": rec.Prefix, "outcome": rec.Outcome, "format": rec.Format}}
