@@ -37,7 +37,7 @@ var importPolicy = map[string][]string{
 	"cmd/cairn":            {"cli", "store", "store/filestore", "store/memstore", "store/gcsstore", "store/s3store"},
 	"recipe":               {"", "internal/canonjson", "internal/statusfile", "store"},
 	"recipe/recipecli":     {"", "cli", "recipe"},
-	"runrecord":            {"", "cluster", "internal/statusfile", "store"},
+	"runrecord":            {"", "internal/statusfile", "store"},
 	"examples/ngram":       {"", "cli", "cluster", "recipe", "recipe/recipecli", "store"},
 	"examples/rawsteps":    {"", "cli"},
 	"bench":                {"", "cli", "store", "store/filestore", "store/gcsstore", "store/s3store"},

@@ -11,7 +11,6 @@ import (
 	"time"
 
 	"example.com/cairn"
-	"example.com/cairn/cluster"
 	"example.com/cairn/internal/statusfile"
 	"example.com/cairn/store"
 )
@@ -55,7 +54,7 @@ func NewRecorder(program, prefix string, start time.Time) *Recorder {
 func (r *Recorder) RunID() string { return r.rec.RunID }
 
 // AddStep registers s and, transitively, its dependencies, so that the
-// record lists their dependencies and requested resources.
+// record lists their dependencies.
 func (r *Recorder) AddStep(s *cairn.Step) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -138,9 +137,9 @@ func hostOf(worker string) string {
 
 // Finish completes the record: the run's outcome from err (the error
 // cairn.Run returned) and ctx, the steps' names from report, their
-// dependencies and requested resources from the registered definitions,
-// and, if storage is not nil, what their control files say about the
-// cluster jobs of remote steps. It returns the record; the Recorder
+// dependencies from the registered definitions, and, if storage is not
+// nil, what their control files say about the cluster jobs of remote steps
+// (the job, the resources it requested, the usage its replicas reported). It returns the record; the Recorder
 // must not be used afterwards.
 func (r *Recorder) Finish(ctx context.Context, storage cairn.BucketOpener, report *cairn.Report, runErr error, end time.Time) *Record {
 	r.mu.Lock()
@@ -185,9 +184,6 @@ func (r *Recorder) Finish(ctx context.Context, storage cairn.BucketOpener, repor
 					s.Deps = append(s.Deps, did)
 				}
 			}
-			if def.Remote != nil {
-				s.Resources = requested(def.Remote)
-			}
 		}
 		if storage != nil && ctx.Err() == nil {
 			r.readJob(ctx, storage, s)
@@ -214,17 +210,6 @@ func (r *Recorder) Finish(ctx context.Context, storage cairn.BucketOpener, repor
 	return &rec
 }
 
-func requested(spec *cairn.RemoteSpec) *Resources {
-	res := spec.Resources
-	q := &Requested{CPUs: max(res.CPUs, 1), MemoryBytes: res.Memory, DiskBytes: res.Disk,
-		Replicas: max(spec.Replicas, 1), TimeLimitS: res.TimeLimit.Seconds()}
-	if d := res.Device; d != (cluster.Device{}) {
-		kind := map[cluster.DeviceKind]string{cluster.GPUDevice: "gpu", cluster.TPUDevice: "tpu"}[d.Kind]
-		q.Device = fmt.Sprintf("%s:%s×%d", kind, d.Type, max(d.Count, 1))
-	}
-	return &Resources{Requested: q}
-}
-
 // readJob fills s.Job from the step's remote record, if it ran as a job in
 // this run.
 func (r *Recorder) readJob(ctx context.Context, storage cairn.BucketOpener, s *stepRec) {
@@ -248,8 +233,10 @@ func (r *Recorder) readJob(ctx context.Context, storage cairn.BucketOpener, s *s
 	if rem.WorkerID != "" {
 		s.Worker = rem.WorkerID
 	}
-	if s.Resources == nil {
-		s.Resources = &Resources{}
+	s.Resources = &Resources{}
+	if q := rem.Resources; q != nil {
+		s.Resources.Requested = &Requested{CPUs: q.CPUs, MemoryBytes: q.MemoryBytes, DiskBytes: q.DiskBytes,
+			Device: q.Device, Replicas: q.Replicas, TimeLimitS: q.TimeLimitS}
 	}
 	if n := len(rem.JobIDs); n > 0 {
 		us, err := ReadUsage(ctx, b, rem.JobIDs[n-1])
