@@ -155,8 +155,20 @@ func chromiumDOM(t *testing.T, file string) string {
 // what its job process used (rusage).
 func TestRunRecordOfRemoteStep(t *testing.T) {
 	t.Parallel()
+	testRunRecordOfRemoteStep(t, "local")
+}
+
+// The same on Slurm: the job's usage is measured by its worker process,
+// with or without Slurm accounting.
+func TestRunRecordOfSlurmStep(t *testing.T) {
+	spec := requireSlurm(t)
+	t.Parallel()
+	testRunRecordOfRemoteStep(t, spec)
+}
+
+func testRunRecordOfRemoteStep(t *testing.T, spec string) {
 	e := newRemoteEnv(t)
-	cmd := e.cmd(false, "--cluster", "local")
+	cmd := e.cmd(false, "--cluster", spec)
 	if out, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("run: %v\n%s", err, out)
 	}
@@ -172,7 +184,7 @@ func TestRunRecordOfRemoteStep(t *testing.T) {
 	if train == nil || train.Job == nil || train.Resources == nil || train.Resources.Requested == nil {
 		t.Fatalf("train: %+v", train)
 	}
-	if j := train.Job; j.Cluster != "local" || len(j.IDs) != 1 || j.State != "succeeded" || !strings.HasSuffix(j.Log, "attempt-1.log") {
+	if j := train.Job; j.Cluster != strings.SplitN(spec, "?", 2)[0] || len(j.IDs) != 1 || j.State != "succeeded" || !strings.HasSuffix(j.Log, "attempt-1.log") {
 		t.Errorf("job = %+v", j)
 	}
 	if q := train.Resources.Requested; q.CPUs != 2 || q.MemoryBytes != 128<<20 {
