@@ -255,7 +255,7 @@ func TestTraceFormat(t *testing.T) {
 	if ran != 4 {
 		t.Errorf("%d run spans, want 4", ran)
 	}
-	if names[1] != rec.Runner {
+	if names[1] != rec.Runner+" (this runner)" {
 		t.Errorf("process 1 is %q, want the runner %q", names[1], rec.Runner)
 	}
 	// Spans on one thread never overlap (they would nest wrongly).

@@ -5,6 +5,7 @@ import (
 	"io"
 	"slices"
 	"strconv"
+	"strings"
 	"time"
 )
 
@@ -36,17 +37,25 @@ type lane struct {
 }
 
 // laneOf names where a step ran: the cluster and host of a remote step's
-// job, else the worker that executed it.
-func laneOf(s *Step) string {
+// job, else the runner that executed it (its worker id without the
+// attempt's ".N"), marked as this run's runner or another one.
+func laneOf(rec *Record, s *Step) string {
 	switch {
 	case s.Job != nil && s.Host != "":
 		return s.Job.Cluster + " job on " + s.Host
 	case s.Job != nil:
 		return s.Job.Cluster + " job"
-	case s.Worker != "":
-		return s.Worker
+	case s.Worker == "":
+		return "(not run here)"
 	}
-	return "(not run here)"
+	w := s.Worker
+	if i := strings.LastIndexByte(w, '.'); i > 0 && strings.Trim(w[i+1:], "0123456789") == "" {
+		w = w[:i]
+	}
+	if w == rec.Runner {
+		return w + " (this runner)"
+	}
+	return w + " (another runner)"
 }
 
 // placeSteps assigns each step (by index in rec.Steps) a lane (laneOf) and
@@ -64,7 +73,7 @@ func placeSteps(rec *Record, packed bool) (workers []string, lanes []lane, rows 
 	slices.SortStableFunc(idx, func(a, b int) int { return begin(&rec.Steps[a]).Compare(begin(&rec.Steps[b])) })
 	for _, i := range idx {
 		s := &rec.Steps[i]
-		w := laneOf(s)
+		w := laneOf(rec, s)
 		if _, ok := ends[w]; !ok {
 			workers = append(workers, w)
 			ends[w] = nil
