@@ -16,7 +16,11 @@ import (
 
 // graphNode is one step of "prog graph".
 type graphNode struct {
-	Step  string   `json:"step"`
+	Step string `json:"step"`
+	// Dir is the output directory relative to the prefix, as status lists
+	// it ("" for a step written outside the prefix); nodes are labelled by
+	// it.
+	Dir   string   `json:"dir,omitempty"`
 	Name  string   `json:"name"`
 	Path  string   `json:"path"`
 	State string   `json:"state"`
@@ -180,6 +184,9 @@ func topoOrder(defs map[string]*cairn.Step, state map[string]graphNode, prefix s
 			p, _ := s.OutputPath(prefix)
 			n = graphNode{Step: id, Name: s.Name, Path: p, State: stateNew}
 		}
+		if root := strings.TrimSuffix(prefix, "/") + "/"; strings.HasPrefix(n.Path, root) {
+			n.Dir = strings.TrimPrefix(n.Path, root)
+		}
 		n.Deps = []string{}
 		for _, d := range s.Deps {
 			did, _ := d.ID()
@@ -200,6 +207,15 @@ func topoOrder(defs map[string]*cairn.Step, state map[string]graphNode, prefix s
 	return out, nil
 }
 
+// label names a node as status does: by its directory under the prefix,
+// else by its ID.
+func (n graphNode) label() string {
+	if n.Dir != "" {
+		return n.Dir
+	}
+	return n.Step
+}
+
 var stateColors = map[string]string{stateCached: "#c8e6c9", stateNew: "#bbdefb", stateFailed: "#ffcdd2", stateRunning: "#ffe082"}
 
 func writeDot(w io.Writer, nodes []graphNode) {
@@ -207,7 +223,7 @@ func writeDot(w io.Writer, nodes []graphNode) {
 	fmt.Fprintln(w, "  rankdir=LR;")
 	fmt.Fprintln(w, `  node [shape=box, style="rounded,filled", fontname="Helvetica"];`)
 	for _, n := range nodes {
-		fmt.Fprintf(w, "  %s [label=%s, fillcolor=%q, tooltip=%s];\n", dotQuote(n.Step), dotQuote(n.Step+"\n"+n.State), stateColors[n.State], dotQuote(n.Path))
+		fmt.Fprintf(w, "  %s [label=%s, fillcolor=%q, tooltip=%s];\n", dotQuote(n.Step), dotQuote(n.label()+"\n"+n.State), stateColors[n.State], dotQuote(n.Path))
 	}
 	for _, n := range nodes {
 		for _, d := range n.Deps {
@@ -229,7 +245,7 @@ func writeMermaid(w io.Writer, nodes []graphNode) {
 		ids[n.Step] = fmt.Sprintf("s%d", i)
 	}
 	for _, n := range nodes {
-		label := strings.NewReplacer(`"`, "#quot;").Replace(n.Step)
+		label := strings.NewReplacer(`"`, "#quot;").Replace(n.label())
 		fmt.Fprintf(w, "  %s[\"%s<br/>%s\"]:::%s\n", ids[n.Step], label, n.State, n.State)
 	}
 	for _, n := range nodes {

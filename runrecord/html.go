@@ -95,7 +95,7 @@ func buildView(rec *Record) *view {
 		v.Counts = append(v.Counts, count{o, n[o], outcomeClass(o)})
 	}
 	for _, s := range rec.Steps {
-		r := row{Step: s.Step, Name: s.Name, Outcome: s.Outcome, Class: outcomeClass(s.Outcome), Worker: s.Worker, Host: s.Host,
+		r := row{Step: display(rec, &s), Name: s.Name, Outcome: s.Outcome, Class: outcomeClass(s.Outcome), Worker: s.Worker, Host: s.Host,
 			Error: s.Error, Deps: strings.Join(s.Deps, ", ")}
 		if !s.Queued.IsZero() {
 			r.Queued = s.Queued.Sub(rec.Started).Round(time.Millisecond).String()
@@ -211,7 +211,7 @@ func timeline(rec *Record) template.HTML {
 		yy := top[lanes[i].worker] + rowH*float64(lanes[i].row)
 		title := template.HTMLEscapeString(stepTitle(s, o))
 		fmt.Fprintf(&b, `<g><title>%s</title>`, title)
-		fmt.Fprintf(&b, `<text x="14" y="%.1f" class="label">%s</text>`, yy+rowH-7, template.HTMLEscapeString(shorten(s.Step, 32)))
+		fmt.Fprintf(&b, `<text x="14" y="%.1f" class="label">%s</text>`, yy+rowH-7, template.HTMLEscapeString(shorten(display(rec, s), 32)))
 		bar := func(from, to time.Time, class string) {
 			if from.IsZero() || to.IsZero() || to.Before(from) {
 				return
@@ -246,6 +246,15 @@ func timeline(rec *Record) template.HTML {
 	}
 	b.WriteString(`</svg>`)
 	return template.HTML(b.String()) // built from escaped parts above
+}
+
+// display names a step as status lists it: its output directory under the
+// run's prefix (for typed steps, NAME-HASH6), else its ID.
+func display(rec *Record, s *Step) string {
+	if root := strings.TrimSuffix(rec.Prefix, "/") + "/"; strings.HasPrefix(s.Path, root) {
+		return strings.TrimPrefix(s.Path, root)
+	}
+	return s.Step
 }
 
 func stepTitle(s *Step, o time.Time) string {

@@ -148,6 +148,7 @@ func BuildTrace(rec *Record) *Trace {
 	for i := range rec.Steps {
 		s := &rec.Steps[i]
 		p, tid := pid[lanes[i].worker], lanes[i].row+1
+		name := display(rec, s)
 		args := map[string]any{"step": s.Step, "outcome": s.Outcome, "path": s.Path}
 		if s.Error != "" {
 			args["error"] = s.Error
@@ -165,19 +166,19 @@ func BuildTrace(rec *Record) *Trace {
 			queueEnd = s.Finished
 		}
 		if !s.Queued.IsZero() && queueEnd.Sub(s.Queued) > 0 {
-			span(s.Step+" (queued)", "queue", s.Queued, queueEnd, p, tid, map[string]any{"step": s.Step})
+			span(name+" (queued)", "queue", s.Queued, queueEnd, p, tid, map[string]any{"step": s.Step})
 		}
 		if !s.Waiting.IsZero() {
 			wend := s.Finished
 			if ran {
 				wend = s.Started
 			}
-			span(s.Step+" (waiting for "+s.Worker+")", "wait", s.Waiting, wend, p, tid, map[string]any{"step": s.Step, "holder": s.Worker})
+			span(name+" (waiting for "+s.Worker+")", "wait", s.Waiting, wend, p, tid, map[string]any{"step": s.Step, "holder": s.Worker})
 		}
 		if ran {
-			span(s.Step, "run", s.Started, s.Finished, p, tid, args)
+			span(name, "run", s.Started, s.Finished, p, tid, args)
 		} else if !s.Finished.IsZero() {
-			t.TraceEvents = append(t.TraceEvents, TraceEvent{Name: s.Step + " (" + s.Outcome + ")", Cat: "step", Ph: "i", Scope: "t", TS: micros(s.Finished, o), PID: p, TID: tid, Args: args})
+			t.TraceEvents = append(t.TraceEvents, TraceEvent{Name: name + " (" + s.Outcome + ")", Cat: "step", Ph: "i", Scope: "t", TS: micros(s.Finished, o), PID: p, TID: tid, Args: args})
 		}
 	}
 	if !rec.Finished.IsZero() {
