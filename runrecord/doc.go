@@ -26,15 +26,18 @@
 //	program            the program's name (for "cairn", "")
 //	prefix             the storage root
 //	host, pid          where the runner ran
-//	runner             the runner's worker id prefix, HOST-PID; each step
-//	                   attempt's lease holder is RUNNER-RANDOM.N
+//	runner             the runner's worker id: HOST-PID, or HOST-PID-RANDOM
+//	                   once a remote step's record names it; each step
+//	                   attempt's lease holder is HOST-PID-RANDOM.N
 //	started, finished  the run's wall-clock span
 //	outcome            "succeeded", "failed", "interrupted", "invalid" or
 //	                   "error" (storage or other run-level error)
 //	error              the run's error, if any
 //	steps              one object per step the run considered, in the
 //	                   order they were decided:
-//	  step             its ID (NAME_HASH, the directory under the prefix)
+//	  step             its ID (NAME_HASH8; the directory under the prefix
+//	                   for plain steps, while typed steps write to
+//	                   NAME-HASH6: see path)
 //	  name, path       its name and output path
 //	  deps             the IDs of its dependencies (when the runner knew
 //	                   the step's definition)
@@ -52,18 +55,29 @@
 //	                   minus duration_s
 //	  finished         when the step reached its outcome
 //	  duration_s       how long the function (or the job) took
-//	  worker           who executed it: this runner (RUNNER), or for a
-//	                   step completed elsewhere or taken over, the other
-//	                   worker's id; for a remote step the worker id of
-//	                   the runner that submitted the job
-//	  host             the host of that worker, when known
+//	  worker           who executed it: this runner (RUNNER) for a step
+//	                   it ran, took over or failed; the other worker's id
+//	                   for a step it waited for; for a remote step, the
+//	                   attempt's worker id (RUNNER-RANDOM.N) that
+//	                   submitted the job
+//	  host             that worker's host; for a remote step, the host(s)
+//	                   its job ran on, when the job reported its usage
 //	  job              for a remote step: cluster, job name, job ids,
 //	                   state, exit code, submit and finish times, log
-//	  resources        requested: what a remote step asked for (cpus,
-//	                   memory_bytes, disk_bytes, device, time_limit_s);
-//	                   used: what it used when measured (max_rss_bytes,
-//	                   cpu_user_s, cpu_system_s, source), else
-//	                   used_note "not recorded" and why
+//	  resources        for a remote step: requested, what its job asked
+//	                   for per replica (cpus, memory_bytes, disk_bytes,
+//	                   device, replicas, time_limit_s), from the step's
+//	                   remote record; used, what the job used (max_rss_bytes,
+//	                   cpu_user_s, cpu_system_s, source "rusage"), else
+//	                   used_note "not recorded: …". Steps run in the
+//	                   runner's own process have no resources entry.
+//
+// A remote job's usage is measured by the job's worker process ("prog
+// worker") when the step's function returns: getrusage(2) of itself and of
+// the children it waited for, reported under the step's output as
+// .cairn_usage/JOB_ID-rREPLICA.json ([Usage]). It is the same measure on
+// every cluster backend, and needs no Slurm accounting; for a gang, the
+// record keeps the largest peak and the total CPU time of its replicas.
 //
 // [Recorder] builds a record from a run's progress events
 // (cairn.RunOptions.OnEvent) and the steps' definitions; [Write], [Read],
