@@ -185,9 +185,24 @@ func (r *Recorder) Finish(ctx context.Context, storage cairn.BucketOpener, repor
 				}
 			}
 		}
-		if storage != nil && ctx.Err() == nil {
-			r.readJob(ctx, storage, s)
+	}
+	if storage != nil && ctx.Err() == nil {
+		// One read (or two) per executed step: in parallel, for runs of
+		// thousands of steps on object stores.
+		sem := make(chan struct{}, jobReaders)
+		var wg sync.WaitGroup
+		for _, id := range r.order {
+			s := r.steps[id]
+			sem <- struct{}{}
+			wg.Go(func() {
+				defer func() { <-sem }()
+				readJob(ctx, storage, s)
+			})
 		}
+		wg.Wait()
+	}
+	for _, id := range r.order {
+		s := r.steps[id]
 		if s.Resources != nil && s.Resources.Used == nil {
 			s.Resources.UsedNote = "not recorded: the job wrote no usage report"
 		}
@@ -210,9 +225,12 @@ func (r *Recorder) Finish(ctx context.Context, storage cairn.BucketOpener, repor
 	return &rec
 }
 
+// jobReaders bounds the concurrent reads of Finish.
+const jobReaders = 16
+
 // readJob fills s.Job from the step's remote record, if it ran as a job in
 // this run.
-func (r *Recorder) readJob(ctx context.Context, storage cairn.BucketOpener, s *stepRec) {
+func readJob(ctx context.Context, storage cairn.BucketOpener, s *stepRec) {
 	if s.Path == "" || (s.Outcome != cairn.Ran.String() && s.Outcome != cairn.TookOver.String() && s.Outcome != cairn.Failed.String() && s.Outcome != cairn.Interrupted.String()) {
 		return
 	}
