@@ -311,3 +311,25 @@ func TestStatusFilters(t *testing.T) {
 		t.Errorf("bad --name: code %d", code)
 	}
 }
+
+// An interrupted run is recorded too, as interrupted.
+func TestRunRecordOfInterruptedRun(t *testing.T) {
+	t.Parallel()
+	prefix := filepath.Join(t.TempDir(), "p")
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	block := &cairn.Step{Name: "block", Func: func(ctx context.Context, _ *cairn.Output) (any, error) {
+		cancel()
+		<-ctx.Done()
+		return nil, ctx.Err()
+	}}
+	var out, errb bytes.Buffer
+	code := cli.Main(cairn.Steps(block), &cli.Options{Args: []string{"--prefix", prefix}, Stdout: &out, Stderr: &errb, Context: ctx})
+	if code != cli.ExitInterrupted {
+		t.Fatalf("code %d\n%s", code, errb.String())
+	}
+	rec := readOnlyRecord(t, prefix)
+	if rec.Outcome != runrecord.Interrupted || len(rec.Steps) != 1 || rec.Steps[0].Outcome != "interrupted" {
+		t.Errorf("record: outcome %q, steps %+v", rec.Outcome, rec.Steps)
+	}
+}
