@@ -187,6 +187,9 @@ func testRunRecordOfRemoteStep(t *testing.T, spec string) {
 	if j := train.Job; j.Cluster != strings.SplitN(spec, "?", 2)[0] || len(j.IDs) != 1 || j.State != "succeeded" || !strings.HasSuffix(j.Log, "attempt-1.log") {
 		t.Errorf("job = %+v", j)
 	}
+	if j := train.Job; j.Running.Before(j.Submitted) || j.Finished.Before(j.Running) {
+		t.Errorf("job submitted %v, running %v, finished %v: want them in order", j.Submitted, j.Running, j.Finished)
+	}
 	if q := train.Resources.Requested; q.CPUs != 2 || q.MemoryBytes != 128<<20 {
 		t.Errorf("requested = %+v", q)
 	}

@@ -82,7 +82,7 @@ func programName() string {
 // reportUsage writes what this job replica used (see runrecord.Usage)
 // under the step's output path, for the submitting runner's run record.
 // It is best effort: the step's outcome does not depend on it.
-func reportUsage(ctx context.Context, storage cairn.BucketOpener, outPath, jobID string, replica int, log *slog.Logger) {
+func reportUsage(ctx context.Context, storage cairn.BucketOpener, outPath, jobID string, replica int, started time.Time, log *slog.Logger) {
 	if outPath == "" || jobID == "" {
 		return
 	}
@@ -90,7 +90,7 @@ func reportUsage(ctx context.Context, storage cairn.BucketOpener, outPath, jobID
 	if !ok {
 		return
 	}
-	u.JobID, u.Replica = jobID, replica
+	u.JobID, u.Replica, u.Started, u.Ended = jobID, replica, started.UTC(), time.Now().UTC()
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
 	defer cancel()
 	b, err := storage.OpenBucket(ctx, outPath)
@@ -101,3 +101,7 @@ func reportUsage(ctx context.Context, storage cairn.BucketOpener, outPath, jobID
 		log.Warn("could not report the job's resource usage", "err", err)
 	}
 }
+
+// jobStart returns the time a job's worker process began, for its usage
+// report.
+func jobStart() time.Time { return time.Now() }

@@ -33,10 +33,10 @@ type count struct {
 }
 
 type row struct {
-	Step, Name, Outcome, Class, Worker, Host string
-	Queued, Wait, Ran, Total, Job, Req, Used string
-	Error                                    string
-	Deps                                     string
+	Step, Name, Outcome, Class, Worker, Host          string
+	Queued, Wait, Pending, Ran, Total, Job, Req, Used string
+	Error                                             string
+	Deps                                              string
 }
 
 func outcomeClass(o string) string {
@@ -109,6 +109,10 @@ func buildView(rec *Record) *view {
 		}
 		if !s.Started.IsZero() {
 			r.Ran = fmtDur(time.Duration(s.DurationS * float64(time.Second)))
+		}
+		if run := jobRunning(&s); !run.IsZero() {
+			r.Pending = fmtDur(run.Sub(s.Started))
+			r.Ran = fmtDur(s.Finished.Sub(run))
 		}
 		if !s.Finished.IsZero() && !begin(&s).IsZero() {
 			r.Total = fmtDur(s.Finished.Sub(begin(&s)))
@@ -236,7 +240,10 @@ func timeline(rec *Record) template.HTML {
 			}
 			bar(s.Waiting, wend, "b-wait")
 		}
-		if !s.Started.IsZero() {
+		if run := jobRunning(s); !run.IsZero() {
+			bar(s.Started, run, "b-pending")
+			bar(run, s.Finished, "b-"+outcomeClass(s.Outcome))
+		} else if !s.Started.IsZero() {
 			bar(s.Started, s.Finished, "b-"+outcomeClass(s.Outcome))
 		} else if !s.Finished.IsZero() {
 			cx, cy := x(s.Finished), yy+rowH/2
@@ -246,6 +253,15 @@ func timeline(rec *Record) template.HTML {
 	}
 	b.WriteString(`</svg>`)
 	return template.HTML(b.String()) // built from escaped parts above
+}
+
+// jobRunning returns when a remote step's job began running, if it is
+// known and within the step's span; else the zero time.
+func jobRunning(s *Step) time.Time {
+	if s.Job == nil || s.Job.Running.IsZero() || s.Started.IsZero() || s.Job.Running.Before(s.Started) || s.Job.Running.After(s.Finished) {
+		return time.Time{}
+	}
+	return s.Job.Running
 }
 
 // display names a step as status lists it: its output directory under the
@@ -315,8 +331,8 @@ h1{font-size:20px;margin:0 0 4px}h2{font-size:16px;margin:24px 0 8px}
 svg.timeline{border:1px solid #ddd;border-radius:4px;background:#fafbfc;max-width:100%;height:auto}
 .grid{stroke:#e3e6ea}.lane{stroke:#c9ced6}.tick{font-size:10px;fill:#777;text-anchor:middle}
 .worker{font-size:11px;font-weight:600;fill:#333}.label{font-size:11px;fill:#222;font-family:ui-monospace,monospace}
-.b-queue{fill:#b0b8c4}.b-wait{fill:#f9a825}.b-ran{fill:#1e88e5}.b-cached{fill:#66bb6a}.b-failed{fill:#e53935}.b-skipped{fill:#9e9e9e}.b-other{fill:#8e24aa}
-.c-ran{background:#1e88e5}.c-cached{background:#66bb6a}.c-failed{background:#e53935}.c-skipped{background:#9e9e9e}.c-other{background:#8e24aa}.c-queue{background:#b0b8c4}.c-wait{background:#f9a825}
+.b-queue{fill:#b0b8c4}.b-pending{fill:#b39ddb}.b-wait{fill:#f9a825}.b-ran{fill:#1e88e5}.b-cached{fill:#66bb6a}.b-failed{fill:#e53935}.b-skipped{fill:#9e9e9e}.b-other{fill:#8e24aa}
+.c-ran{background:#1e88e5}.c-cached{background:#66bb6a}.c-failed{background:#e53935}.c-skipped{background:#9e9e9e}.c-other{background:#8e24aa}.c-queue{background:#b0b8c4}.c-pending{background:#b39ddb}.c-wait{background:#f9a825}
 table{border-collapse:collapse;font-size:12px;width:100%}th,td{border-bottom:1px solid #e5e7eb;padding:4px 8px;text-align:left;vertical-align:top}
 th{background:#f3f4f6;position:sticky;top:0}td.num{text-align:right;font-variant-numeric:tabular-nums;white-space:nowrap}
 td code{font-size:11px}tr.failed td{background:#fdecea}
@@ -328,11 +344,11 @@ started {{.R.Started.Format "2006-01-02 15:04:05.000 MST"}}{{if .Duration}} · t
 <p class="counts">{{range .Counts}}<span><i class="dot c-{{.Class}}"></i>{{.N}} {{.Outcome}}</span>{{end}}</p>
 {{if .R.Error}}<pre class="error">{{.R.Error}}</pre>{{end}}
 <h2>Timeline</h2>
-<p class="legend"><span><i class="dot c-queue"></i>queued (ready, before its function started)</span><span><i class="dot c-wait"></i>waiting for another worker</span><span><i class="dot c-ran"></i>ran</span><span><i class="dot c-failed"></i>failed</span><span><i class="dot c-cached"></i>cached / done elsewhere (◆: not run here)</span><span><i class="dot c-skipped"></i>skipped</span></p>
+<p class="legend"><span><i class="dot c-queue"></i>queued (ready, before its function started)</span><span><i class="dot c-pending"></i>job pending in the cluster's queue</span><span><i class="dot c-wait"></i>waiting for another worker</span><span><i class="dot c-ran"></i>ran</span><span><i class="dot c-failed"></i>failed</span><span><i class="dot c-cached"></i>cached / done elsewhere (◆: not run here)</span><span><i class="dot c-skipped"></i>skipped</span></p>
 {{.Timeline}}
 <h2>Steps</h2>
-<table><thead><tr><th>step</th><th>outcome</th><th>worker</th><th>host</th><th>queued at</th><th>waited</th><th>ran</th><th>total</th><th>job</th><th>requested</th><th>used</th></tr></thead><tbody>
-{{range .Rows}}<tr class="{{.Class}}"><td><code>{{.Step}}</code>{{if .Deps}}<br><small>after {{.Deps}}</small>{{end}}</td><td><i class="dot c-{{.Class}}"></i>{{.Outcome}}</td><td><code>{{.Worker}}</code></td><td>{{.Host}}</td><td class="num">{{if .Queued}}+{{.Queued}}{{end}}</td><td class="num">{{.Wait}}</td><td class="num">{{.Ran}}</td><td class="num">{{.Total}}</td><td>{{.Job}}</td><td>{{.Req}}</td><td>{{.Used}}</td></tr>
+<table><thead><tr><th>step</th><th>outcome</th><th>worker</th><th>host</th><th>queued at</th><th>waited</th><th>in cluster queue</th><th>ran</th><th>total</th><th>job</th><th>requested</th><th>used</th></tr></thead><tbody>
+{{range .Rows}}<tr class="{{.Class}}"><td><code>{{.Step}}</code>{{if .Deps}}<br><small>after {{.Deps}}</small>{{end}}</td><td><i class="dot c-{{.Class}}"></i>{{.Outcome}}</td><td><code>{{.Worker}}</code></td><td>{{.Host}}</td><td class="num">{{if .Queued}}+{{.Queued}}{{end}}</td><td class="num">{{.Wait}}</td><td class="num">{{.Pending}}</td><td class="num">{{.Ran}}</td><td class="num">{{.Total}}</td><td>{{.Job}}</td><td>{{.Req}}</td><td>{{.Used}}</td></tr>
 {{end}}</tbody></table>
 {{if .Failures}}<h2>Failures</h2>{{range .Failures}}<h3><code>{{.Step}}</code></h3><pre>{{.Error}}</pre>{{end}}{{end}}
 <p class="meta"><small>record format {{.R.Format}} · written by cairn</small></p>

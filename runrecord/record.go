@@ -74,8 +74,12 @@ type Job struct {
 	State     string    `json:"state,omitempty"`
 	ExitCode  *int      `json:"exit_code,omitempty"`
 	Submitted time.Time `json:"submitted,omitzero"`
-	Finished  time.Time `json:"finished,omitzero"`
-	Log       string    `json:"log,omitempty"`
+	// Running is when the job's process started (its first replica's, as
+	// the job reported it): Submitted to Running is its time in the
+	// cluster's queue.
+	Running  time.Time `json:"running,omitzero"`
+	Finished time.Time `json:"finished,omitzero"`
+	Log      string    `json:"log,omitempty"`
 }
 
 // Resources are what a step asked for and what it used.

@@ -266,6 +266,9 @@ func readJob(ctx context.Context, storage cairn.BucketOpener, s *stepRec) {
 				u.MaxRSSBytes = max(u.MaxRSSBytes, x.MaxRSSBytes)
 				u.CPUUserS += x.CPUUserS
 				u.CPUSystemS += x.CPUSystemS
+				if !x.Started.IsZero() && (j.Running.IsZero() || x.Started.Before(j.Running)) {
+					j.Running = x.Started
+				}
 				if !slices.Contains(hosts, x.Host) {
 					hosts = append(hosts, x.Host)
 				}

@@ -175,7 +175,10 @@ func BuildTrace(rec *Record) *Trace {
 			}
 			span(name+" (waiting for "+s.Worker+")", "wait", s.Waiting, wend, p, tid, map[string]any{"step": s.Step, "holder": s.Worker})
 		}
-		if ran {
+		if run := jobRunning(s); !run.IsZero() {
+			span(name+" (pending in the cluster)", "pending", s.Started, run, p, tid, map[string]any{"step": s.Step, "job": args["job"]})
+			span(name, "run", run, s.Finished, p, tid, args)
+		} else if ran {
 			span(name, "run", s.Started, s.Finished, p, tid, args)
 		} else if !s.Finished.IsZero() {
 			t.TraceEvents = append(t.TraceEvents, TraceEvent{Name: name + " (" + s.Outcome + ")", Cat: "step", Ph: "i", Scope: "t", TS: micros(s.Finished, o), PID: p, TID: tid, Args: args})

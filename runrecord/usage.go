@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"path"
 	"strings"
+	"time"
 
 	"example.com/cairn/store"
 )
@@ -27,6 +28,11 @@ type Usage struct {
 	CPUUserS    float64 `json:"cpu_user_s"`
 	CPUSystemS  float64 `json:"cpu_system_s"`
 	Source      string  `json:"source"`
+	// Started and Ended are when the worker process began and when it
+	// reported: the job's running time, after any wait in the cluster's
+	// queue.
+	Started time.Time `json:"started,omitzero"`
+	Ended   time.Time `json:"ended,omitzero"`
 }
 
 func usageKey(jobID string, replica int) (string, error) {
