@@ -225,6 +225,10 @@ func (r *Recorder) Finish(ctx context.Context, storage cairn.BucketOpener, repor
 	return &rec
 }
 
+// usageSkew is the clock skew tolerated between a runner's host and its
+// jobs' hosts when matching usage reports to jobs.
+const usageSkew = 30 * time.Second
+
 // jobReaders bounds the concurrent reads of Finish.
 const jobReaders = 16
 
@@ -258,6 +262,11 @@ func readJob(ctx context.Context, storage cairn.BucketOpener, s *stepRec) {
 	}
 	if n := len(rem.JobIDs); n > 0 {
 		us, err := ReadUsage(ctx, b, rem.JobIDs[n-1])
+		// Job IDs can repeat (the local cluster numbers jobs per runner
+		// process): a report that ended well before this job was submitted
+		// is an earlier job's. The margin allows for clock skew between the
+		// runner's host and the job's.
+		us = slices.DeleteFunc(us, func(u Usage) bool { return u.Ended.Before(rem.Submitted.Add(-usageSkew)) })
 		if err == nil && len(us) > 0 {
 			// A gang's replicas: the largest peak, the total CPU time.
 			u := &Used{Source: us[0].Source}

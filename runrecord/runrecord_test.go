@@ -270,3 +270,26 @@ func TestTraceFormat(t *testing.T) {
 		}
 	}
 }
+
+func TestUsageRoundTrip(t *testing.T) {
+	st := cairntest.NewStorage(t)
+	ctx := context.Background()
+	b := st.Bucket(t, st.Prefix+"/step_12345678")
+	now := time.Now().UTC()
+	for r := range 2 {
+		u := runrecord.Usage{JobID: "local-1-step", Replica: r, Host: "h", MaxRSSBytes: int64(r+1) << 20, CPUUserS: 1, Source: "rusage", Started: now, Ended: now}
+		if err := runrecord.WriteUsage(ctx, b, u); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := runrecord.WriteUsage(ctx, b, runrecord.Usage{JobID: "local-10-step", Replica: 0}); err != nil {
+		t.Fatal(err)
+	}
+	us, err := runrecord.ReadUsage(ctx, b, "local-1-step")
+	if err != nil || len(us) != 2 || us[1].MaxRSSBytes != 2<<20 || !us[0].Started.Equal(now) {
+		t.Fatalf("ReadUsage = %+v, %v", us, err)
+	}
+	if err := runrecord.WriteUsage(ctx, b, runrecord.Usage{JobID: "../x"}); err == nil {
+		t.Error("WriteUsage accepted a job id with a slash")
+	}
+}
