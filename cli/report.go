@@ -21,10 +21,19 @@ func runReport(o Options, program string, args []string) int {
 	fs := flag.NewFlagSet("report", flag.ContinueOnError)
 	fs.SetOutput(o.Stderr)
 	prefix := fs.String("prefix", "", "storage root (default $CAIRN_PREFIX, else $MARIN_PREFIX, else ./"+cairn.DefaultLocalPrefix+")")
-	outFile := fs.String("o", "", "write the HTML report to this file (default cairn-run-RUN.html)")
-	trace := fs.String("trace", "", "also write a Chrome trace-event JSON file (opens in Perfetto) to this file")
+	outFile := fs.String("o", "", "write the HTML report to this `FILE` (default cairn-run-RUN.html)")
+	trace := fs.String("trace", "", "also write a Chrome trace-event JSON file (opens in Perfetto) to this `FILE`")
 	list := fs.Bool("list", false, "list the recorded runs instead")
 	asJSON := fs.Bool("json", false, "print the run record (JSON) instead of writing HTML")
+	fs.Usage = func() {
+		if program == "" {
+			fmt.Fprintln(o.Stderr, "usage: cairn report PREFIX [RUN] [flags]")
+		} else {
+			fmt.Fprintln(o.Stderr, "usage: "+program+" report [RUN] [flags]")
+		}
+		fmt.Fprintln(o.Stderr, "Writes an HTML report of a run (by default the latest", map[bool]string{true: "of any program", false: "of " + program}[program == ""]+").")
+		fs.PrintDefaults()
+	}
 	if err := fs.Parse(interleave(fs, args)); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return ExitOK
@@ -33,15 +42,22 @@ func runReport(o Options, program string, args []string) int {
 	}
 	pos := fs.Args()
 	var err error
-	if program == "" { // cairn report PREFIX [RUN]
-		if len(pos) == 0 || isSet(fs, "prefix") {
+	switch {
+	case program == "" && isSet(fs, "prefix") && *prefix == "":
+		fmt.Fprintln(o.Stderr, "report: --prefix is empty")
+		return ExitUsage
+	case program == "" && !isSet(fs, "prefix"): // cairn report PREFIX [RUN]
+		if len(pos) == 0 || pos[0] == "" {
 			fmt.Fprintln(o.Stderr, "usage: cairn report PREFIX [RUN] [-o FILE] [--trace FILE] [--list] [--json]")
 			return ExitUsage
 		}
 		*prefix, pos = pos[0], pos[1:]
-	} else if *prefix, err = resolvePrefix(fs, *prefix, o.Getenv); err != nil {
-		fmt.Fprintln(o.Stderr, err)
-		return ExitUsage
+	case program == "":
+	default:
+		if *prefix, err = resolvePrefix(fs, *prefix, o.Getenv); err != nil {
+			fmt.Fprintln(o.Stderr, err)
+			return ExitUsage
+		}
 	}
 	if len(pos) > 1 {
 		fmt.Fprintf(o.Stderr, "report takes at most one RUN, got %q\n", pos)

@@ -45,7 +45,7 @@ func addStatusFilters(fs *flag.FlagSet, program bool) *statusFilters {
 		failed:  fs.Bool("failed", false, "list only failed steps (FAILED, DEP_FAILED)"),
 		running: fs.Bool("running", false, "list only running steps (RUNNING)"),
 	}
-	fs.Var(regexpFlag{&f.name}, "name", "list only steps whose directory matches this regular expression")
+	fs.Var(regexpFlag{&f.name}, "name", "list only steps whose directory matches this regular expression (`REGEX`)")
 	usage := "list every step directory under the prefix (other programs' and old versions included), not only this program's steps"
 	if !program {
 		usage = "list every step directory under the prefix (always so for cairn status)"
