@@ -88,7 +88,7 @@ func TestRunRecordAndReport(t *testing.T) {
 		}
 	}
 	// A second run: cached steps are recorded as such; --list shows both.
-	time.Sleep(1100 * time.Millisecond) // run IDs are to the second
+	time.Sleep(10 * time.Millisecond) // run IDs are to the millisecond
 	if code, _, stderr := mainOf(t, reportPipeline(), "--prefix", prefix); code != cli.ExitFailed {
 		t.Fatalf("second run: code %d\n%s", code, stderr)
 	}
@@ -121,7 +121,7 @@ func TestRunRecordAndReport(t *testing.T) {
 			t.Errorf("the report of the first run lacks %q", want)
 		}
 	}
-	if code, _, _ := toolOf(t, "report", prefix, "20000101T000000Z-000000"); code != cli.ExitFailed {
+	if code, _, _ := toolOf(t, "report", prefix, "20000101T000000.000Z-000000"); code != cli.ExitFailed {
 		t.Errorf("report of a missing run: code %d", code)
 	}
 	// The page renders in a real browser.

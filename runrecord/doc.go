@@ -11,8 +11,8 @@
 // beside the experiment records Marin (and package recipe) write to
 // PREFIX/experiments (in a hidden directory, so that tools listing the
 // experiment records do not take a run record for one). RUN_ID is the run's
-// start time in UTC and a random token, "20260102T030405Z-1a2b3c", so that
-// records sort by start time.
+// start time in UTC, to the millisecond, and a random token,
+// "20260102T030405.678Z-1a2b3c", so that records sort by start time.
 //
 // # Format (version 1)
 //

@@ -110,11 +110,11 @@ type Used struct {
 }
 
 // NewRunID returns a run ID for a run started at t: the time in UTC to the
-// second and a random token.
+// millisecond and a random token.
 func NewRunID(t time.Time) string {
 	var tok [3]byte
 	_, _ = rand.Read(tok[:])
-	return t.UTC().Format("20060102T150405Z") + "-" + hex.EncodeToString(tok[:])
+	return t.UTC().Format("20060102T150405.000Z") + "-" + hex.EncodeToString(tok[:])
 }
 
 // ErrNotFound is returned by Read and Latest when there is no such record.

@@ -50,7 +50,7 @@ func TestRecordOfARealRun(t *testing.T) {
 	if rec.Format != runrecord.Format || rec.Outcome != runrecord.Failed || !strings.Contains(rec.Error, "boom") {
 		t.Errorf("format %q outcome %q error %q", rec.Format, rec.Outcome, rec.Error)
 	}
-	if !regexp.MustCompile(`^\d{8}T\d{6}Z-[0-9a-f]{6}$`).MatchString(rec.RunID) {
+	if !regexp.MustCompile(`^\d{8}T\d{6}\.\d{3}Z-[0-9a-f]{6}$`).MatchString(rec.RunID) {
 		t.Errorf("run id %q", rec.RunID)
 	}
 	if rec.Host == "" || rec.PID == 0 || rec.Runner == "" {
@@ -107,7 +107,7 @@ func TestWriteReadListLatest(t *testing.T) {
 		t.Fatal(err)
 	}
 	older := *rec
-	older.RunID = "20000101T000000Z-000000"
+	older.RunID = "20000101T000000.000Z-000000"
 	older.Program = "other"
 	if err := runrecord.Write(ctx, b, &older); err != nil {
 		t.Fatal(err)
