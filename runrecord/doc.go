@@ -45,6 +45,9 @@
 //	                   "completed by another worker", "failed", "skipped
 //	                   (dependency failed)", "interrupted", "unfinished"
 //	  error            the step's error, if any
+//	  ready            when its last dependency finished, if all its
+//	                   dependencies finished in this run; from ready to
+//	                   queued it waited for a free slot (MaxConcurrent)
 //	  queued           when the runner took the step up: it was ready (its
 //	                   dependencies done) and had a slot; the cache check
 //	                   and the lease come after this

@@ -97,8 +97,8 @@ func buildView(rec *Record) *view {
 	for _, s := range rec.Steps {
 		r := row{Step: display(rec, &s), Name: s.Name, Outcome: s.Outcome, Class: outcomeClass(s.Outcome), Worker: s.Worker, Host: s.Host,
 			Error: s.Error, Deps: strings.Join(s.Deps, ", ")}
-		if !s.Queued.IsZero() {
-			r.Queued = s.Queued.Sub(rec.Started).Round(time.Millisecond).String()
+		if q := queueStart(&s); !q.IsZero() {
+			r.Queued = q.Sub(rec.Started).Round(time.Millisecond).String()
 		}
 		if !s.Waiting.IsZero() {
 			to := s.Finished
@@ -230,8 +230,8 @@ func timeline(rec *Record) template.HTML {
 		if queueEnd.IsZero() {
 			queueEnd = s.Finished
 		}
-		if !s.Queued.IsZero() {
-			bar(s.Queued, queueEnd, "b-queue")
+		if q := queueStart(s); !q.IsZero() {
+			bar(q, queueEnd, "b-queue")
 		}
 		if !s.Waiting.IsZero() {
 			wend := s.Finished
@@ -281,7 +281,7 @@ func stepTitle(s *Step, o time.Time) string {
 	for _, t := range []struct {
 		n string
 		t time.Time
-	}{{"queued", s.Queued}, {"waiting", s.Waiting}, {"started", s.Started}, {"finished", s.Finished}} {
+	}{{"ready", s.Ready}, {"queued", s.Queued}, {"waiting", s.Waiting}, {"started", s.Started}, {"finished", s.Finished}} {
 		if !t.t.IsZero() {
 			parts = append(parts, fmt.Sprintf("%s at +%s", t.n, t.t.Sub(o).Round(time.Millisecond)))
 		}
@@ -344,10 +344,10 @@ started {{.R.Started.Format "2006-01-02 15:04:05.000 MST"}}{{if .Duration}} · t
 <p class="counts">{{range .Counts}}<span><i class="dot c-{{.Class}}"></i>{{.N}} {{.Outcome}}</span>{{end}}</p>
 {{if .R.Error}}<pre class="error">{{.R.Error}}</pre>{{end}}
 <h2>Timeline</h2>
-<p class="legend"><span><i class="dot c-queue"></i>queued (ready, before its function started)</span><span><i class="dot c-pending"></i>job pending in the cluster's queue</span><span><i class="dot c-wait"></i>waiting for another worker</span><span><i class="dot c-ran"></i>ran</span><span><i class="dot c-failed"></i>failed</span><span><i class="dot c-cached"></i>cached / done elsewhere (◆: not run here)</span><span><i class="dot c-skipped"></i>skipped</span></p>
+<p class="legend"><span><i class="dot c-queue"></i>queued (ready: waiting for a slot, the cache check, the lease)</span><span><i class="dot c-pending"></i>job pending in the cluster's queue</span><span><i class="dot c-wait"></i>waiting for another worker</span><span><i class="dot c-ran"></i>ran</span><span><i class="dot c-failed"></i>failed</span><span><i class="dot c-cached"></i>cached / done elsewhere (◆: not run here)</span><span><i class="dot c-skipped"></i>skipped</span></p>
 {{.Timeline}}
 <h2>Steps</h2>
-<table><thead><tr><th>step</th><th>outcome</th><th>worker</th><th>host</th><th>queued at</th><th>waited</th><th>in cluster queue</th><th>ran</th><th>total</th><th>job</th><th>requested</th><th>used</th></tr></thead><tbody>
+<table><thead><tr><th>step</th><th>outcome</th><th>worker</th><th>host</th><th>ready at</th><th>waited</th><th>in cluster queue</th><th>ran</th><th>total</th><th>job</th><th>requested</th><th>used</th></tr></thead><tbody>
 {{range .Rows}}<tr class="{{.Class}}"><td><code>{{.Step}}</code>{{if .Deps}}<br><small>after {{.Deps}}</small>{{end}}</td><td><i class="dot c-{{.Class}}"></i>{{.Outcome}}</td><td><code>{{.Worker}}</code></td><td>{{.Host}}</td><td class="num">{{if .Queued}}+{{.Queued}}{{end}}</td><td class="num">{{.Wait}}</td><td class="num">{{.Pending}}</td><td class="num">{{.Ran}}</td><td class="num">{{.Total}}</td><td>{{.Job}}</td><td>{{.Req}}</td><td>{{.Used}}</td></tr>
 {{end}}</tbody></table>
 {{if .Failures}}<h2>Failures</h2>{{range .Failures}}<h3><code>{{.Step}}</code></h3><pre>{{.Error}}</pre>{{end}}{{end}}

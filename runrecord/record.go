@@ -55,6 +55,7 @@ type Step struct {
 	Deps      []string   `json:"deps,omitempty"`
 	Outcome   string     `json:"outcome"`
 	Error     string     `json:"error,omitempty"`
+	Ready     time.Time  `json:"ready,omitzero"`
 	Queued    time.Time  `json:"queued,omitzero"`
 	Waiting   time.Time  `json:"waiting,omitzero"`
 	Started   time.Time  `json:"started,omitzero"`

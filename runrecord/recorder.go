@@ -186,6 +186,25 @@ func (r *Recorder) Finish(ctx context.Context, storage cairn.BucketOpener, repor
 			}
 		}
 	}
+	// A step was ready when its last dependency finished, if they all
+	// finished in this run; from then to Queued it waited for a slot.
+	for _, id := range r.order {
+		s := r.steps[id]
+		var ready time.Time
+		for _, d := range s.Deps {
+			ds := r.steps[d]
+			if ds == nil || ds.Finished.IsZero() {
+				ready = time.Time{}
+				break
+			}
+			if ds.Finished.After(ready) {
+				ready = ds.Finished
+			}
+		}
+		if !ready.IsZero() && !s.Queued.IsZero() && !ready.After(s.Queued) {
+			s.Ready = ready
+		}
+	}
 	if storage != nil && ctx.Err() == nil {
 		// One read (or two) per executed step: in parallel, for runs of
 		// thousands of steps on object stores.

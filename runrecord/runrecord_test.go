@@ -293,3 +293,45 @@ func TestUsageRoundTrip(t *testing.T) {
 		t.Error("WriteUsage accepted a job id with a slash")
 	}
 }
+
+// With one slot, of two steps ready at once, one waits for the other: its
+// record shows it ready when the dependency finished and taken up only
+// when the slot freed.
+func TestReadyBeforeQueued(t *testing.T) {
+	st := cairntest.NewStorage(t)
+	nap := func(ctx context.Context, out *cairn.Output) (any, error) { time.Sleep(10 * time.Millisecond); return nil, nil }
+	a := &cairn.Step{Name: "a", Func: nap}
+	b := &cairn.Step{Name: "b", Deps: []*cairn.Step{a}, Func: nap}
+	c := &cairn.Step{Name: "c", Deps: []*cairn.Step{a}, Func: nap}
+	opts := st.Options()
+	opts.MaxConcurrent = 1
+	r := runrecord.NewRecorder("demo", opts.Prefix, time.Now())
+	r.AddStep(b)
+	r.AddStep(c)
+	opts.OnEvent = r.OnEvent
+	ctx := context.Background()
+	report, err := cairn.Run(ctx, cairn.Steps(b, c), opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec := r.Finish(ctx, opts.Storage, report, nil, time.Now())
+	by := map[string]runrecord.Step{}
+	for _, s := range rec.Steps {
+		by[s.Name] = s
+	}
+	first, second := by["b"], by["c"]
+	if second.Queued.Before(first.Queued) {
+		first, second = second, first
+	}
+	for _, s := range []runrecord.Step{first, second} {
+		if !s.Ready.Equal(by["a"].Finished) {
+			t.Errorf("%s ready at %v, want when a finished (%v)", s.Name, s.Ready, by["a"].Finished)
+		}
+	}
+	if second.Queued.Before(first.Finished) {
+		t.Errorf("%s taken up at %v, before %s freed the slot at %v", second.Name, second.Queued, first.Name, first.Finished)
+	}
+	if !by["a"].Ready.IsZero() {
+		t.Errorf("a has no dependencies but a ready time %v", by["a"].Ready)
+	}
+}

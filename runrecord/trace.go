@@ -97,9 +97,18 @@ func placeSteps(rec *Record, packed bool) (workers []string, lanes []lane, rows 
 	return workers, lanes, rows
 }
 
+// queueStart is when a step began to wait for this runner: when it was
+// ready, else when it was taken up.
+func queueStart(s *Step) time.Time {
+	if !s.Ready.IsZero() {
+		return s.Ready
+	}
+	return s.Queued
+}
+
 // begin is when a step's first bar starts.
 func begin(s *Step) time.Time {
-	for _, t := range []time.Time{s.Queued, s.Waiting, s.Started} {
+	for _, t := range []time.Time{queueStart(s), s.Waiting, s.Started} {
 		if !t.IsZero() {
 			return t
 		}
@@ -165,8 +174,8 @@ func BuildTrace(rec *Record) *Trace {
 		if queueEnd.IsZero() {
 			queueEnd = s.Finished
 		}
-		if !s.Queued.IsZero() && queueEnd.Sub(s.Queued) > 0 {
-			span(name+" (queued)", "queue", s.Queued, queueEnd, p, tid, map[string]any{"step": s.Step})
+		if q := queueStart(s); !q.IsZero() && queueEnd.Sub(q) > 0 {
+			span(name+" (queued)", "queue", q, queueEnd, p, tid, map[string]any{"step": s.Step})
 		}
 		if !s.Waiting.IsZero() {
 			wend := s.Finished
