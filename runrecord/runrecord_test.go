@@ -299,7 +299,10 @@ func TestUsageRoundTrip(t *testing.T) {
 // when the slot freed.
 func TestReadyBeforeQueued(t *testing.T) {
 	st := cairntest.NewStorage(t)
-	nap := func(ctx context.Context, out *cairn.Output) (any, error) { time.Sleep(10 * time.Millisecond); return nil, nil }
+	nap := func(ctx context.Context, out *cairn.Output) (any, error) {
+		time.Sleep(10 * time.Millisecond)
+		return nil, nil
+	}
 	a := &cairn.Step{Name: "a", Func: nap}
 	b := &cairn.Step{Name: "b", Deps: []*cairn.Step{a}, Func: nap}
 	c := &cairn.Step{Name: "c", Deps: []*cairn.Step{a}, Func: nap}
