@@ -91,7 +91,7 @@ func reportUsage(ctx context.Context, storage cairn.BucketOpener, outPath, jobID
 		return
 	}
 	u.JobID, u.Replica, u.Started, u.Ended = jobID, replica, started.UTC(), time.Now().UTC()
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second) // a job being stopped must exit soon
 	defer cancel()
 	b, err := storage.OpenBucket(ctx, outPath)
 	if err == nil {
