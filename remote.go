@@ -333,6 +333,7 @@ func (r *remoteRunner) runJob(ctx context.Context, out *Output, spec *RemoteSpec
 		Submitted: time.Now().UTC(),
 		WorkerID:  out.WorkerID,
 		UID:       &uid,
+		Resources: recordedResources(spec), // remoteresources.go
 	}
 	var j *cluster.Job
 	var job cluster.JobSpec

@@ -8,8 +8,13 @@
 // The program then accepts:
 //
 //	prog [run] [flags]      run the pipeline (the default)
-//	prog status [--json]    list the steps under the prefix
+//	prog status [--json]    list the program's steps under the prefix
+//	                        (--failed, --running, --name REGEX, --all)
 //	prog explain STEP       say in full why STEP would run, or would not
+//	prog report [RUN]       write an HTML report of a run (the latest of
+//	                        this program by default; --trace FILE, --list)
+//	prog graph              print the pipeline's DAG with each step's
+//	                        state (--format dot|mermaid|json)
 //	prog version            print the module version and VCS revision
 //
 // with the flags --prefix, --dry-run (with --json), --force-run-failed,
@@ -211,7 +216,11 @@ func Main(steps iter.Seq[*cairn.Step], opts *Options) int {
 		case "run":
 			args = args[1:]
 		case "status":
-			return runStatus(o, args[1:])
+			return runStatus(o, args[1:], programSteps(o, steps)) // statusfilter.go
+		case "report":
+			return runReport(o, programName(), args[1:]) // report.go
+		case "graph":
+			return runGraph(o, steps, args[1:]) // graph.go
 		case "explain":
 			return runExplain(o, steps, args[1:])
 		case "help":
@@ -340,6 +349,10 @@ func Main(steps iter.Seq[*cairn.Step], opts *Options) int {
 		}
 	}
 	var pulled recorder
+	var runRec *runRecorder
+	if !*dryRun {
+		runRec, steps = startRecord(runOpts, steps, start) // runrecord.go
+	}
 	if *dryRun {
 		steps = pulled.wrap(steps)
 	}
@@ -355,6 +368,9 @@ func Main(steps iter.Seq[*cairn.Step], opts *Options) int {
 		return ExitInterrupted
 	}
 	report, err := res.report, res.err
+	if runRec != nil {
+		runRec.finish(ctx, o, runOpts, report, err, logger)
+	}
 	if *dryRun {
 		ex := &explainer{storage: runOpts.Storage, prefix: runOpts.Prefix, versions: o.Versions,
 			cluster: remote.spec(o.Getenv), force: force, downward: *forceDown}

@@ -23,8 +23,10 @@ type command struct {
 // added to Main's switch is added here too.
 var commands = []command{
 	{"run", "[run] [flags]", "run the pipeline (the default command)"},
-	{"status", "status [--json]", "list the steps under the prefix with status, lease holder and age"},
+	{"status", "status [--json] [--failed] [--running] [--name REGEX] [--all]", "list the program's steps under the prefix with status, lease holder and age"},
 	{"explain", "explain STEP [flags]", "say in full why STEP would run, or would not (same flags as run)"},
+	{"report", "report [RUN] [-o FILE] [--trace FILE] [--list]", "write a self-contained HTML report of a run (the latest by default) and a Perfetto trace"},
+	{"graph", "graph [--format dot|mermaid|json]", "print the pipeline's DAG with each step's state"},
 	{"version", "version", "print the program's module version and VCS revision"},
 }
 

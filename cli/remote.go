@@ -77,6 +77,7 @@ func (o Options) openRemote(ctx context.Context, runOpts *cairn.RunOptions, f re
 // runWorker implements the hidden "worker" command that cluster jobs run:
 // it rebuilds the pipeline and runs one step's function (cairn.RunWorker).
 func runWorker(o Options, steps iter.Seq[*cairn.Step], args []string) int {
+	jobStarted := jobStart() // for run records (runrecord.go)
 	fs := flag.NewFlagSet("worker", flag.ContinueOnError)
 	fs.SetOutput(o.Stderr)
 	var (
@@ -126,6 +127,7 @@ func runWorker(o Options, steps iter.Seq[*cairn.Step], args []string) int {
 		Replica: replica,
 		Logger:  logger,
 	})
+	reportUsage(ctx, beneathPrefix(ctx, o.Storage, *prefix), *path, o.Getenv("CAIRN_JOB_ID"), replica, jobStarted, logger) // runrecord.go
 	if err != nil {
 		fmt.Fprintf(o.Stderr, "cairn worker: step %s failed: %v\n", *step, err)
 		switch {

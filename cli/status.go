@@ -16,11 +16,13 @@ import (
 
 // runStatus implements "status [PREFIX] [--json]". Without a positional
 // prefix it uses --prefix, then the environment.
-func runStatus(o Options, args []string) int {
+// own, if not nil, names a pipeline program's own steps (statusfilter.go).
+func runStatus(o Options, args []string, own ownSteps) int {
 	fs := flag.NewFlagSet("status", flag.ContinueOnError)
 	fs.SetOutput(o.Stderr)
 	prefix := fs.String("prefix", "", "storage root (default $CAIRN_PREFIX, else $MARIN_PREFIX, else ./"+cairn.DefaultLocalPrefix+")")
 	asJSON := fs.Bool("json", false, "print JSON instead of a table")
+	filter := addStatusFilters(fs, own != nil)
 	staleAfter := fs.Duration("lease-stale-after", lease.DefaultStaleAfter, "lease age after which a holder counts as dead")
 	if err := fs.Parse(interleave(fs, args)); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
@@ -61,6 +63,9 @@ func runStatus(o Options, args []string) int {
 	if err != nil {
 		fmt.Fprintf(o.Stderr, "error: %v\n", err)
 		return ExitStorage
+	}
+	if states, err = filter.apply(o, own, *prefix, states); err != nil {
+		return exitCode(ctx, err, o.Stderr)
 	}
 	if *asJSON {
 		return printStatusJSON(o.Stdout, o.Stderr, states)

@@ -14,8 +14,9 @@ import (
 // Tool runs the generic cairn command and returns its exit code:
 //
 //	cairn path NAME [--attrs JSON] [--dep NAME_WITH_HASH]... [--prefix P] [--json]
-//	cairn status [PREFIX] [--json]
+//	cairn status [PREFIX] [--json] [--failed] [--running] [--name REGEX]
 //	cairn explain PREFIX STEP [--attrs JSON] [--dep NAME_WITH_HASH]... [--json]
+//	cairn report PREFIX [RUN] [-o FILE] [--trace FILE] [--list] [--json]
 func Tool(opts *Options) int {
 	o := opts.withDefaults()
 	if len(o.Args) == 0 {
@@ -26,9 +27,11 @@ func Tool(opts *Options) int {
 	case "path":
 		return runPath(o, o.Args[1:])
 	case "status":
-		return runStatus(o, o.Args[1:])
+		return runStatus(o, o.Args[1:], nil)
 	case "explain":
 		return runToolExplain(o, o.Args[1:])
+	case "report":
+		return runReport(o, "", o.Args[1:]) // report.go
 	case "help", "-h", "-help", "--help":
 		o.Stderr = o.Stdout // asked for: help goes to stdout
 		toolUsage(o)
@@ -46,7 +49,7 @@ func toolUsage(o Options) {
 	fmt.Fprint(o.Stderr, `usage:
   cairn path NAME [--attrs JSON] [--dep NAME_WITH_HASH]... [--prefix P] [--json]
       print where a step writes (its output path)
-  cairn status [PREFIX] [--json]
+  cairn status [PREFIX] [--json] [--failed] [--running] [--name REGEX]
       list the steps under PREFIX with status, lease holder and age
   cairn explain PREFIX STEP [--attrs JSON] [--dep NAME_WITH_HASH]... [--json]
       say why STEP (an output directory under PREFIX, any runner's, or with
@@ -54,6 +57,8 @@ func toolUsage(o Options) {
       fields against its most recent other version, first changed ancestor
   cairn version
       print the module version and VCS revision
+  cairn report PREFIX [RUN] [-o FILE] [--trace FILE] [--list] [--json]
+      write an HTML report of a run (the latest by default) and a trace
 `)
 }
 

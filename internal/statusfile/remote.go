@@ -48,6 +48,9 @@ type Remote struct {
 	WorkerID  string    `json:"worker_id"`
 	// UID is the user ID of the submitting runner's process.
 	UID *int `json:"uid,omitempty"`
+	// Resources is what the job asked for, per replica (absent in records
+	// written before it was added).
+	Resources *Resources `json:"resources,omitempty"`
 	// Token is the adoption secret of the job: its tag is an HMAC of the
 	// output path under Token (see the remote runner). Written before the
 	// job is submitted; readable by whoever can read the step's output.
@@ -81,4 +84,14 @@ func ReadRemote(ctx context.Context, b *store.Bucket) (r Remote, ok bool, err er
 		return Remote{}, false, fmt.Errorf("%s: %w: %v", b.URL(RemoteKey), ErrCorrupt, err)
 	}
 	return r, true, nil
+}
+
+// Resources is a remote step's resource request, as recorded in Remote.
+type Resources struct {
+	CPUs        int     `json:"cpus"`
+	MemoryBytes int64   `json:"memory_bytes,omitempty"`
+	DiskBytes   int64   `json:"disk_bytes,omitempty"`
+	Device      string  `json:"device,omitempty"`
+	Replicas    int     `json:"replicas,omitempty"`
+	TimeLimitS  float64 `json:"time_limit_s,omitempty"`
 }

@@ -1,0 +1,27 @@
+package cli
+
+import (
+	"os"
+	"syscall"
+	"time"
+
+	"example.com/cairn/runrecord"
+)
+
+// measureUsage returns this process's and its waited-for children's
+// resource usage, for the run record (package runrecord).
+func measureUsage() (runrecord.Usage, bool) {
+	var self, kids syscall.Rusage
+	if syscall.Getrusage(syscall.RUSAGE_SELF, &self) != nil || syscall.Getrusage(syscall.RUSAGE_CHILDREN, &kids) != nil {
+		return runrecord.Usage{}, false
+	}
+	secs := func(tv syscall.Timeval) float64 { return time.Duration(tv.Nano()).Seconds() }
+	host, _ := os.Hostname()
+	return runrecord.Usage{
+		Host:        host,
+		MaxRSSBytes: max(self.Maxrss, kids.Maxrss) * 1024, // kilobytes on Linux
+		CPUUserS:    secs(self.Utime) + secs(kids.Utime),
+		CPUSystemS:  secs(self.Stime) + secs(kids.Stime),
+		Source:      "rusage",
+	}, true
+}
