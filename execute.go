@@ -59,6 +59,9 @@ type Output struct {
 	// fence is the version of this attempt's RUNNING record: the artifact
 	// is saved only while the status file still has it.
 	fence store.Version
+	// logKey is the key of the attempt's latest log under Path
+	// (statusfile.LogKey), "" if it has none (steplog.go).
+	logKey string
 }
 
 // OpenDep opens the output of dep (normally one of the running step's
@@ -360,11 +363,13 @@ func (x *executor) attempt(ctx context.Context, s *Step, id, path string, b *sto
 
 	start := time.Now()
 	stepCtx, cancel := l.Context(ctx)
+	alog, fileLog := x.openLog(ctx, s, id, b, path, worker)
+	logger, _ := stepLogger(x.logger, id, alog)
 	out := &Output{
 		ID:       id,
 		Path:     path,
 		Bucket:   b.WithReserved(statusfile.Owner, statusfile.IsControl), // issue 8 item 11
-		Logger:   x.logger.With("step", id),
+		Logger:   logger,
 		WorkerID: worker,
 		storage:  x.storage,
 		prefix:   x.prefix,
@@ -372,10 +377,14 @@ func (x *executor) attempt(ctx context.Context, s *Step, id, path string, b *sto
 		tookOver: res.outcome == TookOver,
 		fence:    fence,
 	}
+	if alog != nil {
+		out.logKey = alog.key
+	}
 	val, ferr := x.call(stepCtx, s, out)
 	lostCause := context.Cause(stepCtx)
 	cancel()
 	res.duration = time.Since(start)
+	x.closeLog(cleanupCtx, id, alog, fileLog, ferr)
 
 	if ferr != nil && errors.Is(lostCause, lease.ErrLost) && ctx.Err() == nil {
 		// The step was stopped because the lease was lost: it is not a
@@ -412,7 +421,7 @@ func (x *executor) attempt(ctx context.Context, s *Step, id, path string, b *sto
 		if errors.Is(err, store.ErrPrecondition) {
 			return x.lost(id, l, fmt.Errorf("%w (the step failed here: %v)", statusfile.ErrFenced, ferr), res.duration)
 		}
-		f := statusfile.Failure{Error: ferr.Error(), WorkerID: worker, Time: time.Now().UTC()}
+		f := statusfile.Failure{Error: ferr.Error(), WorkerID: worker, Time: time.Now().UTC(), Log: out.logKey}
 		if pe, ok := errors.AsType[*PanicError](ferr); ok {
 			f.Stack = string(pe.Stack)
 		} else if ge, ok := errors.AsType[*GoexitError](ferr); ok {

@@ -1,0 +1,236 @@
+package cairn
+
+import (
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"example.com/cairn/internal/statusfile"
+	"example.com/cairn/store"
+)
+
+// Attempt logs of in-process steps (see statusfile.LogKey for the
+// numbering, shared with cluster jobs).
+//
+// An attempt that runs the step's function in this process claims the next
+// attempt-N.log under the step's output path and tees what the step logs
+// through Output.Logger to it, at every level, as text: the run's logger
+// still gets every record it would have got. What the function prints to
+// stdout or stderr is not captured: the process's standard streams are
+// shared by every step running in it, so there is no clean way to tell
+// whose line is whose. (A remote step's log holds everything its job
+// printed.)
+//
+// The file is written through the runner's own bucket (which may write
+// control files), never through the step's Output.Bucket. On a local disk
+// every record is appended to the file as it is logged, so the log can be
+// followed while the step runs. On an object store, which cannot append,
+// the records are kept in memory and the whole log is uploaded every
+// LogUploadInterval while it changes, and when the attempt ends; a log
+// beyond maxObjectLog bytes keeps its start and says it was cut.
+
+// LogUploadInterval is how often the log of a step running in this process
+// is uploaded while it changes, when its output is on an object store.
+const LogUploadInterval = 5 * time.Second
+
+// maxObjectLog bounds the in-memory log of a step whose output is on an
+// object store.
+const maxObjectLog = 16 << 20
+
+// attemptLog is the log file of one in-process attempt.
+type attemptLog struct {
+	key string // statusfile.LogKey(n)
+	w   io.Writer
+	// close flushes and closes the log; it must be called once.
+	close func(ctx context.Context) error
+}
+
+// openAttemptLog claims the next attempt log of the step at path, whose
+// bucket b may write control files.
+func openAttemptLog(ctx context.Context, b *store.Bucket, path string) (*attemptLog, error) {
+	n, err := statusfile.ClaimLog(ctx, b)
+	if err != nil {
+		return nil, err
+	}
+	key := statusfile.LogKey(n)
+	if dir, ok := localPath(path); ok {
+		// os.Root refuses to leave dir through a symbolic link.
+		root, err := os.OpenRoot(dir)
+		if err != nil {
+			return nil, err
+		}
+		defer root.Close()
+		f, err := root.OpenFile(filepath.FromSlash(key), os.O_WRONLY|os.O_APPEND, 0)
+		if err != nil {
+			return nil, err
+		}
+		if fi, err := f.Stat(); err != nil || !fi.Mode().IsRegular() {
+			f.Close()
+			return nil, errors.New("attempt log " + b.URL(key) + " is not a regular file")
+		}
+		return &attemptLog{key: key, w: f, close: func(context.Context) error { return f.Close() }}, nil
+	}
+	u := &uploadedLog{b: b, key: key, stop: make(chan struct{})}
+	u.wg.Go(u.loop)
+	return &attemptLog{key: key, w: u, close: u.close}, nil
+}
+
+// uploadedLog is an attempt log on an object store: kept in memory,
+// uploaded whole.
+type uploadedLog struct {
+	b    *store.Bucket
+	key  string
+	stop chan struct{}
+	wg   sync.WaitGroup
+
+	// mu guards the fields below.
+	mu        sync.Mutex
+	buf       []byte
+	truncated bool
+	dirty     bool
+}
+
+func (u *uploadedLog) Write(p []byte) (int, error) {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	if len(u.buf)+len(p) > maxObjectLog {
+		if !u.truncated {
+			u.truncated = true
+			u.buf = append(u.buf, "[cairn: the log was cut here: it exceeds the in-memory limit for object-store logs]\n"...)
+			u.dirty = true
+		}
+		return len(p), nil
+	}
+	u.buf = append(u.buf, p...)
+	u.dirty = true
+	return len(p), nil
+}
+
+// loop uploads the log while it changes, until close.
+func (u *uploadedLog) loop() {
+	t := time.NewTicker(LogUploadInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-u.stop:
+			return
+		case <-t.C:
+			ctx, cancel := context.WithTimeout(context.Background(), cleanupTimeout)
+			_ = u.upload(ctx) // best effort: the final upload reports
+			cancel()
+		}
+	}
+}
+
+func (u *uploadedLog) upload(ctx context.Context) error {
+	u.mu.Lock()
+	if !u.dirty {
+		u.mu.Unlock()
+		return nil
+	}
+	data := append([]byte(nil), u.buf...)
+	u.dirty = false
+	u.mu.Unlock()
+	if _, err := u.b.Write(ctx, u.key, data); err != nil {
+		u.mu.Lock()
+		u.dirty = true
+		u.mu.Unlock()
+		return err
+	}
+	return nil
+}
+
+func (u *uploadedLog) close(ctx context.Context) error {
+	close(u.stop)
+	u.wg.Wait()
+	return u.upload(ctx)
+}
+
+// teeHandler sends each record to every handler that takes its level.
+type teeHandler []slog.Handler
+
+func (t teeHandler) Enabled(ctx context.Context, l slog.Level) bool {
+	for _, h := range t {
+		if h.Enabled(ctx, l) {
+			return true
+		}
+	}
+	return false
+}
+
+func (t teeHandler) Handle(ctx context.Context, r slog.Record) error {
+	var errs []error
+	for _, h := range t {
+		if h.Enabled(ctx, r.Level) {
+			errs = append(errs, h.Handle(ctx, r.Clone()))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func (t teeHandler) WithAttrs(as []slog.Attr) slog.Handler {
+	u := make(teeHandler, len(t))
+	for i, h := range t {
+		u[i] = h.WithAttrs(as)
+	}
+	return u
+}
+
+func (t teeHandler) WithGroup(name string) slog.Handler {
+	u := make(teeHandler, len(t))
+	for i, h := range t {
+		u[i] = h.WithGroup(name)
+	}
+	return u
+}
+
+// stepLogger returns the Logger of the step id: the run's logger, and, if
+// log is not nil, the attempt's log file too. The second value logs to
+// the file alone (nil without a file).
+func stepLogger(run *slog.Logger, id string, log *attemptLog) (*slog.Logger, *slog.Logger) {
+	l := run.With("step", id)
+	if log == nil {
+		return l, nil
+	}
+	file := slog.NewTextHandler(log.w, &slog.HandlerOptions{Level: slog.LevelDebug})
+	return slog.New(teeHandler{l.Handler(), file}), slog.New(file)
+}
+
+// openLog opens the log of an attempt at step s (ID id) by worker, whose
+// function runs in this process; it returns nil for a step that runs as a
+// cluster job (whose job writes the attempt's log), or if the log cannot
+// be created, which is logged and does not stop the step. The second value
+// logs to the file alone.
+func (x *executor) openLog(ctx context.Context, s *Step, id string, b *store.Bucket, path, worker string) (*attemptLog, *slog.Logger) {
+	if s.Remote != nil && x.remote != nil {
+		return nil, nil
+	}
+	log, err := openAttemptLog(ctx, b, path)
+	if err != nil {
+		x.logger.Warn("the step's attempt log cannot be created; its records go to the run's log only", "step", id, "error", err)
+		return nil, nil
+	}
+	_, file := stepLogger(x.logger, id, log)
+	file.Info("attempt started", "step", id, "worker", worker, "log", log.key)
+	return log, file
+}
+
+// closeLog ends the attempt log, recording how the function ended.
+func (x *executor) closeLog(ctx context.Context, id string, log *attemptLog, file *slog.Logger, ferr error) {
+	if log == nil {
+		return
+	}
+	if ferr != nil {
+		file.Error("step function failed", "error", ferr)
+	} else {
+		file.Info("step function returned")
+	}
+	if err := log.close(ctx); err != nil {
+		x.logger.Warn("the step's attempt log could not be saved", "step", id, "log", log.key, "error", err)
+	}
+}
