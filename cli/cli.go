@@ -9,6 +9,7 @@
 //
 //	prog [run] [flags]      run the pipeline (the default)
 //	prog status [--json]    list the steps under the prefix
+//	prog logs STEP [-f]     print (and follow) the latest attempt's log of a step
 //
 // with the flags --prefix, --dry-run, --force-run-failed, --max-concurrent,
 // --run-only (repeatable), --log-level and --log-format, plus lease timing
@@ -171,10 +172,12 @@ func Main(steps iter.Seq[*cairn.Step], opts *Options) int {
 			args = args[1:]
 		case "status":
 			return runStatus(o, args[1:])
+		case "logs":
+			return runProgramLogs(o, steps, args[1:])
 		case "worker": // hidden: what cluster jobs run (see remote.go)
 			return runWorker(o, steps, args[1:])
 		default:
-			fmt.Fprintf(o.Stderr, "unknown command %q; commands: run (default), status\n", args[0])
+			fmt.Fprintf(o.Stderr, "unknown command %q; commands: run (default), status, logs\n", args[0])
 			return ExitUsage
 		}
 	}
@@ -260,6 +263,8 @@ func Main(steps iter.Seq[*cairn.Step], opts *Options) int {
 	report, err := cairn.Run(ctx, steps, runOpts)
 	if *dryRun {
 		printPlan(o.Stdout, report)
+	} else {
+		printRunFailures(ctx, o.Stderr, runOpts.Storage, report)
 	}
 	printSummary(o.Stderr, report, *prefix, time.Since(start))
 	return exitCode(ctx, err, o.Stderr)

@@ -66,6 +66,7 @@ func runStatus(o Options, args []string) int {
 		return printStatusJSON(o.Stdout, o.Stderr, states)
 	}
 	printStatusTable(o.Stdout, states)
+	printStatusFailures(ctx, o.Stdout, b, states)
 	return ExitOK
 }
 

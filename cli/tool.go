@@ -15,6 +15,7 @@ import (
 //
 //	cairn path NAME [--attrs JSON] [--dep NAME_WITH_HASH]... [--prefix P] [--json]
 //	cairn status [PREFIX] [--json]
+//	cairn logs PREFIX STEP [-f] [--attempt N]
 func Tool(opts *Options) int {
 	o := opts.withDefaults()
 	if len(o.Args) == 0 {
@@ -26,6 +27,8 @@ func Tool(opts *Options) int {
 		return runPath(o, o.Args[1:])
 	case "status":
 		return runStatus(o, o.Args[1:])
+	case "logs":
+		return runToolLogs(o, o.Args[1:])
 	case "help", "-h", "-help", "--help":
 		toolUsage(o)
 		return ExitOK
@@ -41,6 +44,9 @@ func toolUsage(o Options) {
       print where a step writes (its output path)
   cairn status [PREFIX] [--json]
       list the steps under PREFIX with status, lease holder and age
+  cairn logs PREFIX STEP [-f] [--attempt N]
+      print the log of STEP's latest attempt (or attempt N); -f follows it
+      while the step runs
 `)
 }
 
