@@ -60,8 +60,10 @@ type Output struct {
 	// is saved only while the status file still has it.
 	fence store.Version
 	// logKey is the key of the attempt's latest log under Path
-	// (statusfile.LogKey), "" if it has none (steplog.go).
+	// (statusfile.LogKey), "" if it has none; alog is the in-process
+	// attempt's log, nil if none (steplog.go).
 	logKey string
+	alog   *attemptLog
 }
 
 // OpenDep opens the output of dep (normally one of the running step's
@@ -378,7 +380,7 @@ func (x *executor) attempt(ctx context.Context, s *Step, id, path string, b *sto
 		fence:    fence,
 	}
 	if alog != nil {
-		out.logKey = alog.key
+		out.logKey, out.alog = alog.key, alog
 	}
 	val, ferr := x.call(stepCtx, s, out)
 	lostCause := context.Cause(stepCtx)

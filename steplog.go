@@ -44,10 +44,61 @@ const maxObjectLog = 16 << 20
 
 // attemptLog is the log file of one in-process attempt.
 type attemptLog struct {
+	n   int
 	key string // statusfile.LogKey(n)
+	b   *store.Bucket
 	w   io.Writer
-	// close flushes and closes the log; it must be called once.
-	close func(ctx context.Context) error
+	// closeFn flushes and closes the log.
+	closeFn func(ctx context.Context) error
+
+	// mu guards the fields below.
+	mu      sync.Mutex
+	records int  // records written (the header included)
+	closed  bool // nothing more is written
+}
+
+// Write writes one record, unless the log is closed (records logged after
+// a handover go to the run's log only).
+func (l *attemptLog) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.closed {
+		return len(p), nil
+	}
+	l.records++
+	return l.w.Write(p)
+}
+
+// close flushes and closes the log, once.
+func (l *attemptLog) close(ctx context.Context) error {
+	l.mu.Lock()
+	if l.closed {
+		l.mu.Unlock()
+		return nil
+	}
+	l.closed = true
+	l.mu.Unlock()
+	return l.closeFn(ctx)
+}
+
+// release gives up the log if the step has logged nothing to it yet (it
+// holds only its header), for the step's cluster job: handover closes it
+// and returns its number for the job's first attempt to log to, so that a
+// remote step's attempt has one log, the job's; drop (a job adopted, with
+// its own logs) deletes it. ok is false if the step already logged.
+func (l *attemptLog) release(ctx context.Context, drop bool) (n int, ok bool) {
+	l.mu.Lock()
+	if l.closed || l.records > 1 {
+		l.mu.Unlock()
+		return 0, false
+	}
+	l.closed = true
+	l.mu.Unlock()
+	err := l.closeFn(ctx)
+	if drop {
+		err = errors.Join(err, l.b.Delete(ctx, l.key))
+	}
+	return l.n, err == nil
 }
 
 // openAttemptLog claims the next attempt log of the step at path, whose
@@ -73,11 +124,11 @@ func openAttemptLog(ctx context.Context, b *store.Bucket, path string) (*attempt
 			f.Close()
 			return nil, errors.New("attempt log " + b.URL(key) + " is not a regular file")
 		}
-		return &attemptLog{key: key, w: f, close: func(context.Context) error { return f.Close() }}, nil
+		return &attemptLog{n: n, key: key, b: b, w: f, closeFn: func(context.Context) error { return f.Close() }}, nil
 	}
 	u := &uploadedLog{b: b, key: key, stop: make(chan struct{})}
 	u.wg.Go(u.loop)
-	return &attemptLog{key: key, w: u, close: u.close}, nil
+	return &attemptLog{n: n, key: key, b: b, w: u, closeFn: u.close}, nil
 }
 
 // uploadedLog is an attempt log on an object store: kept in memory,
@@ -197,7 +248,7 @@ func stepLogger(run *slog.Logger, id string, log *attemptLog) (*slog.Logger, *sl
 	if log == nil {
 		return l, nil
 	}
-	file := slog.NewTextHandler(log.w, &slog.HandlerOptions{Level: slog.LevelDebug})
+	file := slog.NewTextHandler(log, &slog.HandlerOptions{Level: slog.LevelDebug})
 	return slog.New(teeHandler{l.Handler(), file}), slog.New(file)
 }
 
