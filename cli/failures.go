@@ -94,7 +94,7 @@ func (d failureDetail) write(w io.Writer, step string) {
 			where = " (in full in " + d.StackFile + ")"
 		}
 		fmt.Fprintf(w, "  stack%s:\n", where)
-		writeIndented(w, d.Stack, failureStackLines)
+		writeIndented(w, fromPanic(d.Stack), failureStackLines)
 	}
 }
 
@@ -159,4 +159,17 @@ func printStatusFailures(ctx context.Context, w io.Writer, root *store.Bucket, s
 		}
 		d.write(w, s.Dir)
 	}
+}
+
+// fromPanic drops the frames of a recovered goroutine's stack that lie
+// above the panic (or runtime.Goexit): the recovery's own, which say
+// nothing about the step. The stack is returned whole if it has neither.
+func fromPanic(stack string) string {
+	lines := strings.Split(stack, "\n")
+	for i := 1; i+1 < len(lines); i++ {
+		if strings.HasPrefix(lines[i], "panic(") || strings.HasPrefix(lines[i], "runtime.Goexit(") {
+			return lines[0] + "\n" + strings.Join(lines[i+2:], "\n")
+		}
+	}
+	return stack
 }
