@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"iter"
+	"log/slog"
 	"os"
 	"os/signal"
 	"path"
@@ -88,7 +89,8 @@ func runProgramLogs(o Options, steps iter.Seq[*cairn.Step], args []string) int {
 	ctx, stop := signal.NotifyContext(o.Context, os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	if o.Prepare != nil {
-		runOpts := &cairn.RunOptions{Prefix: *prefix, Storage: o.Storage, DryRun: true}
+		// Quiet: the layer's records of the steps it resolves are not logs.
+		runOpts := &cairn.RunOptions{Prefix: *prefix, Storage: o.Storage, DryRun: true, Logger: slog.New(slog.DiscardHandler)}
 		if steps, err = o.Prepare(ctx, runOpts); err != nil {
 			return exitCode(ctx, err, o.Stderr)
 		}
@@ -116,7 +118,7 @@ func findProgramStep(steps iter.Seq[*cairn.Step], prefix, want string) (*cairn.S
 		s    *cairn.Step
 		path string
 	}
-	var byName []found
+	var byName, byBase []found
 	var names []string
 	seen := map[*cairn.Step]bool{}
 	var stack []*cairn.Step
@@ -139,14 +141,22 @@ func findProgramStep(steps iter.Seq[*cairn.Step], prefix, want string) (*cairn.S
 				return nil, "", err
 			}
 			rel := strings.TrimPrefix(strings.TrimPrefix(p, strings.TrimSuffix(prefix, "/")), "/")
-			if id == want || rel == want || p == want {
+			// A recipe step's output path may be absolute where the prefix
+			// is not: its directory is then p's tail.
+			if id == want || rel == want || p == want || strings.HasSuffix(p, "/"+want) {
 				return st, p, nil
 			}
 			if st.Name == want {
 				byName = append(byName, found{st, p})
+			} else if path.Base(st.Name) == want {
+				byBase = append(byBase, found{st, p})
 			}
 			names = append(names, id)
 		}
+	}
+	if len(byName) == 0 && len(byBase) == 1 {
+		// "train" for "ngram/train", if no other step ends so.
+		return byBase[0].s, byBase[0].path, nil
 	}
 	switch len(byName) {
 	case 1:
