@@ -42,9 +42,8 @@ func logsPipeline() []*cairn.Step {
 	}}
 	crasher := &cairn.Step{Name: "crasher", Func: func(ctx context.Context, out *cairn.Output) (any, error) {
 		out.Logger.Info("about to crash", "why", "testing")
-		var m map[string]int
-		m["boom"] = 1 // a nil map write: panics
-		return nil, nil
+		var names []string
+		return names[len(names)], nil // index out of range: panics
 	}}
 	if os.Getenv("CAIRN_TEST_LOGS_PIPELINE") == "crasher" {
 		return []*cairn.Step{crasher}
@@ -256,7 +255,7 @@ func TestFailureSummaryShowsLogTailAndStack(t *testing.T) {
 	}
 	for name, out := range map[string]string{"end of run": stderr.String(), "cairn status": string(status)} {
 		for _, want := range []*regexp.Regexp{
-			regexp.MustCompile(`FAILED crasher_[0-9a-f]{8}: .*panic: assignment to entry in nil map`),
+			regexp.MustCompile(`FAILED crasher_[0-9a-f]{8}: .*panic: runtime error: index out of range`),
 			regexp.MustCompile(`log .*crasher_[0-9a-f]{8}/\.cairn_logs/attempt-1\.log \(last 10 lines\):`),
 			regexp.MustCompile(`\| .*msg="about to crash" why=testing`),
 			regexp.MustCompile(`stack \(in full in .*\.cairn_failure\.json\):`),
