@@ -75,13 +75,21 @@ const claimTries = 100
 // only if absent, so two runners racing for a number never share it: the
 // loser takes the next one.
 func ClaimLog(ctx context.Context, b *store.Bucket) (int, error) {
+	// The first attempt, by far the most common, costs one request.
+	_, err := b.WriteIf(ctx, LogKey(1), nil, store.IfAbsent())
+	if err == nil {
+		return 1, nil
+	}
+	if !errors.Is(err, store.ErrPrecondition) {
+		return 0, err
+	}
 	ns, err := ListLogs(ctx, b)
 	if err != nil {
 		return 0, err
 	}
-	n := 1
+	n := 2
 	if len(ns) > 0 {
-		n = ns[len(ns)-1] + 1
+		n = max(ns[len(ns)-1]+1, 2)
 	}
 	for range claimTries {
 		_, err := b.WriteIf(ctx, LogKey(n), nil, store.IfAbsent())
