@@ -148,3 +148,43 @@ func TestClaimLogRace(t *testing.T) {
 		seen[k] = true
 	}
 }
+
+// On an object store (here the in-memory one), the log of a running step
+// is uploaded while the step runs, so that `logs -f` can follow it.
+func TestAttemptLogUploadedWhileRunning(t *testing.T) {
+	st := cairntest.NewStorage(t)
+	release := make(chan struct{})
+	s := &cairn.Step{Name: "slow", Func: func(ctx context.Context, out *cairn.Output) (any, error) {
+		out.Logger.Info("working on it")
+		select {
+		case <-release:
+		case <-ctx.Done():
+		}
+		return nil, nil
+	}}
+	done := make(chan error, 1)
+	go func() {
+		_, err := cairn.Run(t.Context(), cairn.Steps(s), st.Options())
+		done <- err
+	}()
+	b := st.StepBucket(t, s)
+	deadline := time.Now().Add(10*cairn.LogUploadInterval + time.Minute)
+	for {
+		data, _, err := b.Read(t.Context(), statusfile.LogKey(1))
+		if err == nil && strings.Contains(string(data), "working on it") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the running step's log was never uploaded: %q, %v", data, err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	close(release)
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	data, _, err := b.Read(t.Context(), statusfile.LogKey(1))
+	if err != nil || !strings.Contains(string(data), "step function returned") {
+		t.Errorf("final log = %q, %v", data, err)
+	}
+}
