@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -71,6 +72,9 @@ func readFailureDetail(ctx context.Context, b *store.Bucket, msg string, err err
 		case errors.Is(err, store.ErrTooLarge):
 			d.Tail = "(the log is too large to tail here)"
 		case err == nil:
+			if d.Stack == "" {
+				data = d.stackFromLog(data)
+			}
 			d.Tail = statusfile.LogTail(data, failureLogLines)
 		}
 	}
@@ -79,7 +83,11 @@ func readFailureDetail(ctx context.Context, b *store.Bucket, msg string, err err
 
 // write prints d under a heading naming the step.
 func (d failureDetail) write(w io.Writer, step string) {
-	fmt.Fprintf(w, "FAILED %s: %s\n", step, indentRest(d.Error))
+	msg := d.Error
+	if i := strings.Index(msg, "; last lines:\n"); i >= 0 && d.Tail != "" {
+		msg = msg[:i] // a job's error carries its log's tail, shown below
+	}
+	fmt.Fprintf(w, "FAILED %s: %s\n", step, indentRest(msg))
 	if d.Log != "" {
 		if d.Tail == "" {
 			fmt.Fprintf(w, "  log %s: (empty)\n", d.Log)
@@ -172,4 +180,28 @@ func fromPanic(stack string) string {
 		}
 	}
 	return stack
+}
+
+// stackFromLog finds the stack a remote step's worker printed in its job's
+// log after a panic's (or Goexit's) message (cairn.RunWorker), sets it as
+// d's stack, and returns the log without it.
+func (d *failureDetail) stackFromLog(data []byte) []byte {
+	i := bytes.LastIndex(data, []byte("\ngoroutine "))
+	if i < 0 {
+		return data
+	}
+	prev := data[:i]
+	if j := bytes.LastIndexByte(prev, '\n'); j >= 0 {
+		prev = prev[j+1:]
+	}
+	if !bytes.HasPrefix(prev, []byte("panic: ")) && !bytes.Contains(prev, []byte("runtime.Goexit")) {
+		return data
+	}
+	rest := data[i+1:]
+	end := bytes.Index(rest, []byte("\n\n"))
+	if end < 0 {
+		end = len(rest)
+	}
+	d.Stack, d.StackFile = string(rest[:end]), d.Log
+	return append(append([]byte(nil), data[:i+1]...), bytes.TrimLeft(rest[end:], "\n")...)
 }

@@ -45,7 +45,11 @@ func logsPipeline() []*cairn.Step {
 		var names []string
 		return names[len(names)], nil // index out of range: panics
 	}}
-	if os.Getenv("CAIRN_TEST_LOGS_PIPELINE") == "crasher" {
+	switch os.Getenv("CAIRN_TEST_LOGS_PIPELINE") {
+	case "crasher":
+		return []*cairn.Step{crasher}
+	case "remotecrasher": // the same, as a job on the local cluster
+		crasher.Remote = &cairn.RemoteSpec{}
 		return []*cairn.Step{crasher}
 	}
 	return []*cairn.Step{talker}
@@ -238,11 +242,18 @@ func TestLogsTakeoverGetsNewAttempt(t *testing.T) {
 }
 
 // A panicking step's error, the last lines of its log and its stack appear
-// at the end of the run, and `cairn status` shows the same.
+// at the end of the run, and `cairn status` shows the same; for a step
+// run in-process (the stack is in its failure record) and for one run as
+// a cluster job (the stack is in its job's log).
 func TestFailureSummaryShowsLogTailAndStack(t *testing.T) {
+	t.Run("local", func(t *testing.T) { testFailureSummary(t, "crasher", `\.cairn_failure\.json`) })
+	t.Run("remote", func(t *testing.T) { testFailureSummary(t, "remotecrasher", `\.cairn_logs/attempt-1\.log`) })
+}
+
+func testFailureSummary(t *testing.T, pipeline, stackFile string) {
 	dir := t.TempDir()
 	prefix := filepath.Join(dir, "prefix")
-	run := logsCmd("crasher", nil, "--prefix", prefix)
+	run := logsCmd(pipeline, nil, "--prefix", prefix)
 	var stderr bytes.Buffer
 	run.Stderr = &stderr
 	err := run.Run()
@@ -255,10 +266,11 @@ func TestFailureSummaryShowsLogTailAndStack(t *testing.T) {
 	}
 	for name, out := range map[string]string{"end of run": stderr.String(), "cairn status": string(status)} {
 		for _, want := range []*regexp.Regexp{
-			regexp.MustCompile(`FAILED crasher_[0-9a-f]{8}: .*panic: runtime error: index out of range`),
+			regexp.MustCompile(`FAILED crasher_[0-9a-f]{8}: .*(panic: runtime error: index out of range|job crasher_[0-9a-f]{8} \(\S+\) failed: exit with code 1)`),
+			regexp.MustCompile(`\| .*panic: runtime error: index out of range`),
 			regexp.MustCompile(`log .*crasher_[0-9a-f]{8}/\.cairn_logs/attempt-1\.log \(last 10 lines\):`),
-			regexp.MustCompile(`\| .*msg="about to crash" why=testing`),
-			regexp.MustCompile(`stack \(in full in .*\.cairn_failure\.json\):`),
+			regexp.MustCompile(`\| .*msg="about to crash".* why=testing`),
+			regexp.MustCompile(`stack \(in full in .*` + stackFile + `\):`),
 			regexp.MustCompile(`\| goroutine \d+`),
 			regexp.MustCompile(`\| .*logs_test\.go:\d+`),
 		} {
