@@ -39,7 +39,11 @@ type Output struct {
 	// refuses to write or delete them (store.ErrReserved) and List does not
 	// show them.
 	Bucket *store.Bucket
-	// Logger logs with the step's ID attached.
+	// Logger logs with the step's ID attached, to the run's logger and,
+	// for a step running in the runner's process, to the attempt's log
+	// (.cairn_logs/attempt-N.log under Path, at every level; see
+	// steplog.go). In a cluster job it logs to the job's output, which is
+	// the attempt's log.
 	Logger *slog.Logger
 	// WorkerID identifies this attempt in the step's lease.
 	WorkerID string
