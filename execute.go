@@ -384,13 +384,13 @@ func (x *executor) attempt(ctx context.Context, s *Step, id, path string, b *sto
 		fence:    fence,
 	}
 	if alog != nil {
-		out.logKey, out.alog = alog.key, alog
+		out.alog = alog
 	}
 	val, ferr := x.call(stepCtx, s, out)
 	lostCause := context.Cause(stepCtx)
 	cancel()
 	res.duration = time.Since(start)
-	x.closeLog(cleanupCtx, id, alog, fileLog, ferr)
+	x.closeLog(cleanupCtx, id, out, fileLog, ferr)
 
 	if ferr != nil && errors.Is(lostCause, lease.ErrLost) && ctx.Err() == nil {
 		// The step was stopped because the lease was lost: it is not a

@@ -32,7 +32,10 @@ import (
 // followed while the step runs. On an object store, which cannot append,
 // the records are kept in memory and the whole log is uploaded every
 // LogUploadInterval while it changes, and when the attempt ends; a log
-// beyond maxObjectLog bytes keeps its start and says it was cut.
+// beyond maxObjectLog bytes keeps its start and says it was cut. There the
+// log's number is claimed by its first upload (created only if absent,
+// with the log so far), so that a short step costs one request for its
+// log, not two.
 
 // LogUploadInterval is how often the log of a step running in this process
 // is uploaded while it changes, when its output is on an object store.
@@ -44,12 +47,14 @@ const maxObjectLog = 16 << 20
 
 // attemptLog is the log file of one in-process attempt.
 type attemptLog struct {
-	n   int
-	key string // statusfile.LogKey(n)
-	b   *store.Bucket
-	w   io.Writer
+	b *store.Bucket
+	w io.Writer
 	// closeFn flushes and closes the log.
 	closeFn func(ctx context.Context) error
+	// claim returns the log's number, claiming one if it has none yet
+	// (uploaded logs claim theirs lazily); number returns it, 0 if none.
+	claim  func(ctx context.Context) (int, error)
+	number func() int
 
 	// mu guards the fields below.
 	mu      sync.Mutex
@@ -94,22 +99,37 @@ func (l *attemptLog) release(ctx context.Context, drop bool) (n int, ok bool) {
 	}
 	l.closed = true
 	l.mu.Unlock()
-	err := l.closeFn(ctx)
 	if drop {
-		err = errors.Join(err, l.b.Delete(ctx, l.key))
+		n := l.number()
+		err := l.closeFn(ctx)
+		if n > 0 {
+			err = errors.Join(err, l.b.Delete(ctx, statusfile.LogKey(n)))
+		}
+		return n, err == nil
 	}
-	return l.n, err == nil
+	n, err := l.claim(ctx)
+	err = errors.Join(err, l.closeFn(ctx))
+	return n, err == nil
 }
 
-// openAttemptLog claims the next attempt log of the step at path, whose
-// bucket b may write control files.
-func openAttemptLog(ctx context.Context, b *store.Bucket, path string) (*attemptLog, error) {
-	n, err := statusfile.ClaimLog(ctx, b)
-	if err != nil {
-		return nil, err
+// key returns the log's key, "" if it has no number yet.
+func (l *attemptLog) key() string {
+	if n := l.number(); n > 0 {
+		return statusfile.LogKey(n)
 	}
-	key := statusfile.LogKey(n)
+	return ""
+}
+
+// openAttemptLog opens the next attempt log of the step at path, whose
+// bucket b may write control files: claimed at once on a local disk, at
+// its first upload on an object store.
+func openAttemptLog(ctx context.Context, b *store.Bucket, path string) (*attemptLog, error) {
 	if dir, ok := localPath(path); ok {
+		n, err := statusfile.ClaimLog(ctx, b)
+		if err != nil {
+			return nil, err
+		}
+		key := statusfile.LogKey(n)
 		// os.Root refuses to leave dir through a symbolic link.
 		root, err := os.OpenRoot(dir)
 		if err != nil {
@@ -124,26 +144,43 @@ func openAttemptLog(ctx context.Context, b *store.Bucket, path string) (*attempt
 			f.Close()
 			return nil, errors.New("attempt log " + b.URL(key) + " is not a regular file")
 		}
-		return &attemptLog{n: n, key: key, b: b, w: f, closeFn: func(context.Context) error { return f.Close() }}, nil
+		return &attemptLog{b: b, w: f, closeFn: func(context.Context) error { return f.Close() },
+			claim: func(context.Context) (int, error) { return n, nil }, number: func() int { return n }}, nil
 	}
-	u := &uploadedLog{b: b, key: key, stop: make(chan struct{})}
+	u := &uploadedLog{b: b, stop: make(chan struct{})}
 	u.wg.Go(u.loop)
-	return &attemptLog{n: n, key: key, b: b, w: u, closeFn: u.close}, nil
+	return &attemptLog{b: b, w: u, closeFn: u.close, claim: u.claim, number: u.number}, nil
 }
 
 // uploadedLog is an attempt log on an object store: kept in memory,
 // uploaded whole.
 type uploadedLog struct {
 	b    *store.Bucket
-	key  string
 	stop chan struct{}
 	wg   sync.WaitGroup
 
+	// upMu serialises uploads (and the claim).
+	upMu sync.Mutex
 	// mu guards the fields below.
 	mu        sync.Mutex
+	n         int // the log's number; 0 until claimed
 	buf       []byte
 	truncated bool
 	dirty     bool
+}
+
+func (u *uploadedLog) number() int {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	return u.n
+}
+
+// claim claims the log's number, uploading the log so far, if it has none.
+func (u *uploadedLog) claim(ctx context.Context) (int, error) {
+	if err := u.upload(ctx, true); err != nil {
+		return 0, err
+	}
+	return u.number(), nil
 }
 
 func (u *uploadedLog) Write(p []byte) (int, error) {
@@ -172,34 +209,48 @@ func (u *uploadedLog) loop() {
 			return
 		case <-t.C:
 			ctx, cancel := context.WithTimeout(context.Background(), cleanupTimeout)
-			_ = u.upload(ctx) // best effort: the final upload reports
+			_ = u.upload(ctx, false) // best effort: the final upload reports
 			cancel()
 		}
 	}
 }
 
-func (u *uploadedLog) upload(ctx context.Context) error {
+// upload writes the log if it changed since the last upload (or, with
+// force, if it has no number yet), claiming a number at the first.
+func (u *uploadedLog) upload(ctx context.Context, force bool) error {
+	u.upMu.Lock()
+	defer u.upMu.Unlock()
 	u.mu.Lock()
-	if !u.dirty {
+	n := u.n
+	if !u.dirty && !(force && n == 0) {
 		u.mu.Unlock()
 		return nil
 	}
 	data := append([]byte(nil), u.buf...)
 	u.dirty = false
 	u.mu.Unlock()
-	if _, err := u.b.Write(ctx, u.key, data); err != nil {
-		u.mu.Lock()
+	var err error
+	if n == 0 {
+		n, err = statusfile.ClaimLogWith(ctx, u.b, data)
+	} else {
+		_, err = u.b.Write(ctx, statusfile.LogKey(n), data)
+	}
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	if err != nil {
 		u.dirty = true
-		u.mu.Unlock()
 		return err
 	}
+	u.n = n
 	return nil
 }
 
+// close stops the periodic uploads and uploads the log a last time,
+// claiming its number if no upload has yet.
 func (u *uploadedLog) close(ctx context.Context) error {
 	close(u.stop)
 	u.wg.Wait()
-	return u.upload(ctx)
+	return u.upload(ctx, true)
 }
 
 // teeHandler sends each record to every handler that takes its level.
@@ -267,21 +318,28 @@ func (x *executor) openLog(ctx context.Context, s *Step, id string, b *store.Buc
 		return nil, nil
 	}
 	_, file := stepLogger(x.logger, id, log)
-	file.Info("attempt started", "step", id, "worker", worker, "log", log.key)
+	file.Info("attempt started", "step", id, "worker", worker)
 	return log, file
 }
 
-// closeLog ends the attempt log, recording how the function ended.
-func (x *executor) closeLog(ctx context.Context, id string, log *attemptLog, file *slog.Logger, ferr error) {
+// closeLog ends the attempt log of out, recording how the function ended,
+// and makes it the attempt's log unless it gave its number to a job.
+func (x *executor) closeLog(ctx context.Context, id string, out *Output, file *slog.Logger, ferr error) {
+	log := out.alog
 	if log == nil {
 		return
 	}
+	defer func() {
+		if out.logKey == "" {
+			out.logKey = log.key()
+		}
+	}()
 	if ferr != nil {
 		file.Error("step function failed", "error", ferr)
 	} else {
 		file.Info("step function returned")
 	}
 	if err := log.close(ctx); err != nil {
-		x.logger.Warn("the step's attempt log could not be saved", "step", id, "log", log.key, "error", err)
+		x.logger.Warn("the step's attempt log could not be saved", "step", id, "log", log.key(), "error", err)
 	}
 }

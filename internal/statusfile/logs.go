@@ -75,8 +75,13 @@ const claimTries = 100
 // only if absent, so two runners racing for a number never share it: the
 // loser takes the next one.
 func ClaimLog(ctx context.Context, b *store.Bucket) (int, error) {
+	return ClaimLogWith(ctx, b, nil)
+}
+
+// ClaimLogWith is ClaimLog creating the log with data.
+func ClaimLogWith(ctx context.Context, b *store.Bucket, data []byte) (int, error) {
 	// The first attempt, by far the most common, costs one request.
-	_, err := b.WriteIf(ctx, LogKey(1), nil, store.IfAbsent())
+	_, err := b.WriteIf(ctx, LogKey(1), data, store.IfAbsent())
 	if err == nil {
 		return 1, nil
 	}
@@ -92,7 +97,7 @@ func ClaimLog(ctx context.Context, b *store.Bucket) (int, error) {
 		n = max(ns[len(ns)-1]+1, 2)
 	}
 	for range claimTries {
-		_, err := b.WriteIf(ctx, LogKey(n), nil, store.IfAbsent())
+		_, err := b.WriteIf(ctx, LogKey(n), data, store.IfAbsent())
 		if err == nil {
 			return n, nil
 		}
