@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"example.com/cairn/internal/statusfile"
+	"example.com/cairn/lease"
 	"example.com/cairn/store"
 )
 
@@ -342,4 +343,66 @@ func (x *executor) closeLog(ctx context.Context, id string, out *Output, file *s
 	if err := log.close(ctx); err != nil {
 		x.logger.Warn("the step's attempt log could not be saved", "step", id, "log", log.key(), "error", err)
 	}
+}
+
+// Reading attempt logs and failure records, for tools (package cli's
+// logs and status commands) that may not see cairn's control-file package.
+
+// LogsDir is the directory of a step's attempt logs, under its output path.
+const LogsDir = statusfile.LogsDir
+
+// AttemptLogKey returns the key, under a step's output path, of the log of
+// attempt n (from 1): LogsDir/attempt-N.log.
+func AttemptLogKey(n int) string { return statusfile.LogKey(n) }
+
+// AttemptLogs returns the numbers of the attempt logs under b, a step's
+// output path, in increasing order; the last is the latest attempt's.
+func AttemptLogs(ctx context.Context, b *store.Bucket) ([]int, error) {
+	return statusfile.ListLogs(ctx, b)
+}
+
+// FailureFile is the key, under a step's output path, of the record of
+// its last failure.
+const FailureFile = statusfile.FailureKey
+
+// FailureRecord is what cairn recorded about a step's last failure.
+type FailureRecord struct {
+	Error    string
+	WorkerID string
+	Time     time.Time
+	// Stack is the stack of a panic or runtime.Goexit, if that was the
+	// cause.
+	Stack string
+	// Log is the key of the failed attempt's log under the step's output
+	// path (AttemptLogKey), "" if unknown.
+	Log string
+}
+
+// ReadFailureRecord reads the failure record under b, a step's output
+// path; ok is false if there is none.
+func ReadFailureRecord(ctx context.Context, b *store.Bucket) (r FailureRecord, ok bool, err error) {
+	f, ok, err := statusfile.ReadFailure(ctx, b)
+	if !ok || err != nil {
+		return FailureRecord{}, ok, err
+	}
+	return FailureRecord{Error: f.Error, WorkerID: f.WorkerID, Time: f.Time, Stack: f.Stack, Log: f.Log}, true, nil
+}
+
+// ReadStepActivity reads the status of the step whose output path is b,
+// and its lease: holder is "" if there is none, else the holder's worker
+// id and the lease's age by the holder's timestamp (a hint: see package
+// lease, Clocks). Cheaper than Inspect for one step, for polling.
+func ReadStepActivity(ctx context.Context, b *store.Bucket) (status Status, holder string, leaseAge time.Duration, err error) {
+	s, err := statusfile.ReadStatus(ctx, b)
+	if err != nil {
+		return "", "", 0, err
+	}
+	rec, held, err := lease.Inspect(ctx, b, statusfile.LockKey)
+	if err != nil {
+		return "", "", 0, err
+	}
+	if held {
+		holder, leaseAge = rec.WorkerID, rec.Age(time.Now())
+	}
+	return Status(s), holder, leaseAge, nil
 }

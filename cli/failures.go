@@ -10,7 +10,6 @@ import (
 	"time"
 
 	"example.com/cairn"
-	"example.com/cairn/internal/statusfile"
 	"example.com/cairn/store"
 )
 
@@ -40,7 +39,7 @@ type failureDetail struct {
 // the record has none.
 func readFailureDetail(ctx context.Context, b *store.Bucket, msg string, err error) failureDetail {
 	d := failureDetail{Error: msg}
-	f, ok, rerr := statusfile.ReadFailure(ctx, b)
+	f, ok, rerr := cairn.ReadFailureRecord(ctx, b)
 	recordMatches := ok && rerr == nil && (msg == "" || strings.Contains(msg, f.Error))
 	logKey := ""
 	if recordMatches {
@@ -48,7 +47,7 @@ func readFailureDetail(ctx context.Context, b *store.Bucket, msg string, err err
 			d.Error = f.Error
 		}
 		if f.Stack != "" {
-			d.Stack, d.StackFile = f.Stack, b.URL(statusfile.FailureKey)
+			d.Stack, d.StackFile = f.Stack, b.URL(cairn.FailureFile)
 		}
 		logKey = f.Log
 	}
@@ -61,8 +60,8 @@ func readFailureDetail(ctx context.Context, b *store.Bucket, msg string, err err
 	}
 	if logKey == "" {
 		// A remote step's log is its job's (the latest attempt's).
-		if ns, err := statusfile.ListLogs(ctx, b); err == nil && len(ns) > 0 {
-			logKey = statusfile.LogKey(ns[len(ns)-1])
+		if ns, err := cairn.AttemptLogs(ctx, b); err == nil && len(ns) > 0 {
+			logKey = cairn.AttemptLogKey(ns[len(ns)-1])
 		}
 	}
 	if logKey != "" {
@@ -75,7 +74,7 @@ func readFailureDetail(ctx context.Context, b *store.Bucket, msg string, err err
 			if d.Stack == "" {
 				data = d.stackFromLog(data)
 			}
-			d.Tail = statusfile.LogTail(data, failureLogLines)
+			d.Tail = logTail(data, failureLogLines)
 		}
 	}
 	return d
@@ -204,4 +203,21 @@ func (d *failureDetail) stackFromLog(data []byte) []byte {
 	}
 	d.Stack, d.StackFile = string(rest[:end]), d.Log
 	return append(append([]byte(nil), data[:i+1]...), bytes.TrimLeft(rest[end:], "\n")...)
+}
+
+// logTail returns the last n lines of log, without a trailing newline.
+func logTail(log []byte, n int) string {
+	log = bytes.TrimRight(log, "\n")
+	if len(log) == 0 || n <= 0 {
+		return ""
+	}
+	i := len(log)
+	for range n {
+		j := bytes.LastIndexByte(log[:i], '\n')
+		if j < 0 {
+			return string(log)
+		}
+		i = j
+	}
+	return string(log[i+1:])
 }

@@ -17,7 +17,6 @@ import (
 	"time"
 
 	"example.com/cairn"
-	"example.com/cairn/internal/statusfile"
 	"example.com/cairn/lease"
 	"example.com/cairn/store"
 )
@@ -274,22 +273,22 @@ func printLogs(ctx context.Context, o Options, b *store.Bucket, id string, lf lo
 	waitingSaid := false
 	for {
 		if lf.attempt == 0 {
-			ns, err := statusfile.ListLogs(ctx, b)
+			ns, err := cairn.AttemptLogs(ctx, b)
 			if err != nil {
 				return logsError(ctx, o, err)
 			}
 			if len(ns) > 0 && ns[len(ns)-1] != n {
 				if n != 0 {
-					fmt.Fprintf(o.Stderr, "logs: attempt %d of step %s started (%s)\n", ns[len(ns)-1], id, statusfile.LogKey(ns[len(ns)-1]))
+					fmt.Fprintf(o.Stderr, "logs: attempt %d of step %s started (%s)\n", ns[len(ns)-1], id, cairn.AttemptLogKey(ns[len(ns)-1]))
 				}
 				n, offset, lastGrowth = ns[len(ns)-1], 0, time.Now()
 			}
 		}
 		if n != 0 {
-			data, _, err := b.Read(ctx, statusfile.LogKey(n))
+			data, _, err := b.Read(ctx, cairn.AttemptLogKey(n))
 			switch {
 			case errors.Is(err, store.ErrNotExist) && lf.attempt != 0 && !lf.follow:
-				fmt.Fprintf(o.Stderr, "logs: step %s has no attempt %d (%s)\n", id, n, b.URL(statusfile.LogKey(n)))
+				fmt.Fprintf(o.Stderr, "logs: step %s has no attempt %d (%s)\n", id, n, b.URL(cairn.AttemptLogKey(n)))
 				return ExitFailed
 			case errors.Is(err, store.ErrNotExist):
 			case err != nil:
@@ -298,14 +297,14 @@ func printLogs(ctx context.Context, o Options, b *store.Bucket, id string, lf lo
 				o.Stdout.Write(data[offset:])
 				offset, lastGrowth = len(data), time.Now()
 			case len(data) < offset: // replaced (an upload of a cut log, a copy): print it again
-				fmt.Fprintf(o.Stderr, "logs: %s was rewritten; printing it again\n", statusfile.LogKey(n))
+				fmt.Fprintf(o.Stderr, "logs: %s was rewritten; printing it again\n", cairn.AttemptLogKey(n))
 				o.Stdout.Write(data)
 				offset, lastGrowth = len(data), time.Now()
 			}
 		}
 		if !lf.follow {
 			if n == 0 {
-				fmt.Fprintf(o.Stderr, "logs: step %s has no attempt logs yet (%s)\n", id, b.URL(statusfile.LogsDir))
+				fmt.Fprintf(o.Stderr, "logs: step %s has no attempt logs yet (%s)\n", id, b.URL(cairn.LogsDir))
 				return ExitFailed
 			}
 			return ExitOK
@@ -317,12 +316,12 @@ func printLogs(ctx context.Context, o Options, b *store.Bucket, id string, lf lo
 		switch {
 		case !running && n != 0:
 			// One more read: the last records may have landed after ours.
-			if data, _, err := b.Read(ctx, statusfile.LogKey(n)); err == nil && len(data) > offset {
+			if data, _, err := b.Read(ctx, cairn.AttemptLogKey(n)); err == nil && len(data) > offset {
 				o.Stdout.Write(data[offset:])
 			}
 			fmt.Fprintf(o.Stderr, "logs: step %s is %s\n", id, statusOrNone(status))
 			return ExitOK
-		case !running && (status == statusfile.Success || status == statusfile.Failed || status == statusfile.DepFailed):
+		case !running && isFinal(cairn.Status(status)):
 			fmt.Fprintf(o.Stderr, "logs: step %s is %s and left no attempt log\n", id, status)
 			return ExitOK
 		case stale && n != 0 && time.Since(lastGrowth) > lf.staleAfter:
@@ -361,18 +360,20 @@ func logsError(ctx context.Context, o Options, err error) int {
 // (a RUNNING status, or a lease present), and whether its lease looks stale
 // by the holder's clock (a hint: see lease.Record.Age).
 func stepActivity(ctx context.Context, b *store.Bucket, staleAfter time.Duration) (status string, running, stale bool, err error) {
-	status, err = statusfile.ReadStatus(ctx, b)
+	st, holder, age, err := cairn.ReadStepActivity(ctx, b)
 	if err != nil {
 		return "", false, false, err
 	}
-	rec, held, err := lease.Inspect(ctx, b, statusfile.LockKey)
-	if err != nil {
-		return "", false, false, err
-	}
+	held := holder != ""
 	if held {
-		stale = rec.Age(time.Now()) > staleAfter
-	} else if status == statusfile.Running {
+		stale = age > staleAfter
+	} else if st == cairn.StatusRunning {
 		stale = true // RUNNING with nobody holding the step: an orphan
 	}
-	return status, held || status == statusfile.Running, stale, nil
+	return string(st), held || st == cairn.StatusRunning, stale, nil
+}
+
+// isFinal reports whether a status is terminal.
+func isFinal(s cairn.Status) bool {
+	return s == cairn.StatusSuccess || s == cairn.StatusFailed || s == cairn.StatusDepFailed
 }

@@ -1,7 +1,6 @@
 package statusfile
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"path"
@@ -107,21 +106,4 @@ func ClaimLogWith(ctx context.Context, b *store.Bucket, data []byte) (int, error
 		n++
 	}
 	return 0, errors.New("statusfile: no free attempt log number after " + strconv.Itoa(claimTries) + " tries")
-}
-
-// LogTail returns the last n lines of log, without a trailing newline.
-func LogTail(log []byte, n int) string {
-	log = bytes.TrimRight(log, "\n")
-	if len(log) == 0 || n <= 0 {
-		return ""
-	}
-	i := len(log)
-	for range n {
-		j := bytes.LastIndexByte(log[:i], '\n')
-		if j < 0 {
-			return string(log)
-		}
-		i = j
-	}
-	return string(log[i+1:])
 }

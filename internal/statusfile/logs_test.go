@@ -26,21 +26,3 @@ func TestLogNumber(t *testing.T) {
 		}
 	}
 }
-
-func TestLogTail(t *testing.T) {
-	for _, tc := range []struct {
-		log  string
-		n    int
-		want string
-	}{
-		{"", 3, ""},
-		{"a\nb\nc\n", 2, "b\nc"},
-		{"a\nb\nc", 5, "a\nb\nc"},
-		{"a\nb\nc\n\n", 1, "c"},
-		{"a\n", 0, ""},
-	} {
-		if got := statusfile.LogTail([]byte(tc.log), tc.n); got != tc.want {
-			t.Errorf("LogTail(%q, %d) = %q, want %q", tc.log, tc.n, got, tc.want)
-		}
-	}
-}
