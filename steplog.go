@@ -50,8 +50,10 @@ const maxObjectLog = 16 << 20
 type attemptLog struct {
 	b *store.Bucket
 	w io.Writer
-	// closeFn flushes and closes the log.
+	// closeFn flushes and closes the log; abortFn closes it without a
+	// last upload.
 	closeFn func(ctx context.Context) error
+	abortFn func() error
 	// claim returns the log's number, claiming one if it has none yet
 	// (uploaded logs claim theirs lazily); number returns it, 0 if none.
 	claim  func(ctx context.Context) (int, error)
@@ -101,8 +103,8 @@ func (l *attemptLog) release(ctx context.Context, drop bool) (n int, ok bool) {
 	l.closed = true
 	l.mu.Unlock()
 	if drop {
+		err := l.abortFn()
 		n := l.number()
-		err := l.closeFn(ctx)
 		if n > 0 {
 			err = errors.Join(err, l.b.Delete(ctx, statusfile.LogKey(n)))
 		}
@@ -145,12 +147,12 @@ func openAttemptLog(ctx context.Context, b *store.Bucket, path string) (*attempt
 			f.Close()
 			return nil, errors.New("attempt log " + b.URL(key) + " is not a regular file")
 		}
-		return &attemptLog{b: b, w: f, closeFn: func(context.Context) error { return f.Close() },
+		return &attemptLog{b: b, w: f, closeFn: func(context.Context) error { return f.Close() }, abortFn: f.Close,
 			claim: func(context.Context) (int, error) { return n, nil }, number: func() int { return n }}, nil
 	}
 	u := &uploadedLog{b: b, stop: make(chan struct{})}
 	u.wg.Go(u.loop)
-	return &attemptLog{b: b, w: u, closeFn: u.close, claim: u.claim, number: u.number}, nil
+	return &attemptLog{b: b, w: u, closeFn: u.close, abortFn: u.abort, claim: u.claim, number: u.number}, nil
 }
 
 // uploadedLog is an attempt log on an object store: kept in memory,
@@ -243,6 +245,13 @@ func (u *uploadedLog) upload(ctx context.Context, force bool) error {
 		return err
 	}
 	u.n = n
+	return nil
+}
+
+// abort stops the periodic uploads.
+func (u *uploadedLog) abort() error {
+	close(u.stop)
+	u.wg.Wait()
 	return nil
 }
 
