@@ -39,7 +39,11 @@ type Output struct {
 	// refuses to write or delete them (store.ErrReserved) and List does not
 	// show them.
 	Bucket *store.Bucket
-	// Logger logs with the step's ID attached.
+	// Logger logs with the step's ID attached, to the run's logger and,
+	// for a step running in the runner's process, to the attempt's log
+	// (.cairn_logs/attempt-N.log under Path, at every level; see
+	// steplog.go). In a cluster job it logs to the job's output, which is
+	// the attempt's log.
 	Logger *slog.Logger
 	// WorkerID identifies this attempt in the step's lease.
 	WorkerID string
@@ -64,6 +68,11 @@ type Output struct {
 	// logs it once its job has an id).
 	events      *eventSink
 	startLogged bool
+	// logKey is the key of the attempt's latest log under Path
+	// (statusfile.LogKey), "" if it has none; alog is the in-process
+	// attempt's log, nil if none (steplog.go).
+	logKey string
+	alog   *attemptLog
 }
 
 // OpenDep opens the output of dep (normally one of the running step's
@@ -423,11 +432,13 @@ func (x *executor) attempt(ctx context.Context, s *Step, id, path string, b *sto
 
 	start := time.Now()
 	stepCtx, cancel := l.Context(ctx)
+	alog, fileLog := x.openLog(ctx, s, id, b, path, worker)
+	logger, _ := stepLogger(x.logger, Label(x.prefix, id, path), alog)
 	out := &Output{
 		ID:       id,
 		Path:     path,
 		Bucket:   b.WithReserved(statusfile.Owner, statusfile.IsControl), // issue 8 item 11
-		Logger:   x.logger.With("step", Label(x.prefix, id, path)),
+		Logger:   logger,
 		WorkerID: worker,
 		storage:  x.storage,
 		prefix:   x.prefix,
@@ -435,6 +446,9 @@ func (x *executor) attempt(ctx context.Context, s *Step, id, path string, b *sto
 		tookOver: res.outcome == TookOver,
 		fence:    fence,
 		events:   x.events,
+	}
+	if alog != nil {
+		out.alog = alog
 	}
 	remote := s.Remote != nil && x.remote != nil
 	x.events.emit(Event{Kind: StepRunning, Step: id, Path: path, Worker: worker, Remote: remote})
@@ -446,6 +460,7 @@ func (x *executor) attempt(ctx context.Context, s *Step, id, path string, b *sto
 	lostCause := context.Cause(stepCtx)
 	cancel()
 	res.duration = time.Since(start)
+	x.closeLog(cleanupCtx, id, out, fileLog, ferr)
 
 	if ferr != nil && errors.Is(lostCause, lease.ErrLost) && ctx.Err() == nil {
 		// The step was stopped because the lease was lost: it is not a
@@ -484,7 +499,7 @@ func (x *executor) attempt(ctx context.Context, s *Step, id, path string, b *sto
 		if errors.Is(err, store.ErrPrecondition) {
 			return x.lost(Label(x.prefix, id, path), l, fmt.Errorf("%w (the step failed here: %v)", statusfile.ErrFenced, ferr), res.duration)
 		}
-		f := statusfile.Failure{Error: ferr.Error(), WorkerID: worker, Time: time.Now().UTC()}
+		f := statusfile.Failure{Error: ferr.Error(), WorkerID: worker, Time: time.Now().UTC(), Log: out.logKey}
 		if pe, ok := errors.AsType[*PanicError](ferr); ok {
 			f.Stack = string(pe.Stack)
 		} else if ge, ok := errors.AsType[*GoexitError](ferr); ok {

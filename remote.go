@@ -339,9 +339,11 @@ func (r *remoteRunner) runJob(ctx context.Context, out *Output, spec *RemoteSpec
 	var job cluster.JobSpec
 	if havePrev && prev.Token != "" {
 		job = newJob(prev.Token)
+		job.FirstAttempt = adoptedLogNumber(prev.Logs) // remotelogs.go
 		j, err = c.Adopt(ctx, job)
 		switch {
 		case err == nil:
+			adoptedLog(ctx, out) // remotelogs.go
 			out.Logger.Info("adopted the job of the previous runner", "job", j.Name(), "job_id", j.ID(), "cluster", c.Name())
 			rec.Adopted, rec.Token = true, prev.Token
 			if !prev.Submitted.IsZero() {
@@ -359,6 +361,9 @@ func (r *remoteRunner) runJob(ctx context.Context, out *Output, spec *RemoteSpec
 		}
 		rec.Token = newToken()
 		job = newJob(rec.Token)
+		if job.FirstAttempt, err = claimJobLog(ctx, ctl, out); err != nil { // remotelogs.go
+			return fmt.Errorf("attempt log: %w", err)
+		}
 		rec.LogDir = job.LogDir
 		// The token must be on record before the job exists, or a runner
 		// taking the step over could not adopt the job.
@@ -390,8 +395,14 @@ func (r *remoteRunner) runJob(ctx context.Context, out *Output, spec *RemoteSpec
 		_ = r.writeRecord(wctx, ctl, out.Path, rec)
 	}
 	record(ctx)
+	stopSync := func() {}
+	if copyLogs {
+		stopSync = sync.OnceFunc(r.syncLogs(ctx, ctl, j)) // remotelogs.go
+		defer stopSync()
+	}
 
 	st, werr := j.Wait(ctx)
+	noteJobLog(out, j)
 	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cleanupTimeout)
 	defer cancel()
 	if ctx.Err() != nil && !st.Finished() && errors.Is(context.Cause(ctx), lease.ErrLost) {
@@ -416,6 +427,7 @@ func (r *remoteRunner) runJob(ctx context.Context, out *Output, spec *RemoteSpec
 		rec.ExitCode = &code
 	}
 	if copyLogs {
+		stopSync() // no periodic upload may land after the final one
 		r.copyLogs(cctx, ctl, j)
 	}
 	record(cctx)

@@ -10,6 +10,7 @@
 //	prog [run] [flags]      run the pipeline (the default)
 //	prog status [--json]    list the program's steps under the prefix
 //	                        (--failed, --running, --name REGEX, --all)
+//	prog logs STEP [-f]     print (and follow) the latest attempt's log of a step
 //	prog explain STEP       say in full why STEP would run, or would not
 //	prog report [RUN]       write an HTML report of a run (the latest of
 //	                        this program by default; --trace FILE, --list)
@@ -229,6 +230,8 @@ func Main(steps iter.Seq[*cairn.Step], opts *Options) int {
 		case "version":
 			printVersion(o.Stdout)
 			return ExitOK
+		case "logs":
+			return runProgramLogs(o, steps, args[1:])
 		case "worker": // hidden: what cluster jobs run (see remote.go)
 			return runWorker(o, steps, args[1:])
 		default:
@@ -385,6 +388,8 @@ func Main(steps iter.Seq[*cairn.Step], opts *Options) int {
 		default:
 			printReasons(o.Stdout, rows)
 		}
+	} else {
+		printRunFailures(ctx, o.Stderr, runOpts.Storage, report)
 	}
 	printSummary(o.Stderr, report, *prefix, time.Since(start))
 	return exitCode(ctx, err, o.Stderr)

@@ -35,6 +35,12 @@ func TestMain(m *testing.M) {
 	if n := os.Getenv("CAIRN_TEST_TEAM_PIPELINE"); n != "" { // multiuser_test.go
 		os.Exit(runTeamPipeline(n))
 	}
+	if os.Getenv("CAIRN_TEST_LOGS_PIPELINE") != "" { // logs_test.go
+		os.Exit(cli.Main(cairn.Steps(logsPipeline()...), nil))
+	}
+	if os.Getenv("CAIRN_TEST_TOOL") != "" { // the generic cairn command
+		os.Exit(cli.Tool(nil))
+	}
 	os.Exit(m.Run())
 }
 

@@ -24,6 +24,7 @@ type command struct {
 var commands = []command{
 	{"run", "[run] [flags]", "run the pipeline (the default command)"},
 	{"status", "status [--json] [--failed] [--running] [--name REGEX] [--all]", "list the program's steps under the prefix with status, lease holder and age"},
+	{"logs", "logs STEP [-f] [--attempt N]", "print the log of STEP's latest attempt (or attempt N); -f follows it while the step runs"},
 	{"explain", "explain STEP [flags]", "say in full why STEP would run, or would not (same flags as run)"},
 	{"report", "report [RUN] [-o FILE] [--trace FILE] [--list]", "write a self-contained HTML report of a run (the latest by default) and a Perfetto trace"},
 	{"graph", "graph [--format dot|mermaid|json]", "print the pipeline's DAG with each step's state"},

@@ -71,6 +71,7 @@ func runStatus(o Options, args []string, own ownSteps) int {
 		return printStatusJSON(o.Stdout, o.Stderr, states)
 	}
 	printStatusTable(o.Stdout, states)
+	printStatusFailures(ctx, o.Stdout, b, states)
 	return ExitOK
 }
 

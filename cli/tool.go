@@ -17,6 +17,7 @@ import (
 //	cairn status [PREFIX] [--json] [--failed] [--running] [--name REGEX]
 //	cairn explain PREFIX STEP [--attrs JSON] [--dep NAME_WITH_HASH]... [--json]
 //	cairn report PREFIX [RUN] [-o FILE] [--trace FILE] [--list] [--json]
+//	cairn logs PREFIX STEP [-f] [--attempt N]
 func Tool(opts *Options) int {
 	o := opts.withDefaults()
 	if len(o.Args) == 0 {
@@ -32,6 +33,8 @@ func Tool(opts *Options) int {
 		return runToolExplain(o, o.Args[1:])
 	case "report":
 		return runReport(o, "", o.Args[1:]) // report.go
+	case "logs":
+		return runToolLogs(o, o.Args[1:])
 	case "help", "-h", "-help", "--help":
 		o.Stderr = o.Stdout // asked for: help goes to stdout
 		toolUsage(o)
@@ -59,6 +62,9 @@ func toolUsage(o Options) {
       print the module version and VCS revision
   cairn report PREFIX [RUN] [-o FILE] [--trace FILE] [--list] [--json]
       write an HTML report of a run (the latest by default) and a trace
+  cairn logs PREFIX STEP [-f] [--attempt N]
+      print the log of STEP's latest attempt (or attempt N); -f follows it
+      while the step runs
 `)
 }
 

@@ -129,6 +129,10 @@ type JobSpec struct {
 	// Tag is stored with the job so that Client.Adopt recognises it; it
 	// must match [A-Za-z0-9_.-]*.
 	Tag string
+	// FirstAttempt numbers the job's first attempt (and its log,
+	// attempt-N.log); later attempts take the numbers after it. 0 means 1.
+	// A caller sharing LogDir between jobs sets it to keep their logs apart.
+	FirstAttempt int
 }
 
 var (
@@ -210,7 +214,7 @@ func (spec *JobSpec) validate() (*driver.JobSpec, error) {
 		Image:     spec.Environment.Image,
 		Dir:       spec.Dir,
 		LogDir:    spec.LogDir,
-		Attempt:   1,
+		Attempt:   max(spec.FirstAttempt, 1),
 		Replicas:  max(spec.Replicas, 1),
 		Resources: driverResources(r),
 	}

@@ -396,6 +396,9 @@ type Failure struct {
 	Time     time.Time `json:"time"`
 	// Stack is set when the step panicked.
 	Stack string `json:"stack,omitempty"`
+	// Log is the key, under the step's output path, of the failed
+	// attempt's log (LogKey), if it had one.
+	Log string `json:"log,omitempty"`
 }
 
 // WriteFailure records f.
