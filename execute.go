@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"path/filepath"
 	"reflect"
 	"runtime"
 	"runtime/debug"
@@ -451,7 +452,11 @@ func (x *executor) attempt(ctx context.Context, s *Step, id, path string, b *sto
 		out.alog = alog
 	}
 	remote := s.Remote != nil && x.remote != nil
-	x.events.emit(Event{Kind: StepRunning, Step: id, Path: path, Worker: worker, Remote: remote})
+	running := Event{Kind: StepRunning, Step: id, Path: path, Worker: worker, Remote: remote}
+	if dir, ok := localPath(path); ok && alog != nil && alog.key() != "" {
+		running.LogPath = filepath.Join(dir, alog.key()) // the live view tails it
+	}
+	x.events.emit(running)
 	if !remote { // a remote step logs it with its job id (remote.go)
 		out.startLogged = true
 		x.logger.Info("step started", "step", id, "worker", worker)
