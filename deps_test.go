@@ -42,6 +42,7 @@ var importPolicy = map[string][]string{
 	"runrecord":            {"", "internal/statusfile", "store"},
 	"examples/ngram":       {"", "cli", "cluster", "recipe", "recipe/recipecli", "store"},
 	"examples/rawsteps":    {"", "cli"},
+	"examples/watch":       {"", "cli", "cluster"},
 	"bench":                {"", "cli", "store", "store/filestore", "store/gcsstore", "store/s3store"},
 	"bench/slurm":          {"", "cli", "cluster"},
 }
