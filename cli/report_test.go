@@ -276,7 +276,11 @@ func TestStatusFilters(t *testing.T) {
 	}
 	lines := func(out string) []string {
 		var l []string
+		// The table ends at the first blank line; failures follow it.
 		for _, f := range strings.Split(strings.TrimSpace(out), "\n")[1:] {
+			if len(strings.Fields(f)) < 2 || strings.HasPrefix(f, "FAILED ") {
+				break
+			}
 			l = append(l, strings.Fields(f)[0]+" "+strings.Fields(f)[1])
 		}
 		return l
