@@ -126,29 +126,17 @@ func RunWorker(ctx context.Context, steps iter.Seq[*Step], opts *WorkerOptions) 
 // transitive dependencies. If none has it but one has the same name, the
 // error says the hashes differ.
 func findStep(steps iter.Seq[*Step], id string) (*Step, error) {
-	seen := map[*Step]bool{}
 	var sameName []string
-	var stack []*Step
-	for s := range steps {
-		stack = append(stack[:0], s)
-		for len(stack) > 0 {
-			st := stack[len(stack)-1]
-			stack = stack[:len(stack)-1]
-			if st == nil || seen[st] {
-				continue
-			}
-			seen[st] = true
-			sid, err := st.ID()
-			if err != nil {
-				return nil, err
-			}
-			if sid == id {
-				return st, nil
-			}
-			if len(id) > 9 && st.Name == id[:len(id)-9] {
-				sameName = append(sameName, sid)
-			}
-			stack = append(stack, st.Deps...)
+	for st := range AllSteps(steps) {
+		sid, err := st.ID()
+		if err != nil {
+			return nil, err
+		}
+		if sid == id {
+			return st, nil
+		}
+		if len(id) > 9 && st.Name == id[:len(id)-9] {
+			sameName = append(sameName, sid)
 		}
 	}
 	if len(sameName) > 0 {
@@ -168,4 +156,30 @@ func saveWorkerArtifact(ctx context.Context, b *store.Bucket, val any, fence sto
 		return err
 	}
 	return statusfile.CommitArtifact(ctx, b, data, fence)
+}
+
+// AllSteps yields every step of steps and their transitive dependencies,
+// each once (by pointer), parents before their dependencies; nil steps are
+// skipped. It is how a program's pipeline is searched for one of its steps
+// (worker mode, `prog logs`).
+func AllSteps(steps iter.Seq[*Step]) iter.Seq[*Step] {
+	return func(yield func(*Step) bool) {
+		seen := map[*Step]bool{}
+		var stack []*Step
+		for s := range steps {
+			stack = append(stack[:0], s)
+			for len(stack) > 0 {
+				st := stack[len(stack)-1]
+				stack = stack[:len(stack)-1]
+				if st == nil || seen[st] {
+					continue
+				}
+				seen[st] = true
+				if !yield(st) {
+					return
+				}
+				stack = append(stack, st.Deps...)
+			}
+		}
+	}
 }

@@ -48,21 +48,9 @@ func runToolExplain(o Options, args []string) int {
 		if *attrs == "" {
 			*attrs = "{}"
 		}
-		a, err := explain.Decode([]byte(*attrs))
-		if _, ok := a.(map[string]any); err != nil || !ok {
-			fmt.Fprintf(o.Stderr, "--attrs must be a JSON object, got %s\n", *attrs)
-			return ExitUsage
-		}
-		for _, d := range deps {
-			if err := checkStepID(d); err != nil {
-				fmt.Fprintf(o.Stderr, "--dep %q: %v; want a dependency's name_with_hash, like raw_547180fc\n", d, err)
-				return ExitUsage
-			}
-		}
-		h, err := cairn.HashID(arg, a, deps)
-		if err != nil {
-			fmt.Fprintf(o.Stderr, "error: %v\n", err)
-			return ExitInvalid
+		a, h, code := stepHash(o, arg, *attrs, deps)
+		if code != ExitOK {
+			return code
 		}
 		s = &explain.Step{ID: arg + "_" + h, Name: arg, Path: prefix + "/" + arg + "_" + h, Config: a, ConfigKnown: true}
 		for _, d := range deps {

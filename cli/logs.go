@@ -119,39 +119,27 @@ func findProgramStep(steps iter.Seq[*cairn.Step], prefix, want string) (*cairn.S
 	}
 	var byName, byBase []found
 	var names []string
-	seen := map[*cairn.Step]bool{}
-	var stack []*cairn.Step
-	for s := range steps {
-		stack = append(stack[:0], s)
-		for len(stack) > 0 {
-			st := stack[len(stack)-1]
-			stack = stack[:len(stack)-1]
-			if st == nil || seen[st] {
-				continue
-			}
-			seen[st] = true
-			stack = append(stack, st.Deps...)
-			id, err := st.ID()
-			if err != nil {
-				return nil, "", err
-			}
-			p, err := st.OutputPath(prefix)
-			if err != nil {
-				return nil, "", err
-			}
-			rel := strings.TrimPrefix(strings.TrimPrefix(p, strings.TrimSuffix(prefix, "/")), "/")
-			// A recipe step's output path may be absolute where the prefix
-			// is not: its directory is then p's tail.
-			if id == want || rel == want || p == want || strings.HasSuffix(p, "/"+want) {
-				return st, p, nil
-			}
-			if st.Name == want {
-				byName = append(byName, found{st, p})
-			} else if path.Base(st.Name) == want {
-				byBase = append(byBase, found{st, p})
-			}
-			names = append(names, id)
+	for st := range cairn.AllSteps(steps) {
+		id, err := st.ID()
+		if err != nil {
+			return nil, "", err
 		}
+		p, err := st.OutputPath(prefix)
+		if err != nil {
+			return nil, "", err
+		}
+		rel := strings.TrimPrefix(strings.TrimPrefix(p, strings.TrimSuffix(prefix, "/")), "/")
+		// A recipe step's output path may be absolute where the prefix
+		// is not: its directory is then p's tail.
+		if id == want || rel == want || p == want || strings.HasSuffix(p, "/"+want) {
+			return st, p, nil
+		}
+		if st.Name == want {
+			byName = append(byName, found{st, p})
+		} else if path.Base(st.Name) == want {
+			byBase = append(byBase, found{st, p})
+		}
+		names = append(names, id)
 	}
 	if len(byName) == 0 && len(byBase) == 1 {
 		// "train" for "ngram/train", if no other step ends so.

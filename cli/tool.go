@@ -87,6 +87,35 @@ type stringList []string
 func (l *stringList) String() string     { return strings.Join(*l, ",") }
 func (l *stringList) Set(s string) error { *l = append(*l, s); return nil }
 
+// stepHash parses a step's --attrs (a JSON object, integers kept exact)
+// and --dep ids (name_with_hash) as `cairn path` and `cairn explain` take
+// them, and returns the attributes and the step's hash_id; on bad input it
+// prints the error and returns the exit code.
+func stepHash(o Options, name, attrs string, deps []string) (a any, hash string, code int) {
+	dec := json.NewDecoder(strings.NewReader(attrs))
+	dec.UseNumber() // keep integers of any size exact
+	if err := dec.Decode(&a); err != nil || dec.More() {
+		fmt.Fprintf(o.Stderr, "--attrs: not a JSON value: %q\n", attrs)
+		return nil, "", ExitUsage
+	}
+	if _, ok := a.(map[string]any); !ok {
+		fmt.Fprintf(o.Stderr, "--attrs must be a JSON object, got %s\n", attrs)
+		return nil, "", ExitUsage
+	}
+	for _, d := range deps {
+		if err := checkStepID(d); err != nil {
+			fmt.Fprintf(o.Stderr, "--dep %q: %v; want a dependency's name_with_hash, like raw_547180fc\n", d, err)
+			return nil, "", ExitUsage
+		}
+	}
+	h, err := cairn.HashID(name, a, deps)
+	if err != nil {
+		fmt.Fprintf(o.Stderr, "error: %v\n", err)
+		return nil, "", ExitInvalid
+	}
+	return a, h, ExitOK
+}
+
 // runPath implements "cairn path".
 func runPath(o Options, args []string) int {
 	fs := flag.NewFlagSet("path", flag.ContinueOnError)
@@ -107,28 +136,11 @@ func runPath(o Options, args []string) int {
 		return ExitUsage
 	}
 	name := fs.Arg(0)
-	dec := json.NewDecoder(strings.NewReader(*attrs))
-	dec.UseNumber() // keep integers of any size exact
-	var a any
-	if err := dec.Decode(&a); err != nil || dec.More() {
-		fmt.Fprintf(o.Stderr, "--attrs: not a JSON value: %q\n", *attrs)
-		return ExitUsage
+	_, h, code := stepHash(o, name, *attrs, deps)
+	if code != ExitOK {
+		return code
 	}
-	if _, ok := a.(map[string]any); !ok {
-		fmt.Fprintf(o.Stderr, "--attrs must be a JSON object, got %s\n", *attrs)
-		return ExitUsage
-	}
-	for _, d := range deps {
-		if err := checkStepID(d); err != nil {
-			fmt.Fprintf(o.Stderr, "--dep %q: %v; want a dependency's name_with_hash, like raw_547180fc\n", d, err)
-			return ExitUsage
-		}
-	}
-	h, err := cairn.HashID(name, a, deps)
-	if err != nil {
-		fmt.Fprintf(o.Stderr, "error: %v\n", err)
-		return ExitInvalid
-	}
+	var err error
 	if *prefix, err = resolvePrefix(fs, *prefix, o.Getenv); err != nil {
 		fmt.Fprintln(o.Stderr, err)
 		return ExitUsage
