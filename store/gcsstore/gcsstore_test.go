@@ -91,9 +91,10 @@ func openLocation(ctx context.Context, loc string) (*store.Bucket, error) {
 
 // conformance runs the suite on buckets opened from the locations loc
 // names ("KIND ... PREFIX"), removing their objects afterwards.
-func conformance(t *testing.T, loc func(t *testing.T, prefix string) string, uncheckedDelete string) {
+func conformance(t *testing.T, loc func(t *testing.T, prefix string) string, uncheckedDelete, large string) {
 	h := storetest.OpenHarness(openLocation, loc)
 	h.UncheckedDeleteConditions = uncheckedDelete
+	h.LargeObjects = large
 	storetest.Run(t, h)
 }
 
@@ -107,7 +108,8 @@ func TestConformance(t *testing.T) {
 	// A bucket per test: fake-gcs-server's memory backend slows down as a
 	// bucket fills (each upload is O(objects in the bucket)).
 	conformance(t, func(t *testing.T, prefix string) string { return "emulator " + newBucket(t) + " " + prefix },
-		"fake-gcs-server ignores ifGenerationMatch on DELETE")
+		"fake-gcs-server ignores ifGenerationMatch on DELETE",
+		"fake-gcs-server on loopback")
 }
 
 // TestConformanceCloud runs the whole suite against a real bucket named by
@@ -121,7 +123,7 @@ func TestConformanceCloud(t *testing.T) {
 	bucket, base, _ := strings.Cut(name, "/")
 	conformance(t, func(_ *testing.T, prefix string) string {
 		return "cloud " + bucket + " " + strings.TrimPrefix(base+"/"+prefix, "/")
-	}, "")
+	}, "", "")
 }
 
 // recorder is a reverse proxy to the emulator that records requests.
