@@ -182,11 +182,17 @@ func processBucket(t *testing.T, h Harness) (*store.Bucket, string) {
 // once and returns the outcome line each printed.
 func runProcesses(t *testing.T, loc string, n int, env func(i int) []string) []string {
 	t.Helper()
+	return runProcessesFor(t, processTimeout, loc, n, env)
+}
+
+// runProcessesFor is runProcesses with a timeout other than processTimeout.
+func runProcessesFor(t *testing.T, timeout time.Duration, loc string, n int, env func(i int) []string) []string {
+	t.Helper()
 	exe, err := os.Executable()
 	if err != nil {
 		t.Fatalf("finding the test binary: %v", err)
 	}
-	ctx, cancel := context.WithTimeout(t.Context(), processTimeout)
+	ctx, cancel := context.WithTimeout(t.Context(), timeout)
 	defer cancel()
 
 	type child struct {

@@ -15,6 +15,7 @@ import (
 	"slices"
 	"sync"
 	"testing"
+	"time"
 
 	"example.com/cairn/store"
 )
@@ -30,6 +31,11 @@ const (
 	// MaxStreamRSS bounds the peak resident memory of a process that
 	// writes LargeObjectSize bytes through Bucket.NewWriter.
 	MaxStreamRSS = 100 << 20
+	// largeTimeout bounds the helper process that writes the large object:
+	// generous, since emulators can be slow (fake-gcs-server's memory
+	// backend takes minutes for 1 GiB); the case asserts behaviour, not
+	// speed.
+	largeTimeout = 20 * time.Minute
 )
 
 // writeChunks writes data to w in pieces of irregular sizes, so that no
@@ -352,7 +358,7 @@ var streamCases = []testCase{
 		if h.Location != nil {
 			// Write in a helper process, whose peak RSS is the writer's
 			// alone.
-			res := runProcesses(t, h.Location(t, b), 1, func(int) []string {
+			res := runProcessesFor(t, largeTimeout, h.Location(t, b), 1, func(int) []string {
 				return []string{envOp + "=" + opStream, envKey + "=large", envCount + "=" + fmt.Sprint(LargeObjectSize)}
 			})
 			var rss int64
