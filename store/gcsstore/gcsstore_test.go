@@ -131,12 +131,24 @@ type recorder struct {
 	target *url.URL
 	mu     sync.Mutex
 	reqs   []string // "METHOD PATH?QUERY"
+	// fail, if set, is called with each request and the number of
+	// requests before it; a non-zero status is answered instead of
+	// forwarding the request.
+	fail func(r *http.Request, n int) int
 }
 
 func (rec *recorder) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	rec.mu.Lock()
+	n := len(rec.reqs)
 	rec.reqs = append(rec.reqs, r.Method+" "+r.URL.RequestURI())
 	rec.mu.Unlock()
+	if rec.fail != nil {
+		if status := rec.fail(r, n); status != 0 {
+			io.Copy(io.Discard, r.Body)
+			http.Error(w, "injected", status)
+			return
+		}
+	}
 	out := r.Clone(r.Context())
 	out.URL.Scheme, out.URL.Host, out.RequestURI = rec.target.Scheme, rec.target.Host, ""
 	resp, err := http.DefaultTransport.RoundTrip(out)
