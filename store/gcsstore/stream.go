@@ -34,7 +34,9 @@ func (b *gcsBucket) NewWriter(ctx context.Context, key string, _ *driver.WriterO
 	wctx, cancel := context.WithCancel(ctx)
 	obj := b.bkt.Object(key).Retryer(
 		storage.WithPolicy(storage.RetryAlways), // an unconditional write is idempotent
-		storage.WithErrorFunc(func(err error) bool { return err != nil && (b.ErrorCode(err) == driver.Transient || storage.ShouldRetry(err)) }),
+		storage.WithErrorFunc(func(err error) bool {
+			return err != nil && (b.ErrorCode(err) == driver.Transient || storage.ShouldRetry(err))
+		}),
 	)
 	w := obj.NewWriter(wctx)
 	w.ChunkSize = DefaultChunkSize
