@@ -109,7 +109,11 @@ func TestConformance(t *testing.T) {
 	// bucket fills (each upload is O(objects in the bucket)).
 	conformance(t, func(t *testing.T, prefix string) string { return "emulator " + newBucket(t) + " " + prefix },
 		"fake-gcs-server ignores ifGenerationMatch on DELETE",
-		"fake-gcs-server on loopback")
+		// Not the 1 GiB case: fake-gcs-server's memory backend grew to
+		// 7 GB of RSS and, after 7.5 minutes, answered a chunk of the
+		// resumable upload with 404 (the session lost). Unresolved; run
+		// it against real GCS (TestConformanceCloud) until it is.
+		"")
 }
 
 // TestConformanceCloud runs the whole suite against a real bucket named by
@@ -123,7 +127,7 @@ func TestConformanceCloud(t *testing.T) {
 	bucket, base, _ := strings.Cut(name, "/")
 	conformance(t, func(_ *testing.T, prefix string) string {
 		return "cloud " + bucket + " " + strings.TrimPrefix(base+"/"+prefix, "/")
-	}, "", "")
+	}, "", "GCS")
 }
 
 // recorder is a reverse proxy to the emulator that records requests.
