@@ -99,7 +99,7 @@ func TestConformanceCloud(t *testing.T) {
 	bucket, base, _ := strings.Cut(name, "/")
 	conformance(t, func(_ *testing.T, prefix string) string {
 		return "cloud " + bucket + " " + strings.TrimPrefix(base+"/"+prefix, "/")
-	}, "", "")
+	}, "", "S3")
 }
 
 // A GET returns the bytes and their ETag in one response, so a reader that
