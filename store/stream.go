@@ -166,15 +166,14 @@ func (w *bufferWriter) Commit() (Version, error) {
 // Reader reads one object, or a range of it, as a stream; make it with
 // [Bucket.NewReader] or [Bucket.NewRangeReader]. It must be closed.
 type Reader struct {
-	b       *Bucket
-	ctx     context.Context
-	key, k  string
-	s       driver.Streamer
-	r       driver.Reader
-	attrs   Attributes
-	off     int64 // the offset of the next byte to read
-	end     int64 // the offset after the last byte wanted; -1 for the end
-	retried bool  // reopened since the last successful Read
+	b      *Bucket
+	ctx    context.Context
+	key, k string
+	s      driver.Streamer
+	r      driver.Reader
+	attrs  Attributes
+	off    int64 // the offset of the next byte to read
+	end    int64 // the offset after the last byte wanted; -1 for the end
 }
 
 // NewReader reads the whole of key. A missing key fails with ErrNotExist.
