@@ -44,8 +44,8 @@
 // several files at once. A streamed object appears only when its writer's
 // Close succeeds; a cancelled or failed write leaves nothing behind. How
 // each backend streams, and what a transient failure repeats (a part, a
-// chunk, never the whole object where the SDK allows it), is described in
-// stream.go and in each backend's NewWriter.
+// chunk, never the whole object where the SDK allows it), is described at
+// [Bucket.NewWriter].
 //
 // # URLs
 //

@@ -12,28 +12,6 @@ import (
 
 // This file holds the streaming API (issue 10, item 1): objects written and
 // read as streams, for outputs too large to hold in memory.
-//
-// How each backend streams, and what a transient failure repeats:
-//
-//   - filestore writes a temporary file in the key's directory and installs
-//     it on Close as Write does (under the object's lock); a local write has
-//     no transient failures to retry.
-//   - memstore buffers the object and stores it on Close.
-//   - s3store uses a multipart upload: parts of a fixed size are uploaded
-//     concurrently from a bounded pool of buffers, and each part is retried
-//     on its own under the bucket's RetryPolicy (and the SDK's own
-//     retryer). An object smaller than one part is sent with one PutObject.
-//     On Abort, a failed part or a cancelled context, the multipart upload
-//     is aborted.
-//   - gcsstore uses the client's resumable upload, which sends chunks and
-//     retries a failed chunk itself, resuming from the last byte the server
-//     acknowledged; cancelling the context aborts the upload.
-//
-// A Reader that fails transiently mid-stream reopens the object at the
-// offset it had reached and continues, under the bucket's RetryPolicy, as
-// long as the object still has the version it started with (backends that
-// cannot tell the version cheaply, filestore, have no transient read
-// failures).
 
 // Writer writes one object as a stream; make it with [Bucket.NewWriter].
 // The object appears only when Close succeeds. Its methods must be called
@@ -59,6 +37,29 @@ type Writer struct {
 //
 // The caller must call Close or Abort. A key reserved by [Bucket.WithReserved]
 // is refused with ErrReserved.
+//
+// How each backend streams, and what a transient failure repeats:
+//
+//   - filestore writes a temporary file in the key's directory and installs
+//     it on Close as Write does (under the object's lock); a local write has
+//     no transient failures to retry.
+//   - memstore buffers the object and stores it on Close, with Write's
+//     retries.
+//   - s3store uses a multipart upload: parts of a fixed size are uploaded
+//     concurrently from a bounded pool of buffers, and each part is retried
+//     on its own under the bucket's RetryPolicy (the client s3store
+//     makes does not retry by itself). An object smaller than one part is sent with one PutObject.
+//     On Abort, a failed part or a cancelled context, the multipart upload
+//     is aborted.
+//   - gcsstore uses the client's resumable upload, which sends chunks and
+//     retries a failed chunk itself, resuming from the last byte the server
+//     acknowledged; cancelling the context aborts the upload.
+//
+// A Reader that fails transiently mid-stream reopens the object at the
+// offset it had reached and continues, under the bucket's RetryPolicy, as
+// long as the object still has the version it started with (backends that
+// cannot tell the version cheaply, filestore, have no transient read
+// failures).
 func (b *Bucket) NewWriter(ctx context.Context, key string) (*Writer, error) {
 	k, err := b.key("write", key)
 	if err != nil {
