@@ -30,8 +30,9 @@
 // With -store and -stream, it measures instead the throughput of a 1 GiB
 // (-stream-size) upload and download through cairn's streaming API
 // (store.Bucket.NewWriter, NewReader) and through the SDK's own transfer
-// API used directly (the AWS SDK's transfermanager; the GCS client's Writer
-// and Reader), alternating, -repeat times: one JSON line per transfer on
+// API used directly (the AWS SDK's transfermanager to upload and its
+// client's GetObject to download; the GCS client's Writer and Reader),
+// alternating, -repeat times: one JSON line per transfer on
 // stdout, the median MB/s of each and cairn's ratio to the SDK on stderr.
 //
 //	go run -tags objstore ./bench -store s3://cairn-test/bench -stream
