@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
+	v4 "github.com/aws/aws-sdk-go-v2/aws/signer/v4"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/aws/aws-sdk-go-v2/service/s3/types"
 
@@ -160,7 +161,7 @@ func (w *writer) flush() error {
 			out, err := w.b.client.UploadPart(w.ctx, &s3.UploadPartInput{
 				Bucket: &w.b.bucket, Key: &w.key, UploadId: w.id, PartNumber: aws.Int32(num),
 				Body: bytes.NewReader(buf), ContentLength: aws.Int64(int64(len(buf))),
-			})
+			}, unsignedPayload)
 			if err != nil {
 				return w.b.explain(err)
 			}
@@ -237,7 +238,8 @@ func (w *writer) Abort() error {
 }
 
 // abort aborts the multipart upload, if one was started, once no part is
-// being uploaded. It runs even when the writer's context is done.
+// being uploaded, retrying transient failures. It runs even when the
+// writer's context is done.
 func (w *writer) abort() error {
 	w.cancel(nil)
 	if w.id == nil {
@@ -245,11 +247,23 @@ func (w *writer) abort() error {
 	}
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(w.parent), abortTimeout)
 	defer cancel()
-	_, err := w.b.client.AbortMultipartUpload(ctx, &s3.AbortMultipartUploadInput{Bucket: &w.b.bucket, Key: &w.key, UploadId: w.id})
-	if err != nil && !isNotFound(err) {
-		return w.b.explain(err)
-	}
-	return nil
+	return w.retry(ctx, "write", func() error {
+		_, err := w.b.client.AbortMultipartUpload(ctx, &s3.AbortMultipartUploadInput{Bucket: &w.b.bucket, Key: &w.key, UploadId: w.id})
+		if err != nil && !isNotFound(err) {
+			return w.b.explain(err)
+		}
+		return nil
+	})
+}
+
+// unsignedPayload sends a part without the SHA-256 of its body in the
+// signature (UNSIGNED-PAYLOAD), which the SDK otherwise computes on
+// endpoints without TLS: a second pass over every byte that made uploads
+// CPU-bound. The transfer manager avoids it too (it sends a trailing
+// checksum instead). The request is still signed; the body is protected
+// by TLS where the endpoint uses it.
+func unsignedPayload(o *s3.Options) {
+	o.APIOptions = append(o.APIOptions, v4.SwapComputePayloadSHA256ForUnsignedPayloadMiddleware)
 }
 
 // NewRangeReader implements driver.Streamer with a GetObject of a byte

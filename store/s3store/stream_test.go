@@ -188,8 +188,10 @@ func TestStreamPermanentFailureAborts(t *testing.T) {
 	if n := l.count("part 2"); n != 1 {
 		t.Errorf("%d attempts of the refused part, want 1 (a permanent error is not retried)", n)
 	}
-	if l.count("abort") != 1 || l.count("complete") != 0 {
-		t.Errorf("%d abort and %d complete requests, want 1 abort and no complete", l.count("abort"), l.count("complete"))
+	// versitygw may answer 500 to an abort that races the part uploads the
+	// cancellation stopped; the abort is then retried.
+	if l.count("abort") < 1 || l.count("complete") != 0 {
+		t.Errorf("%d abort and %d complete requests, want an abort and no complete", l.count("abort"), l.count("complete"))
 	}
 	if _, err := b.Stat(t.Context(), "obj"); !errors.Is(err, store.ErrNotExist) {
 		t.Errorf("Stat after a failed write = %v, want ErrNotExist", err)
@@ -213,8 +215,8 @@ func TestStreamCancelAborts(t *testing.T) {
 	if err := w.Close(); !errors.Is(err, context.Canceled) {
 		t.Errorf("Close after cancel = %v, want context.Canceled", err)
 	}
-	if l.count("create") != 1 || l.count("abort") != 1 || l.count("complete") != 0 {
-		t.Errorf("create %d, abort %d, complete %d requests; want 1, 1, 0", l.count("create"), l.count("abort"), l.count("complete"))
+	if l.count("create") != 1 || l.count("abort") < 1 || l.count("complete") != 0 {
+		t.Errorf("create %d, abort %d, complete %d requests; want 1, at least 1 (retried), 0", l.count("create"), l.count("abort"), l.count("complete"))
 	}
 	wantNoUploads(t, client, loc)
 }
