@@ -27,6 +27,16 @@
 // Output is one JSON line per tool and shape on stdout, then a table and the
 // ratios the performance targets are about on stderr.
 //
+// With -store and -stream, it measures instead the throughput of a 1 GiB
+// (-stream-size) upload and download through cairn's streaming API
+// (store.Bucket.NewWriter, NewReader) and through the SDK's own transfer
+// API used directly (the AWS SDK's transfermanager to upload and its
+// client's GetObject to download; the GCS client's Writer and Reader),
+// alternating, -repeat times: one JSON line per transfer on
+// stdout, the median MB/s of each and cairn's ratio to the SDK on stderr.
+//
+//	go run -tags objstore ./bench -store s3://cairn-test/bench -stream
+//
 // With -store s3://BUCKET/PREFIX or gs://BUCKET/PREFIX, cairn's prefixes
 // are on that object store instead of local disk (the object-store shapes;
 // ninja and make are not run). The child opens them with the standard
@@ -47,7 +57,7 @@
 //
 //	go run ./bench [-shapes chain,fanout,grid,fanout-cached] [-tools cairn,ninja,make]
 //	               [-repeat N] [-max-concurrent N] [-j N] [-scale F] [-keep] [-cpuprofile DIR]
-//	               [-store URL]
+//	               [-store URL [-stream [-stream-size BYTES]]]
 package main
 
 import (
@@ -111,6 +121,8 @@ type config struct {
 	tmpRoot       string // parent of the temporary directory; "" means os.TempDir()
 	profileDir    string
 	store         string // base URL of an object-store prefix; "" means local disk
+	stream        bool   // run the streaming benchmark instead of the shapes
+	streamSize    int64  // bytes of its object
 }
 
 // toolNames returns the tools, in the order they run.
@@ -137,6 +149,8 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	fs.StringVar(&c.tmpRoot, "tmp", "", "directory in which to create the benchmark's prefixes and build trees (default $TMPDIR or /tmp); e.g. /dev/shm to take the disk out of the comparison")
 	fs.StringVar(&c.profileDir, "cpuprofile", "", "directory where each cairn child writes a CPU profile of cairn.Run (cairn-SHAPE-N.pprof)")
 	fs.StringVar(&c.store, "store", "", "run cairn's prefixes under this object-store URL (s3://BUCKET/PREFIX or gs://BUCKET/PREFIX) instead of local disk; only cairn runs (see the package doc)")
+	fs.BoolVar(&c.stream, "stream", false, "with -store: instead of the shapes, measure the throughput of uploading and downloading one object through cairn and through the SDK's own transfer API")
+	fs.Int64Var(&c.streamSize, "stream-size", 1<<30, "bytes of the object of -stream")
 	if err := fs.Parse(args); err != nil {
 		return c, err
 	}
@@ -150,6 +164,10 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 		return c, errors.New("-max-concurrent and -j must be >= 1")
 	case !(c.scale > 0):
 		return c, fmt.Errorf("-scale must be > 0, got %g", c.scale)
+	case c.stream && c.store == "":
+		return c, errors.New("-stream needs -store s3://BUCKET/PREFIX or gs://BUCKET/PREFIX")
+	case c.stream && c.streamSize <= 0:
+		return c, fmt.Errorf("-stream-size must be > 0, got %d", c.streamSize)
 	}
 	if c.shapes, err = parseList("shapes", shapeList, shapeNames); err != nil {
 		return c, err
@@ -198,6 +216,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	if cfg.store != "" {
 		useTestServers()
+	}
+	if cfg.stream {
+		return runStream(ctx, cfg, stdout, stderr)
 	}
 	tools, err := newTools(cfg, stderr)
 	if err != nil {

@@ -3,6 +3,10 @@
 package main
 
 import (
+	"context"
+	"errors"
+	"io"
+
 	"example.com/cairn/cli"
 	"example.com/cairn/store"
 )
@@ -18,3 +22,9 @@ func childStorage() *store.URLMux { return cli.DefaultStorage() }
 
 // objectStores reports whether this binary can open s3:// and gs://.
 const objectStores = false
+
+// runStream is the streaming benchmark, which needs the object stores
+// (stream_objstore.go); parseFlags refuses -stream without them.
+func runStream(context.Context, config, io.Writer, io.Writer) error {
+	return errors.New("-stream needs -tags objstore")
+}

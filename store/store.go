@@ -36,6 +36,17 @@
 // can repeat another writer's bytes must not rely on it. See
 // [Bucket.WriteIf] and [Bucket.DeleteIf] for the exact outcomes.
 //
+// # Streaming
+//
+// [Bucket.NewWriter] and [Bucket.NewReader] (and [Bucket.NewRangeReader])
+// stream objects too large to hold in memory; [Bucket.UploadDir] and
+// [Bucket.DownloadDir] copy a local directory tree to or from a key prefix,
+// several files at once. A streamed object appears only when its writer's
+// Close succeeds; a cancelled or failed write leaves nothing behind. How
+// each backend streams, and what a transient failure repeats (a part, a
+// chunk, never the whole object where the SDK allows it), is described at
+// [Bucket.NewWriter].
+//
 // # URLs
 //
 // [URLMux] opens buckets from URLs ("file:///data/x", "/data/x", "mem://ns/x",

@@ -9,6 +9,7 @@ package driver
 import (
 	"context"
 	"fmt"
+	"io"
 	"iter"
 )
 
@@ -129,4 +130,60 @@ type TooLargeError struct{ Size, Max int64 }
 
 func (e *TooLargeError) Error() string {
 	return fmt.Sprintf("object of %d bytes is larger than %d", e.Size, e.Max)
+}
+
+// Streamer is an optional interface of a Bucket that reads and writes
+// objects as streams, without holding them in memory. Package store uses it
+// for [store.Bucket.NewWriter] and [store.Bucket.NewRangeReader] when the
+// driver implements it, and otherwise buffers whole objects through Read
+// and Write.
+type Streamer interface {
+	// NewWriter starts an unconditional write of key. The object appears,
+	// atomically replacing any earlier one, only when the Writer's Commit
+	// succeeds: no reader ever sees a partial object. If ctx is done before
+	// Commit returns, or Abort is called, nothing is written and every
+	// resource the write held (a temporary file, a multipart upload) is
+	// released. Every Writer must end with exactly one call of Commit or
+	// Abort.
+	//
+	// opts is never nil. Drivers that send the object in parts should call
+	// opts.Retry around each part, so that a transient failure repeats the
+	// part, not the whole object.
+	NewWriter(ctx context.Context, key string, opts *WriterOptions) (Writer, error)
+
+	// NewRangeReader reads length bytes of key from offset off; a negative
+	// length reads to the end. An offset at or past the end yields no
+	// bytes. NotExist if the key does not exist. The returned Reader reads
+	// one version of the object: a concurrent replacement never mixes
+	// into it.
+	NewRangeReader(ctx context.Context, key string, off, length int64) (Reader, error)
+}
+
+// WriterOptions are given by package store to [Streamer.NewWriter].
+type WriterOptions struct {
+	// Retry calls attempt until it succeeds or fails with an error the
+	// bucket's retry policy does not retry, and returns the last error.
+	// op names the request for callbacks ("write part"). attempt returns
+	// the driver's own error.
+	Retry func(ctx context.Context, op string, attempt func() error) error
+}
+
+// Writer is a streaming write started by [Streamer.NewWriter]. Its methods
+// are called from one goroutine.
+type Writer interface {
+	io.Writer
+	// Commit finishes the write and makes the object visible; it returns
+	// its version. If it fails, nothing was written.
+	Commit() (Version, error)
+	// Abort abandons the write; nothing is written.
+	Abort() error
+}
+
+// Reader is a streaming read started by [Streamer.NewRangeReader].
+type Reader interface {
+	io.ReadCloser
+	// Attributes describe the whole object being read (not only the
+	// range). Version may be empty when the backend cannot tell it without
+	// reading the whole object (filestore's versions are content digests).
+	Attributes() Attributes
 }

@@ -206,7 +206,7 @@ func TestReadLimitBoundsTheRead(t *testing.T) {
 
 // TestModesFollowUmask checks issue 13: directories are created 0777 and
 // objects 0666 before the umask, by every creation path (O_TMPFILE, named
-// temporaries renamed or linked into place), and a setgid directory's group
+// temporaries renamed or linked into place, streaming writes), and a setgid directory's group
 // is inherited. It changes the process umask, so it must not run in
 // parallel with other tests.
 func TestModesFollowUmask(t *testing.T) {
@@ -233,6 +233,14 @@ func TestModesFollowUmask(t *testing.T) {
 				if _, err := b.Write(ctx, "a/b/put", []byte("z")); err != nil {
 					t.Fatal(err)
 				}
+				w, err := b.NewWriter(ctx, "a/b/streamed")
+				if err != nil {
+					t.Fatal(err)
+				}
+				w.Write([]byte("s"))
+				if err := w.Close(); err != nil {
+					t.Fatal(err)
+				}
 				wantFile, wantDir := fs.FileMode(0o666&^umask), fs.FileMode(0o777&^umask)
 				for _, p := range []string{"", "a", "a/b"} {
 					fi, err := os.Stat(filepath.Join(dir, p))
@@ -243,7 +251,7 @@ func TestModesFollowUmask(t *testing.T) {
 						t.Errorf("umask %03o, O_TMPFILE %v: directory %q has mode %v, want %v", umask, !noTmp, p, fi.Mode().Perm(), wantDir)
 					}
 				}
-				for _, p := range []string{"a/b/created", "a/b/put", "a/b/replaced"} {
+				for _, p := range []string{"a/b/created", "a/b/put", "a/b/replaced", "a/b/streamed"} {
 					fi, err := os.Stat(filepath.Join(dir, p))
 					if err != nil {
 						t.Fatal(err)

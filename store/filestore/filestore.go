@@ -339,22 +339,11 @@ func (b *bucket) finishWrite(t target, data []byte, err error) (driver.Version, 
 // writeTemp writes data to a new temporary file in t's directory and
 // returns its name. Its mode is fileMode, as a directly created object's.
 func (b *bucket) writeTemp(t target, data []byte) (string, error) {
-	var (
-		fd   int
-		name string
-	)
-	for {
-		name = tmpPrefix + strconv.FormatUint(rand.Uint64(), 36)
-		var err error
-		fd, err = openat(t.dirfd, name, unix.O_WRONLY|unix.O_CREAT|unix.O_EXCL|unix.O_NOFOLLOW|unix.O_CLOEXEC, fileMode)
-		if err == nil {
-			break
-		}
-		if err != unix.EEXIST { // else a 64-bit random name collided; draw another
-			return "", pathErr("create", filepath.Join(t.dir, name), err)
-		}
+	fd, name, err := createTemp(t)
+	if err != nil {
+		return "", err
 	}
-	err := writeAll(fd, data)
+	err = writeAll(fd, data)
 	if err == nil && b.sync {
 		err = unix.Fsync(fd)
 	}
@@ -366,6 +355,21 @@ func (b *bucket) writeTemp(t target, data []byte) (string, error) {
 		return "", pathErr("write", filepath.Join(t.dir, name), err)
 	}
 	return name, nil
+}
+
+// createTemp creates a new, empty temporary file in t's directory, with mode
+// fileMode, and returns its descriptor (open for writing) and name.
+func createTemp(t target) (int, string, error) {
+	for {
+		name := tmpPrefix + strconv.FormatUint(rand.Uint64(), 36)
+		fd, err := openat(t.dirfd, name, unix.O_WRONLY|unix.O_CREAT|unix.O_EXCL|unix.O_NOFOLLOW|unix.O_CLOEXEC, fileMode)
+		if err == nil {
+			return fd, name, nil
+		}
+		if err != unix.EEXIST { // else a 64-bit random name collided; draw another
+			return -1, "", pathErr("create", filepath.Join(t.dir, name), err)
+		}
+	}
 }
 
 // create links tmp to t's name if nothing exists there. The caller removes

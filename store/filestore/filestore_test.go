@@ -46,6 +46,7 @@ func TestConformance(t *testing.T) {
 		},
 		Location:     func(t *testing.T, b *store.Bucket) string { return b.String() },
 		Hierarchical: true,
+		LargeObjects: "local disk",
 	})
 }
 

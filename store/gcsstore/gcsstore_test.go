@@ -91,9 +91,10 @@ func openLocation(ctx context.Context, loc string) (*store.Bucket, error) {
 
 // conformance runs the suite on buckets opened from the locations loc
 // names ("KIND ... PREFIX"), removing their objects afterwards.
-func conformance(t *testing.T, loc func(t *testing.T, prefix string) string, uncheckedDelete string) {
+func conformance(t *testing.T, loc func(t *testing.T, prefix string) string, uncheckedDelete, large string) {
 	h := storetest.OpenHarness(openLocation, loc)
 	h.UncheckedDeleteConditions = uncheckedDelete
+	h.LargeObjects = large
 	storetest.Run(t, h)
 }
 
@@ -107,7 +108,12 @@ func TestConformance(t *testing.T) {
 	// A bucket per test: fake-gcs-server's memory backend slows down as a
 	// bucket fills (each upload is O(objects in the bucket)).
 	conformance(t, func(t *testing.T, prefix string) string { return "emulator " + newBucket(t) + " " + prefix },
-		"fake-gcs-server ignores ifGenerationMatch on DELETE")
+		"fake-gcs-server ignores ifGenerationMatch on DELETE",
+		// Not the 1 GiB case: fake-gcs-server's memory backend grew to
+		// 7 GB of RSS and, after 7.5 minutes, answered a chunk of the
+		// resumable upload with 404 (the session lost). Unresolved; run
+		// it against real GCS (TestConformanceCloud) until it is.
+		"")
 }
 
 // TestConformanceCloud runs the whole suite against a real bucket named by
@@ -121,7 +127,7 @@ func TestConformanceCloud(t *testing.T) {
 	bucket, base, _ := strings.Cut(name, "/")
 	conformance(t, func(_ *testing.T, prefix string) string {
 		return "cloud " + bucket + " " + strings.TrimPrefix(base+"/"+prefix, "/")
-	}, "")
+	}, "", "GCS")
 }
 
 // recorder is a reverse proxy to the emulator that records requests.
@@ -129,12 +135,24 @@ type recorder struct {
 	target *url.URL
 	mu     sync.Mutex
 	reqs   []string // "METHOD PATH?QUERY"
+	// fail, if set, is called with each request and the number of
+	// requests before it; a non-zero status is answered instead of
+	// forwarding the request.
+	fail func(r *http.Request, n int) int
 }
 
 func (rec *recorder) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	rec.mu.Lock()
+	n := len(rec.reqs)
 	rec.reqs = append(rec.reqs, r.Method+" "+r.URL.RequestURI())
 	rec.mu.Unlock()
+	if rec.fail != nil {
+		if status := rec.fail(r, n); status != 0 {
+			io.Copy(io.Discard, r.Body)
+			http.Error(w, "injected", status)
+			return
+		}
+	}
 	out := r.Clone(r.Context())
 	out.URL.Scheme, out.URL.Host, out.RequestURI = rec.target.Scheme, rec.target.Host, ""
 	resp, err := http.DefaultTransport.RoundTrip(out)

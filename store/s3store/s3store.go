@@ -160,6 +160,18 @@ type Options struct {
 	// limit how long a large body takes to transfer.
 	ResponseTimeout time.Duration
 
+	// PartSize is the size of the parts of a streaming write
+	// (store.Bucket.NewWriter), which uses a multipart upload; 0 means
+	// DefaultPartSize, and sizes under S3's minimum of 5 MiB are raised to
+	// it. An object smaller than one part is sent in one PutObject.
+	PartSize int64
+
+	// PartConcurrency is the number of parts of one streaming write
+	// uploaded at once; 0 means DefaultPartConcurrency. A writer holds at
+	// most PartConcurrency+1 part buffers, so its memory is bounded by
+	// (PartConcurrency+1)·PartSize whatever the object's size.
+	PartConcurrency int
+
 	// Bucket configures the returned *store.Bucket (retries); nil means
 	// defaults.
 	Bucket *store.Options
@@ -181,17 +193,25 @@ func Open(ctx context.Context, bucket, prefix string, opts *Options) (*store.Buc
 			return nil, fmt.Errorf("s3store: open s3://%s: %w", bucket, err)
 		}
 	}
-	return newBucket(client, bucket, prefix, o.Bucket)
+	return newBucket(client, bucket, prefix, o)
 }
 
-func newBucket(client *s3.Client, bucket, prefix string, opts *store.Options) (*store.Bucket, error) {
+func newBucket(client *s3.Client, bucket, prefix string, o Options) (*store.Bucket, error) {
 	if bucket == "" {
 		return nil, errors.New("s3store: empty bucket name")
 	}
 	// The bucket's root is the whole bucket; store.Bucket.Sub roots it at
 	// prefix, so the driver itself never sees the prefix.
 	root := "s3://" + bucket
-	b, err := store.NewBucket(&s3Bucket{client: client, bucket: bucket}, root, opts).Sub(prefix)
+	drv := &s3Bucket{client: client, bucket: bucket, partSize: o.PartSize, partConcurrency: o.PartConcurrency}
+	if drv.partSize <= 0 {
+		drv.partSize = DefaultPartSize
+	}
+	drv.partSize = max(drv.partSize, minPartSize)
+	if drv.partConcurrency <= 0 {
+		drv.partConcurrency = DefaultPartConcurrency
+	}
+	b, err := store.NewBucket(drv, root, o.Bucket).Sub(prefix)
 	if err != nil {
 		return nil, fmt.Errorf("s3store: open %s: %w", root, err)
 	}
@@ -308,13 +328,15 @@ func (o *URLOpener) OpenBucketURL(ctx context.Context, u *url.URL) (*store.Bucke
 			o.clients[key] = client
 		}
 	}
-	return newBucket(client, u.Host, u.Path, opts.Bucket)
+	return newBucket(client, u.Host, u.Path, opts)
 }
 
 // s3Bucket is the driver.Bucket of a whole S3 bucket.
 type s3Bucket struct {
-	client *s3.Client
-	bucket string
+	client          *s3.Client
+	bucket          string
+	partSize        int64
+	partConcurrency int
 }
 
 var _ driver.Bucket = (*s3Bucket)(nil)

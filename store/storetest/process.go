@@ -33,6 +33,7 @@ const (
 	opCreate    = "create"    // WriteIf(key/r, IfAbsent) for each round r
 	opReplace   = "replace"   // WriteIf(key/r, IfVersion(envVersion+r)) for each round r
 	opIncrement = "increment" // envCount increments of the counter at key
+	opStream    = "stream"    // write envCount pseudo-random bytes to key with NewWriter
 )
 
 // Lines a helper process prints on stdout.
@@ -89,6 +90,9 @@ func helper(ctx context.Context, open func(context.Context, string) (*store.Buck
 	n, err := strconv.Atoi(os.Getenv(envCount))
 	if err != nil {
 		return fmt.Errorf("bad %s: %w", envCount, err)
+	}
+	if op == opStream {
+		return streamObject(ctx, b, key, int64(n), out)
 	}
 	if op == opIncrement {
 		for range n {
@@ -178,11 +182,17 @@ func processBucket(t *testing.T, h Harness) (*store.Bucket, string) {
 // once and returns the outcome line each printed.
 func runProcesses(t *testing.T, loc string, n int, env func(i int) []string) []string {
 	t.Helper()
+	return runProcessesFor(t, processTimeout, loc, n, env)
+}
+
+// runProcessesFor is runProcesses with a timeout other than processTimeout.
+func runProcessesFor(t *testing.T, timeout time.Duration, loc string, n int, env func(i int) []string) []string {
+	t.Helper()
 	exe, err := os.Executable()
 	if err != nil {
 		t.Fatalf("finding the test binary: %v", err)
 	}
-	ctx, cancel := context.WithTimeout(t.Context(), processTimeout)
+	ctx, cancel := context.WithTimeout(t.Context(), timeout)
 	defer cancel()
 
 	type child struct {

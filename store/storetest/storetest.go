@@ -71,6 +71,14 @@ type Harness struct {
 	// and reading or statting it fails with store.ErrNotRegular. Otherwise
 	// such a key is simply absent (store.ErrNotExist), as in object stores.
 	Hierarchical bool
+
+	// LargeObjects, if not empty, declares that the backend keeps objects
+	// out of the process's memory, and names where (for example "local
+	// disk, ext4"). The suite then streams a LargeObjectSize (1 GiB) object
+	// in and out, unless -short is set; with Location set, it writes it in
+	// a helper process and checks that process's peak RSS stays under
+	// MaxStreamRSS.
+	LargeObjects string
 }
 
 // Run runs the conformance suite against the backend of h, as parallel
@@ -93,6 +101,7 @@ func Run(t *testing.T, h Harness) {
 		{"Reserved", reservedCases},
 		{"Contention", contentionCases},
 		{"Process", processCases},
+		{"Stream", streamCases},
 	}
 	for _, g := range groups {
 		t.Run(g.name, func(t *testing.T) {
