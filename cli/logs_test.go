@@ -24,11 +24,15 @@ import (
 // step to run.
 func logsPipeline() []*cairn.Step {
 	talker := &cairn.Step{Name: "talker", Func: func(ctx context.Context, out *cairn.Output) (any, error) {
-		if err := os.WriteFile(os.Getenv("CAIRN_TEST_BLOCK"), []byte(out.WorkerID), 0o644); err != nil {
-			return nil, err
-		}
 		for i := 0; ; i++ {
 			out.Logger.Info("tick", "n", i)
+			if i == 0 {
+				// The first tick is in the log (written per record) before
+				// the marker tells the test the step has started.
+				if err := os.WriteFile(os.Getenv("CAIRN_TEST_BLOCK"), []byte(out.WorkerID), 0o644); err != nil {
+					return nil, err
+				}
+			}
 			if _, err := os.Stat(os.Getenv("CAIRN_TEST_RELEASE")); err == nil {
 				out.Logger.Info("released")
 				return nil, nil
