@@ -9,6 +9,7 @@ import (
 	"io"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
@@ -192,6 +193,14 @@ func runProcessesFor(t *testing.T, timeout time.Duration, loc string, n int, env
 	if err != nil {
 		t.Fatalf("finding the test binary: %v", err)
 	}
+	return runProgram(t, exe, timeout, loc, n, env)
+}
+
+// runProgram is runProcessesFor with the helper processes running exe, a
+// build of the test binary.
+func runProgram(t *testing.T, exe string, timeout time.Duration, loc string, n int, env func(i int) []string) []string {
+	t.Helper()
+	var err error
 	ctx, cancel := context.WithTimeout(t.Context(), timeout)
 	defer cancel()
 
@@ -292,4 +301,19 @@ func checkProcessWinners(t *testing.T, b *store.Bucket, key, call string, result
 			wantContent(t, b, k, processBody(strconv.Itoa(winner)), "", "the object holds the body of the process that was told it won")
 		}
 	}
+}
+
+// buildWithoutRace builds the running test's package as a test binary
+// without the race detector, which multiplies a program's memory several
+// times over: a bound on a helper process's peak RSS (streaming writes)
+// must be measured on the program as users build it. The test's working
+// directory is its package's, as `go test` runs it.
+func buildWithoutRace(t *testing.T) string {
+	t.Helper()
+	exe := filepath.Join(t.TempDir(), "norace.test")
+	cmd := exec.CommandContext(t.Context(), "go", "test", "-c", "-o", exe, ".")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("building the test binary without the race detector: %v\n%s", err, out)
+	}
+	return exe
 }

@@ -357,8 +357,16 @@ var streamCases = []testCase{
 		var sum string
 		if h.Location != nil {
 			// Write in a helper process, whose peak RSS is the writer's
-			// alone.
-			res := runProcessesFor(t, largeTimeout, h.Location(t, b), 1, func(int) []string {
+			// alone, built without the race detector if this test runs
+			// with it.
+			exe, err := os.Executable()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if raceEnabled {
+				exe = buildWithoutRace(t)
+			}
+			res := runProgram(t, exe, largeTimeout, h.Location(t, b), 1, func(int) []string {
 				return []string{envOp + "=" + opStream, envKey + "=large", envCount + "=" + fmt.Sprint(LargeObjectSize)}
 			})
 			var rss int64
