@@ -1,7 +1,10 @@
+//go:build unix
+
 package cli
 
 import (
 	"os"
+	"runtime"
 	"syscall"
 	"time"
 
@@ -16,10 +19,16 @@ func measureUsage() (runrecord.Usage, bool) {
 		return runrecord.Usage{}, false
 	}
 	secs := func(tv syscall.Timeval) float64 { return time.Duration(tv.Nano()).Seconds() }
+	// ru_maxrss is in kilobytes on Linux and the BSDs, in bytes on Apple's
+	// systems.
+	rssUnit := int64(1024)
+	if runtime.GOOS == "darwin" || runtime.GOOS == "ios" {
+		rssUnit = 1
+	}
 	host, _ := os.Hostname()
 	return runrecord.Usage{
 		Host:        host,
-		MaxRSSBytes: max(self.Maxrss, kids.Maxrss) * 1024, // kilobytes on Linux
+		MaxRSSBytes: int64(max(self.Maxrss, kids.Maxrss)) * rssUnit,
 		CPUUserS:    secs(self.Utime) + secs(kids.Utime),
 		CPUSystemS:  secs(self.Stime) + secs(kids.Stime),
 		Source:      "rusage",
