@@ -64,6 +64,8 @@ type Output struct {
 	// fence is the version of this attempt's RUNNING record: the artifact
 	// is saved only while the status file still has it.
 	fence store.Version
+	// label names the step in logs and events (Label).
+	label string
 	// events receives the attempt's progress (remote jobs' states);
 	// startLogged says the "step started" line was logged (a remote step
 	// logs it once its job has an id).
@@ -367,6 +369,9 @@ func (x *executor) attempt(ctx context.Context, s *Step, id, path string, b *sto
 	if s.Func == nil {
 		return attemptResult{outcome: Failed, err: fmt.Errorf("%w: step %s has no Func", ErrInvalidPipeline, id)}
 	}
+	// label names the step in logs and events: its directory under the
+	// prefix, as the scheduler's events do (Label).
+	label := Label(x.prefix, id, path)
 	worker := x.newWorkerID()
 	l, err := lease.Acquire(ctx, b, statusfile.LockKey, worker, &x.leaseOpts)
 	if held, ok := errors.AsType[*lease.HeldError](err); ok {
@@ -397,7 +402,7 @@ func (x *executor) attempt(ctx context.Context, s *Step, id, path string, b *sto
 		return release(res)
 	}
 	if force && status == statusfile.Success {
-		x.logger.Info("step forced: running it again", "step", Label(x.prefix, id, path))
+		x.logger.Info("step forced: running it again", "step", label)
 	}
 	res := attemptResult{outcome: Ran}
 	if l.TookOver || status == statusfile.Running {
@@ -425,7 +430,7 @@ func (x *executor) attempt(ctx context.Context, s *Step, id, path string, b *sto
 	}
 	if force && status == statusfile.Success {
 		if err := clearArtifact(ctx, b, fence); errors.Is(err, statusfile.ErrFenced) {
-			return x.lost(Label(x.prefix, id, path), l, err, 0)
+			return x.lost(label, l, err, 0)
 		} else if err != nil {
 			return release(attemptResult{outcome: Failed, err: fmt.Errorf("forced run: remove the earlier artifact: %w", err)})
 		}
@@ -433,11 +438,12 @@ func (x *executor) attempt(ctx context.Context, s *Step, id, path string, b *sto
 
 	start := time.Now()
 	stepCtx, cancel := l.Context(ctx)
-	alog, fileLog := x.openLog(ctx, s, id, b, path, worker)
-	logger, _ := stepLogger(x.logger, Label(x.prefix, id, path), alog)
+	alog, fileLog := x.openLog(ctx, s, label, b, path, worker)
+	logger, _ := stepLogger(x.logger, label, alog)
 	out := &Output{
 		ID:       id,
 		Path:     path,
+		label:    label,
 		Bucket:   b.WithReserved(statusfile.Owner, statusfile.IsControl), // issue 8 item 11
 		Logger:   logger,
 		WorkerID: worker,
@@ -452,25 +458,25 @@ func (x *executor) attempt(ctx context.Context, s *Step, id, path string, b *sto
 		out.alog = alog
 	}
 	remote := s.Remote != nil && x.remote != nil
-	running := Event{Kind: StepRunning, Step: id, Path: path, Worker: worker, Remote: remote}
+	running := Event{Kind: StepRunning, Step: label, Path: path, Worker: worker, Remote: remote}
 	if dir, ok := localPath(path); ok && alog != nil && alog.key() != "" {
 		running.LogPath = filepath.Join(dir, alog.key()) // the live view tails it
 	}
 	x.events.emit(running)
 	if !remote { // a remote step logs it with its job id (remote.go)
 		out.startLogged = true
-		x.logger.Info("step started", "step", id, "worker", worker)
+		x.logger.Info("step started", "step", label, "worker", worker)
 	}
-	val, ferr := x.awaitOrAbandon(ctx, id, func() (any, error) { return x.callWithRetries(stepCtx, s, out) })
+	val, ferr := x.awaitOrAbandon(ctx, label, func() (any, error) { return x.callWithRetries(stepCtx, s, out) })
 	lostCause := context.Cause(stepCtx)
 	cancel()
 	res.duration = time.Since(start)
-	x.closeLog(cleanupCtx, id, out, fileLog, ferr)
+	x.closeLog(cleanupCtx, label, out, fileLog, ferr)
 
 	if ferr != nil && errors.Is(lostCause, lease.ErrLost) && ctx.Err() == nil {
 		// The step was stopped because the lease was lost: it is not a
 		// failure of the step. Whoever holds the step now finishes it.
-		return x.lost(Label(x.prefix, id, path), l, lostCause, res.duration)
+		return x.lost(label, l, lostCause, res.duration)
 	}
 	if ferr != nil && ctx.Err() != nil {
 		// Interrupted: put the status back as it was so the next run starts
@@ -493,7 +499,7 @@ func (x *executor) attempt(ctx context.Context, s *Step, id, path string, b *sto
 			err = statusfile.CommitArtifact(cleanupCtx, b, data, fence)
 		}
 		if errors.Is(err, statusfile.ErrFenced) {
-			return x.lost(Label(x.prefix, id, path), l, err, res.duration)
+			return x.lost(label, l, err, res.duration)
 		}
 		if err != nil {
 			ferr = fmt.Errorf("save artifact: %w", err)
@@ -502,7 +508,7 @@ func (x *executor) attempt(ctx context.Context, s *Step, id, path string, b *sto
 	if ferr != nil {
 		_, err := statusfile.WriteStatusIf(cleanupCtx, b, []byte(statusfile.Failed), store.IfVersion(fence))
 		if errors.Is(err, store.ErrPrecondition) {
-			return x.lost(Label(x.prefix, id, path), l, fmt.Errorf("%w (the step failed here: %v)", statusfile.ErrFenced, ferr), res.duration)
+			return x.lost(label, l, fmt.Errorf("%w (the step failed here: %v)", statusfile.ErrFenced, ferr), res.duration)
 		}
 		f := statusfile.Failure{Error: ferr.Error(), WorkerID: worker, Time: time.Now().UTC(), Log: out.logKey}
 		if pe, ok := errors.AsType[*PanicError](ferr); ok {
@@ -516,7 +522,7 @@ func (x *executor) attempt(ctx context.Context, s *Step, id, path string, b *sto
 	}
 	_, err = statusfile.WriteStatusIf(cleanupCtx, b, []byte(statusfile.Success), store.IfVersion(fence))
 	if errors.Is(err, store.ErrPrecondition) {
-		return x.lost(Label(x.prefix, id, path), l, fmt.Errorf("%w: %s changed while the step ran", statusfile.ErrFenced, b.URL(statusfile.StatusKey)), res.duration)
+		return x.lost(label, l, fmt.Errorf("%w: %s changed while the step ran", statusfile.ErrFenced, b.URL(statusfile.StatusKey)), res.duration)
 	}
 	if err != nil {
 		return release(attemptResult{outcome: Failed, err: err, duration: res.duration})

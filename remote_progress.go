@@ -27,7 +27,7 @@ func (o *Output) watchJob(j *cluster.Job, clusterName string, submitted time.Tim
 	}
 	var last Event
 	report := func() {
-		e := Event{Kind: StepJob, Step: o.ID, Path: o.Path, Worker: o.WorkerID, Cluster: clusterName,
+		e := Event{Kind: StepJob, Step: o.label, Path: o.Path, Worker: o.WorkerID, Cluster: clusterName,
 			JobID: j.ID(), JobState: strings.ToUpper(j.Status().String()), Submitted: submitted}
 		if a := j.Attempts(); len(a) > 0 {
 			e.LogPath = a[len(a)-1].LogPath

@@ -313,28 +313,28 @@ func stepLogger(run *slog.Logger, id string, log *attemptLog) (*slog.Logger, *sl
 	return slog.New(teeHandler{l.Handler(), file}), slog.New(file)
 }
 
-// openLog opens the log of an attempt at step s (ID id) by worker, whose
+// openLog opens the log of an attempt at step s (named label) by worker, whose
 // function runs in this process; it returns nil for a step that runs as a
 // cluster job (whose job writes the attempt's log), or if the log cannot
 // be created, which is logged and does not stop the step. The second value
 // logs to the file alone.
-func (x *executor) openLog(ctx context.Context, s *Step, id string, b *store.Bucket, path, worker string) (*attemptLog, *slog.Logger) {
+func (x *executor) openLog(ctx context.Context, s *Step, label string, b *store.Bucket, path, worker string) (*attemptLog, *slog.Logger) {
 	if s.Remote != nil && x.remote != nil {
 		return nil, nil
 	}
 	log, err := openAttemptLog(ctx, b, path)
 	if err != nil {
-		x.logger.Warn("the step's attempt log cannot be created; its records go to the run's log only", "step", id, "error", err)
+		x.logger.Warn("the step's attempt log cannot be created; its records go to the run's log only", "step", label, "error", err)
 		return nil, nil
 	}
-	_, file := stepLogger(x.logger, id, log)
-	file.Info("attempt started", "step", id, "worker", worker)
+	_, file := stepLogger(x.logger, label, log)
+	file.Info("attempt started", "step", label, "worker", worker)
 	return log, file
 }
 
 // closeLog ends the attempt log of out, recording how the function ended,
 // and makes it the attempt's log unless it gave its number to a job.
-func (x *executor) closeLog(ctx context.Context, id string, out *Output, file *slog.Logger, ferr error) {
+func (x *executor) closeLog(ctx context.Context, label string, out *Output, file *slog.Logger, ferr error) {
 	log := out.alog
 	if log == nil {
 		return
@@ -350,7 +350,7 @@ func (x *executor) closeLog(ctx context.Context, id string, out *Output, file *s
 		file.Info("step function returned")
 	}
 	if err := log.close(ctx); err != nil {
-		x.logger.Warn("the step's attempt log could not be saved", "step", id, "log", log.key(), "error", err)
+		x.logger.Warn("the step's attempt log could not be saved", "step", label, "log", log.key(), "error", err)
 	}
 }
 

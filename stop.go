@@ -14,7 +14,7 @@ import (
 // restored, lease released) and the run can end. A step function that
 // ignores its context would otherwise keep an interrupted run, and the
 // user's Ctrl-C, waiting for as long as it runs (issue 9).
-func (x *executor) awaitOrAbandon(ctx context.Context, id string, call func() (any, error)) (any, error) {
+func (x *executor) awaitOrAbandon(ctx context.Context, label string, call func() (any, error)) (any, error) {
 	if x.stopGrace <= 0 && x.stopNow == nil {
 		return call()
 	}
@@ -42,10 +42,10 @@ func (x *executor) awaitOrAbandon(ctx context.Context, id string, call func() (a
 	case r := <-done:
 		return r.v, r.err
 	case <-expired:
-		x.logger.Warn("step still running after the stop grace period; abandoning it", "step", id, "grace", x.stopGrace)
-		return nil, fmt.Errorf("%w: step %s did not stop within %s", context.Cause(ctx), id, x.stopGrace)
+		x.logger.Warn("step still running after the stop grace period; abandoning it", "step", label, "grace", x.stopGrace)
+		return nil, fmt.Errorf("%w: step %s did not stop within %s", context.Cause(ctx), label, x.stopGrace)
 	case <-x.stopNow:
-		x.logger.Warn("step still running; abandoning it", "step", id)
-		return nil, fmt.Errorf("%w: step %s abandoned before it stopped", context.Cause(ctx), id)
+		x.logger.Warn("step still running; abandoning it", "step", label)
+		return nil, fmt.Errorf("%w: step %s abandoned before it stopped", context.Cause(ctx), label)
 	}
 }
