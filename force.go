@@ -14,24 +14,7 @@ import (
 // deletes only while the status file holds this attempt's RUNNING record
 // (version fence), and fails with statusfile.ErrFenced otherwise.
 func clearArtifact(ctx context.Context, b *store.Bucket, fence store.Version) error {
-	a, err := b.Stat(ctx, statusfile.ArtifactKey)
-	if errors.Is(err, store.ErrNotExist) {
-		return nil
-	}
-	if err != nil {
-		return err
-	}
-	_, cur, err := b.Read(ctx, statusfile.StatusKey)
-	if err != nil && !errors.Is(err, store.ErrNotExist) {
-		return err
-	}
-	if cur != fence {
-		return statusfile.ErrFenced
-	}
-	err = b.DeleteIf(ctx, statusfile.ArtifactKey, store.IfVersion(a.Version))
-	if errors.Is(err, store.ErrNotExist) {
-		return nil
-	}
+	err := statusfile.ClearArtifact(ctx, b, fence)
 	if errors.Is(err, store.ErrPrecondition) {
 		return statusfile.ErrFenced // another attempt saved one since
 	}

@@ -73,7 +73,7 @@ func WriteRemote(ctx context.Context, b *store.Bucket, r Remote) error {
 
 // ReadRemote returns the remote record; ok is false if there is none.
 func ReadRemote(ctx context.Context, b *store.Bucket) (r Remote, ok bool, err error) {
-	data, err := read(ctx, b, RemoteKey)
+	data, _, err := read(ctx, b, RemoteKey)
 	if errors.Is(err, store.ErrNotExist) {
 		return Remote{}, false, nil
 	}

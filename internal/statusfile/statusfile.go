@@ -58,13 +58,14 @@ func IsControl(key string) bool {
 		seg == ArtifactKey || seg == ArtifactKey+".json"
 }
 
-// read reads the control file key under b, bounded by MaxSize.
-func read(ctx context.Context, b *store.Bucket, key string) ([]byte, error) {
-	data, _, err := b.ReadLimit(ctx, key, MaxSize)
+// read reads the control file key under b, bounded by MaxSize, and its
+// version.
+func read(ctx context.Context, b *store.Bucket, key string) ([]byte, store.Version, error) {
+	data, v, err := b.ReadLimit(ctx, key, MaxSize)
 	if errors.Is(err, store.ErrTooLarge) || errors.Is(err, store.ErrNotRegular) {
-		return nil, fmt.Errorf("%w: %w", ErrCorrupt, err)
+		return nil, "", fmt.Errorf("%w: %w", ErrCorrupt, err)
 	}
-	return data, err
+	return data, v, err
 }
 
 // Status tokens.
@@ -161,29 +162,19 @@ func truncate(s string, n int) string {
 
 // ReadStatus returns the step's status token, or "" if it never ran.
 func ReadStatus(ctx context.Context, b *store.Bucket) (string, error) {
-	data, err := read(ctx, b, StatusKey)
-	if errors.Is(err, store.ErrNotExist) {
-		return "", nil
-	}
-	if err != nil {
-		return "", fmt.Errorf("%w; delete it to make the step run again", err)
-	}
-	s, err := ParseStatus(data)
-	if err != nil {
-		return "", fmt.Errorf("%s: %w; delete the file to make the step run again", b.URL(StatusKey), err)
-	}
-	return s, nil
+	s, _, err := ReadStatusVersion(ctx, b)
+	return s, err
 }
 
 // ReadStatusVersion is ReadStatus that also returns the status file's
 // version ("" if there is none), for a conditional write that follows.
 func ReadStatusVersion(ctx context.Context, b *store.Bucket) (string, store.Version, error) {
-	data, v, err := b.Read(ctx, StatusKey)
+	data, v, err := read(ctx, b, StatusKey)
 	if errors.Is(err, store.ErrNotExist) {
 		return "", "", nil
 	}
 	if err != nil {
-		return "", "", err
+		return "", "", fmt.Errorf("%w; delete it to make the step run again", err)
 	}
 	s, err := ParseStatus(data)
 	if err != nil {
@@ -241,25 +232,39 @@ func CommitArtifact(ctx context.Context, b *store.Bucket, data []byte, fence sto
 		if !errors.Is(err, store.ErrPrecondition) {
 			return err
 		}
-		_, sv, err := ReadStatusVersion(ctx, b)
-		if err != nil {
-			return err
-		}
-		if sv != fence {
-			return fmt.Errorf("%w: %s changed while the step ran", ErrFenced, b.URL(StatusKey))
-		}
-		_, av, err := b.Read(ctx, ArtifactKey)
-		if errors.Is(err, store.ErrNotExist) {
-			continue
-		}
-		if err != nil {
-			return err
-		}
-		if err := b.DeleteIf(ctx, ArtifactKey, store.IfVersion(av)); err != nil && !errors.Is(err, store.ErrPrecondition) && !errors.Is(err, store.ErrNotExist) {
+		// The artifact changed between its read and the delete: try again.
+		if err := ClearArtifact(ctx, b, fence); err != nil && !errors.Is(err, store.ErrPrecondition) {
 			return err
 		}
 	}
 	return fmt.Errorf("%w: %s keeps changing", ErrFenced, b.URL(ArtifactKey))
+}
+
+// ClearArtifact deletes the step's artifact while the status file still
+// holds the RUNNING record of version fence, by a delete conditional on
+// the artifact's version. No artifact is not an error. It fails with an
+// error satisfying errors.Is(err, ErrFenced) if the status changed, and
+// with store.ErrPrecondition if the artifact changed after it was read.
+func ClearArtifact(ctx context.Context, b *store.Bucket, fence store.Version) error {
+	a, err := b.Stat(ctx, ArtifactKey)
+	if errors.Is(err, store.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	_, sv, err := ReadStatusVersion(ctx, b)
+	if err != nil {
+		return err
+	}
+	if sv != fence {
+		return fmt.Errorf("%w: %s changed while the step ran", ErrFenced, b.URL(StatusKey))
+	}
+	err = b.DeleteIf(ctx, ArtifactKey, store.IfVersion(a.Version))
+	if errors.Is(err, store.ErrNotExist) {
+		return nil
+	}
+	return err
 }
 
 // EncodeArtifact returns the JSON encoding of v as WriteArtifact stores it.
@@ -353,7 +358,7 @@ func WriteInfo(ctx context.Context, b *store.Bucket, info any) error {
 // ReadInfo decodes `.executor_info` into a generic map; ok is false if the
 // file does not exist.
 func ReadInfo(ctx context.Context, b *store.Bucket) (info map[string]any, ok bool, err error) {
-	data, err := read(ctx, b, InfoKey)
+	data, _, err := read(ctx, b, InfoKey)
 	if errors.Is(err, store.ErrNotExist) {
 		return nil, false, nil
 	}
@@ -380,7 +385,7 @@ func WriteArtifact(ctx context.Context, b *store.Bucket, v any) error {
 // ReadArtifact returns the raw artifact JSON. A missing artifact satisfies
 // errors.Is(err, store.ErrNotExist).
 func ReadArtifact(ctx context.Context, b *store.Bucket) ([]byte, error) {
-	data, err := read(ctx, b, ArtifactKey)
+	data, _, err := read(ctx, b, ArtifactKey)
 	return data, err
 }
 
@@ -414,7 +419,7 @@ func WriteFailure(ctx context.Context, b *store.Bucket, f Failure) error {
 
 // ReadFailure returns the last failure record; ok is false if there is none.
 func ReadFailure(ctx context.Context, b *store.Bucket) (f Failure, ok bool, err error) {
-	data, err := read(ctx, b, FailureKey)
+	data, _, err := read(ctx, b, FailureKey)
 	if errors.Is(err, store.ErrNotExist) {
 		return Failure{}, false, nil
 	}
