@@ -3,6 +3,7 @@ package cairn_test
 import (
 	"context"
 	"regexp"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -59,11 +60,12 @@ func TestForceRunsUnderTheLease(t *testing.T) {
 		t.Fatal(err)
 	}
 	waiting := make(chan struct{})
+	var once sync.Once // StepWaiting comes at every poll
 	done := make(chan *cairn.Report)
 	go func() {
 		done <- run(true, func(e cairn.Event) {
 			if e.Kind == cairn.StepWaiting {
-				close(waiting)
+				once.Do(func() { close(waiting) })
 			}
 		})
 	}()

@@ -359,9 +359,10 @@ func TestTenRacingRunners(t *testing.T) {
 	reps := make([]*cairn.Report, runners)
 	for i := range runners {
 		o := e.opts()
+		var once sync.Once // StepWaiting comes at every poll: count each runner once
 		o.OnEvent = func(ev cairn.Event) {
 			if ev.Kind == cairn.StepWaiting {
-				waiting <- struct{}{}
+				once.Do(func() { waiting <- struct{}{} })
 			}
 		}
 		step := build()
@@ -959,7 +960,10 @@ func TestMaterialize(t *testing.T) {
 			o := e.opts()
 			o.OnEvent = func(ev cairn.Event) {
 				if ev.Kind == cairn.StepWaiting {
-					waiting <- struct{}{}
+					select { // StepWaiting comes at every poll: signal once
+					case waiting <- struct{}{}:
+					default:
+					}
 				}
 			}
 			c := cfg{Tokens: recipe.OutputOf(tokStep(), "tokens.bin"), LR: recipe.V(0.1)}
