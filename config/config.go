@@ -10,7 +10,9 @@
 // promoted. A document sets only the fields it names; the others keep
 // their values, so a file holds what differs from the program's defaults.
 // Nested structs and maps merge the same way; a list is replaced as a
-// whole.
+// whole. Maps, lists and pointed-to structs are copied before they are
+// changed, never changed in place, so decoding into a shallow copy of a
+// program's defaults leaves the defaults as they were.
 //
 // Decoding is strict, and every error says where and what: an unknown
 // field is an error naming it, the fields it could have been (with the
@@ -198,7 +200,7 @@ func checkJSON(name string, data []byte) error {
 		return nil // valid JSON; type errors are found by the walk
 	}
 	line, col := 1, 1
-	for _, c := range data[:min(int(se.Offset), len(data))] {
+	for _, c := range data[:min(max(int(se.Offset)-1, 0), len(data))] { // Offset is past the bad byte
 		if c == '\n' {
 			line, col = line+1, 1
 		} else {
@@ -273,9 +275,7 @@ func (d *decoder) decode(v reflect.Value, n *yaml.Node, path string) error {
 		}
 		return d.errAt(n, path, "null (an empty value) for a field of type %s: give a value", t)
 	case t.Kind() == reflect.Pointer:
-		if v.IsNil() {
-			v.Set(reflect.New(t.Elem()))
-		}
+		own(v)
 		return d.decode(v.Elem(), n, path)
 	case t == durationType:
 		if n.Kind != yaml.ScalarNode || n.Tag != "!!str" {
@@ -465,9 +465,7 @@ func (d *decoder) decodeMap(v reflect.Value, n *yaml.Node, path string) error {
 	if n.Kind != yaml.MappingNode {
 		return d.errAt(n, path, "%s for a map (%s): want a mapping", describe(n), t)
 	}
-	if v.IsNil() {
-		v.Set(reflect.MakeMap(t))
-	}
+	own(v)
 	return d.eachKey(n, path, func(key, val *yaml.Node) error {
 		k := reflect.ValueOf(key.Value).Convert(t.Key())
 		elem := reflect.New(t.Elem()).Elem()
@@ -562,9 +560,7 @@ func (d *decoder) set(v reflect.Value, segs []string, path, value string) error 
 	seg := segs[0]
 	switch {
 	case t.Kind() == reflect.Pointer:
-		if v.IsNil() {
-			v.Set(reflect.New(t.Elem()))
-		}
+		own(v)
 		return d.set(v.Elem(), segs, path, value)
 	case special(t):
 		return d.errAt(nil, path, "a value of type %s has no fields; set it as a whole: --set %s=VALUE", t, path)
@@ -578,9 +574,7 @@ func (d *decoder) set(v reflect.Value, segs []string, path, value string) error 
 		if t.Key().Kind() != reflect.String {
 			return d.errAt(nil, path, "maps with keys of type %s cannot be configured", t.Key())
 		}
-		if v.IsNil() {
-			v.Set(reflect.MakeMap(t))
-		}
+		own(v)
 		k := reflect.ValueOf(seg).Convert(t.Key())
 		elem := reflect.New(t.Elem()).Elem()
 		if old := v.MapIndex(k); old.IsValid() {
@@ -599,9 +593,40 @@ func (d *decoder) set(v reflect.Value, segs []string, path, value string) error 
 		if i >= v.Len() {
 			return d.errAt(nil, path, "index %d is out of range: the list has %d elements (set the whole list with --set %s=[...])", i, v.Len(), path)
 		}
+		own(v)
 		return d.set(v.Index(i), segs[1:], join(path, seg), value)
 	}
 	return d.errAt(nil, path, "a value of type %s has no field %q", t, seg)
+}
+
+// own makes v, a pointer, map or slice, refer to a copy of what it refers
+// to (allocating a nil pointer or map), so that changing it through v
+// changes nothing v shares with other values: a configuration decoded
+// into a copy of a program's defaults leaves the defaults as they were.
+func own(v reflect.Value) {
+	t := v.Type()
+	switch t.Kind() {
+	case reflect.Pointer:
+		c := reflect.New(t.Elem())
+		if !v.IsNil() {
+			c.Elem().Set(v.Elem())
+		}
+		v.Set(c)
+	case reflect.Map:
+		c := reflect.MakeMapWithSize(t, v.Len())
+		iter := v.MapRange()
+		for iter.Next() {
+			c.SetMapIndex(iter.Key(), iter.Value())
+		}
+		v.Set(c)
+	case reflect.Slice:
+		if v.IsNil() {
+			return
+		}
+		c := reflect.MakeSlice(t, v.Len(), v.Len())
+		reflect.Copy(c, v)
+		v.Set(c)
+	}
 }
 
 // field is a settable struct field, by its configuration name.
@@ -615,9 +640,7 @@ type field struct {
 func (f field) in(v reflect.Value) reflect.Value {
 	for i, x := range f.index {
 		if i > 0 && v.Kind() == reflect.Pointer {
-			if v.IsNil() {
-				v.Set(reflect.New(v.Type().Elem()))
-			}
+			own(v)
 			v = v.Elem()
 		}
 		v = v.Field(x)

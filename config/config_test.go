@@ -231,3 +231,26 @@ func TestNotAStruct(t *testing.T) {
 		t.Error("Set into nil succeeded")
 	}
 }
+
+// Decoding into a shallow copy of the defaults leaves the defaults' maps,
+// lists and pointed-to structs alone.
+func TestDefaultsUntouched(t *testing.T) {
+	t.Parallel()
+	def := defaults()
+	def.Eval = &train{Order: 1}
+	c := def
+	if err := config.Decode("c.yaml", []byte("tags: {owner: ada}\neval: {order: 5}\n"), &c); err != nil {
+		t.Fatal(err)
+	}
+	for _, arg := range []string{"layers.0=9", "tags.team=x", "eval.smoothing=wb"} {
+		if err := config.SetArg(&c, arg); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if len(def.Tags) != 1 || def.Tags["team"] != "lm" || def.Layers[0] != 1 || *def.Eval != (train{Order: 1}) {
+		t.Errorf("defaults changed: tags %v, layers %v, eval %+v", def.Tags, def.Layers, *def.Eval)
+	}
+	if c.Tags["owner"] != "ada" || c.Tags["team"] != "x" || c.Layers[0] != 9 || *c.Eval != (train{Order: 5, Smoothing: "wb"}) {
+		t.Errorf("decoded: tags %v, layers %v, eval %+v", c.Tags, c.Layers, *c.Eval)
+	}
+}
