@@ -103,7 +103,7 @@ func (pc *configFlags[C]) flags(own *flag.FlagSet) (*flag.FlagSet, error) {
 	}
 	fs.Func("set", "set a field of the configuration, `FIELD=VALUE`, as --set train.order=4 (repeatable; fields: "+list+")", func(s string) error {
 		if !strings.Contains(s, "=") {
-			return fmt.Errorf("want FIELD=VALUE, for example --set %s=...", first(fields))
+			return fmt.Errorf("want FIELD=VALUE, for example --set %s=VALUE", first(fields))
 		}
 		pc.sets = append(pc.sets, s)
 		return nil
