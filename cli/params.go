@@ -229,11 +229,7 @@ func (o Options) runParams(rec *paramRecorder) ([]byte, error) {
 	if len(os.Args) > 1 && !slices.Equal(o.Args, os.Args[1:]) {
 		// Arguments the process got that Main did not: the program parsed
 		// them itself. Said by a worker whose pipeline differs.
-		for _, a := range os.Args[1:] {
-			if !slices.Contains(o.Args, a) {
-				p.Ignored = append(p.Ignored, a)
-			}
-		}
+		p.Ignored = ignoredArgs(os.Args[1:], o.Args)
 	}
 	data, err := json.MarshalIndent(p, "", "  ")
 	if err != nil {
@@ -243,6 +239,24 @@ func (o Options) runParams(rec *paramRecorder) ([]byte, error) {
 		return nil, fmt.Errorf("the program's parameters (its flags and the files they read) take %d bytes, more than the %d a job can be given", len(data), maxParamsSize)
 	}
 	return data, nil
+}
+
+// ignoredArgs returns the arguments of argv that are not in args, the
+// arguments Main was given: the words before them when args ends argv
+// (the program consumed its own flags first), else every word args lacks;
+// a bare "--" is not one.
+func ignoredArgs(argv, args []string) []string {
+	var out []string
+	if n := len(argv) - len(args); n >= 0 && slices.Equal(argv[n:], args) {
+		out = slices.Clone(argv[:n])
+	} else {
+		for _, a := range argv {
+			if !slices.Contains(args, a) {
+				out = append(out, a)
+			}
+		}
+	}
+	return slices.DeleteFunc(out, func(a string) bool { return a == "--" })
 }
 
 // maxParamsSize bounds the parameters record (statusfile.MaxSize).
