@@ -725,8 +725,9 @@ func names(fields []field) string {
 }
 
 // closest returns the field name nearest to name, if one is near enough
-// to be a likely typo: the same but for case, or within an edit distance
-// of a third of its length (at least 1, at most 3).
+// to be a likely typo: the same but for case, within an edit distance of
+// a third of its length (at least 1, at most 3), or starting with name
+// (of 3 bytes or more).
 func closest(name string, fields []field) string {
 	best, bestD := "", 0
 	for _, f := range fields {
@@ -734,6 +735,9 @@ func closest(name string, fields []field) string {
 			return f.name
 		}
 		d := editDistance(strings.ToLower(name), strings.ToLower(f.name))
+		if len(name) >= 3 && strings.HasPrefix(strings.ToLower(f.name), strings.ToLower(name)) {
+			d = 1 // an abbreviation: "vocab" for "vocab_size"
+		}
 		if limit := min(max(len(f.name)/3, 1), 3); d <= limit && (best == "" || d < bestD) {
 			best, bestD = f.name, d
 		}

@@ -2,6 +2,7 @@ package recipecli
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"iter"
@@ -68,6 +69,9 @@ func MainConfig[C any](defaults C, build func(cfg C) ([]recipe.Node, error), opt
 		}
 		steps, err := build(cfg)
 		if err != nil {
+			if !errors.Is(err, cairn.ErrInvalidPipeline) { // the configuration makes no pipeline
+				err = fmt.Errorf("%w: %w", cairn.ErrInvalidPipeline, err)
+			}
 			return nil, err
 		}
 		return prepare(steps, o.Record, o.Resolve, &plan)(ctx, opts)
