@@ -40,10 +40,16 @@
 // ("slurm?partition=P&account=A&qos=Q"); any spec also takes "poll=DURATION".
 // A job re-executes the program itself with the hidden command
 //
-//	prog worker --step NAME_WITH_HASH --path OUT --prefix P --program-digest D
+//	prog worker --step NAME_WITH_HASH --path OUT --prefix P --program-digest D --params sha256:…
 //
-// which rebuilds the pipeline, checks that it is the same program and step,
-// and runs that one step's function. --stage-program DIR (or
+// which sets the program's own flags (Options.Flags) as the submitter's
+// were set, from the parameters the runner recorded under the step's
+// output (OUT/.cairn_params.json: the flags' arguments, the contents of
+// the files they read, see FileFlag), rebuilds the pipeline, checks that
+// it is the same program and step, and runs that one step's function. A
+// step that still differs fails with the differing fields and the likely
+// cause (environment variables, arguments the program parsed itself).
+// Jobs get the submitter's CAIRN_* and MARIN_* variables, as JobEnv says. --stage-program DIR (or
 // CAIRN_STAGE_PROGRAM) copies the program, once per build, to a directory
 // the cluster's nodes can read, for jobs to run it from there.
 //
