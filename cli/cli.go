@@ -49,9 +49,10 @@
 // it is the same program and step, and runs that one step's function. A
 // step that still differs fails with the differing fields and the likely
 // cause (environment variables, arguments the program parsed itself).
-// Jobs get the submitter's CAIRN_* and MARIN_* variables, as JobEnv says. --stage-program DIR (or
-// CAIRN_STAGE_PROGRAM) copies the program, once per build, to a directory
-// the cluster's nodes can read, for jobs to run it from there.
+// Jobs get the submitter's CAIRN_* and MARIN_* variables, as JobEnv says.
+// --stage-program DIR (or CAIRN_STAGE_PROGRAM) copies the program, once
+// per build, to a directory the cluster's nodes can read, for jobs to run
+// it from there.
 //
 // # Exit codes
 //

@@ -104,7 +104,7 @@ func runWorker(o Options, steps iter.Seq[*cairn.Step], args []string) int {
 		return ExitUsage
 	}
 	if *step == "" || fs.NArg() > 0 {
-		fmt.Fprintln(o.Stderr, "usage: worker --step ID [--path P] [--prefix P] [--program-digest D]")
+		fmt.Fprintln(o.Stderr, "usage: worker --step ID [--path P] [--prefix P] [--program-digest D] [--fence V] [--params D]")
 		return ExitUsage
 	}
 	logger, err := newLogger(o.Stderr, *logLevel, *logFormat)

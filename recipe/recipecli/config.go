@@ -39,8 +39,9 @@ import (
 // cluster node needs none of the submitter's files.
 //
 // opts.CLI.Flags may hold more flags of the program's own (they must not
-// be named config or set); build sees their values, as they are parsed
-// first.
+// be named config or set); build sees their values, as it runs once the
+// command line is parsed. opts.CLI.Prepare and Versions must be nil:
+// MainConfig sets them.
 func MainConfig[C any](defaults C, build func(cfg C) ([]recipe.Node, error), opts *Options) int {
 	var o Options
 	if opts != nil {
