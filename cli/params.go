@@ -6,7 +6,6 @@ import (
 	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
-	"errors"
 	"flag"
 	"fmt"
 	"os"
@@ -443,7 +442,3 @@ func (o Options) workerParams(ctx context.Context, storage cairn.BucketOpener, p
 	}
 	return &p, nil
 }
-
-// errorsIsMismatch reports whether err says the worker's pipeline is not
-// the submitter's.
-func errorsIsMismatch(err error) bool { return errors.Is(err, cairn.ErrProgramMismatch) }

@@ -145,7 +145,7 @@ func runWorker(o Options, steps iter.Seq[*cairn.Step], args []string) int {
 		Logger:  logger,
 	})
 	reportUsage(ctx, storage, *path, o.Getenv("CAIRN_JOB_ID"), replica, jobStarted, logger) // runrecord.go
-	if errorsIsMismatch(err) && sameProgram(*digest) {
+	if errors.Is(err, cairn.ErrProgramMismatch) && sameProgram(*digest) {
 		// Same binary, other steps: say which parameter or variable
 		// differs (mismatch.go).
 		for _, line := range o.explainMismatch(ctx, storage, *prefix, *path, *step, steps, got, *paramsD) {
