@@ -140,6 +140,10 @@ type WorkerJob struct {
 	// Fence is the version of the submitting attempt's RUNNING status
 	// record (WorkerOptions.Fence).
 	Fence store.Version
+	// Params is the digest of RemoteOptions.Params, recorded under Path
+	// before the job is submitted ("" if there are none): the worker reads
+	// them with ReadJobParams.
+	Params string
 }
 
 // RemoteOptions configure how a run executes remote steps.
@@ -153,6 +157,18 @@ type RemoteOptions struct {
 	// Program is the binary jobs run; nil means CurrentProgram(), computed
 	// at the first remote step.
 	Program *Program
+	// Params are the submitting program's parameters, opaque here (package
+	// cli records its arguments, the files they name and its environment):
+	// what a worker needs to rebuild the submitter's pipeline. If not nil,
+	// they are written under the output path of each remote step
+	// (.cairn_params.json) before its job is submitted — not when a job is
+	// adopted, which runs with its own submitter's — and their digest is
+	// given to WorkerArgs (WorkerJob.Params). At most 1 MiB.
+	Params []byte
+	// Env is added to every job's environment, under the step's own
+	// variables (RemoteSpec.Env and Environment.Vars win): package cli
+	// passes the submitter's CAIRN_* and MARIN_* variables.
+	Env map[string]string
 	// StageProgram, if set, is a location (a shared directory) where the
 	// program is copied, content-addressed and once, for jobs to run it from
 	// there: for clusters that cannot read the runner's file system. ""
@@ -289,7 +305,11 @@ func (r *remoteRunner) runJob(ctx context.Context, out *Output, spec *RemoteSpec
 			havePrev = false
 		}
 	}
-	command := append([]string{prog.Path}, r.opts.WorkerArgs(WorkerJob{Step: out.ID, Path: out.Path, Digest: prog.Digest, Fence: out.fence})...)
+	params := ""
+	if r.opts.Params != nil {
+		params = statusfile.ParamsDigest(r.opts.Params)
+	}
+	command := append([]string{prog.Path}, r.opts.WorkerArgs(WorkerJob{Step: out.ID, Path: out.Path, Digest: prog.Digest, Fence: out.fence, Params: params})...)
 	// newJob returns the job spec for a submission under token.
 	newJob := func(token string) cluster.JobSpec {
 		tag := jobTag(token, out.Path)
@@ -299,10 +319,11 @@ func (r *remoteRunner) runJob(ctx context.Context, out *Output, spec *RemoteSpec
 		} else { // the job writes locally; the logs are copied under the output path
 			logDir = filepath.Join(os.TempDir(), "cairn-logs", cluster.SanitizeName(name)+"-"+tag[:16])
 		}
-		env := maps.Clone(spec.Environment.Vars)
+		env := maps.Clone(r.opts.Env)
 		if env == nil {
 			env = map[string]string{}
 		}
+		maps.Copy(env, spec.Environment.Vars)
 		maps.Copy(env, spec.Env)
 		environment := spec.Environment
 		environment.Vars = env
@@ -365,6 +386,11 @@ func (r *remoteRunner) runJob(ctx context.Context, out *Output, spec *RemoteSpec
 			return fmt.Errorf("attempt log: %w", err)
 		}
 		rec.LogDir = job.LogDir
+		if r.opts.Params != nil { // before the job exists: its worker reads them
+			if err := statusfile.WriteParams(ctx, ctl, r.opts.Params); err != nil {
+				return fmt.Errorf("job parameters: %w", err)
+			}
+		}
 		// The token must be on record before the job exists, or a runner
 		// taking the step over could not adopt the job.
 		if err := r.writeRecord(ctx, ctl, out.Path, rec); err != nil {

@@ -50,8 +50,17 @@ func testWorker(args []string) int {
 	path := fs.String("path", "", "")
 	prefix := fs.String("prefix", "", "")
 	digest := fs.String("program-digest", "", "")
+	params := fs.String("params", "", "")
 	if err := fs.Parse(args); err != nil {
 		return 2
+	}
+	if *params != "" { // TestRemoteParamsAndEnv
+		data, err := cairn.ReadJobParams(context.Background(), testStorage(), *path, *params)
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "worker: %v\n", err)
+			return 1
+		}
+		fmt.Printf("params: %s; runner env: %q\n", data, os.Getenv("CAIRN_FROM_RUNNER"))
 	}
 	replica, _ := strconv.Atoi(os.Getenv("CAIRN_REPLICA"))
 	err := cairn.RunWorker(context.Background(), testPipeline(os.Getenv("CAIRN_TEST_CASE"), *prefix), &cairn.WorkerOptions{
@@ -839,5 +848,53 @@ func awaitLog(t *testing.T, logs *lockedBuffer, done <-chan error, want string, 
 			t.Fatalf("the runner never logged %q:\n%s", want, logs.String())
 		}
 		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// RemoteOptions.Params are recorded under each remote step's output before
+// its job is submitted, and the job reads them back by the digest in its
+// command; RemoteOptions.Env reaches the job, under the step's own
+// variables.
+func TestRemoteParamsAndEnv(t *testing.T) {
+	t.Parallel()
+	prefix := t.TempDir()
+	params := []byte(`{"format": "test", "args": ["-n=7"]}`)
+	var digests []string
+	_, err := remoteRun(t, t.Context(), "basic", prefix, func(ro *cairn.RemoteOptions) {
+		ro.Params = params
+		ro.Env = map[string]string{"CAIRN_FROM_RUNNER": "r1", "CAIRN_TEST_VALUE": "the runner's"}
+		args := ro.WorkerArgs
+		ro.WorkerArgs = func(w cairn.WorkerJob) []string {
+			digests = append(digests, w.Params)
+			return append(args(w), "--params", w.Params)
+		}
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sq := stepDir(t, prefix, "square")
+	if got := readJSON(t, filepath.Join(sq, statusfile.ParamsKey)); got != string(params) {
+		t.Errorf("recorded params %q, want %q", got, params)
+	}
+	want := fmt.Sprintf("params: %s; runner env: %q", params, "r1")
+	if log := readJSON(t, filepath.Join(sq, statusfile.LogsDir, "attempt-1.log")); !strings.Contains(log, want) {
+		t.Errorf("job log lacks %q:\n%s", want, log)
+	}
+	if len(digests) != 2 || digests[0] != statusfile.ParamsDigest(params) {
+		t.Errorf("WorkerJob.Params = %q, want the digest of the params for each of the 2 jobs", digests)
+	}
+	var marked map[string]any
+	if err := decodeFile(filepath.Join(stepDir(t, prefix, "marked"), statusfile.ArtifactKey), &marked); err != nil {
+		t.Fatal(err)
+	}
+	if marked["value"] != "it's $HOME; `x`" {
+		t.Errorf("CAIRN_TEST_VALUE in the job = %v; the step's own value must win over RemoteOptions.Env", marked["value"])
+	}
+	// A record that does not match the job's digest is refused.
+	if _, err := cairn.ReadJobParams(t.Context(), testStorage(), sq, statusfile.ParamsDigest([]byte("other"))); !errors.Is(err, cairn.ErrProgramMismatch) {
+		t.Errorf("ReadJobParams with another digest: %v, want ErrProgramMismatch", err)
+	}
+	if _, err := cairn.ReadJobParams(t.Context(), testStorage(), stepDir(t, prefix, "gen"), digests[0]); !errors.Is(err, cairn.ErrProgramMismatch) {
+		t.Errorf("ReadJobParams of a local step: %v, want ErrProgramMismatch", err)
 	}
 }

@@ -40,12 +40,19 @@
 // ("slurm?partition=P&account=A&qos=Q"); any spec also takes "poll=DURATION".
 // A job re-executes the program itself with the hidden command
 //
-//	prog worker --step NAME_WITH_HASH --path OUT --prefix P --program-digest D
+//	prog worker --step NAME_WITH_HASH --path OUT --prefix P --program-digest D --params sha256:…
 //
-// which rebuilds the pipeline, checks that it is the same program and step,
-// and runs that one step's function. --stage-program DIR (or
-// CAIRN_STAGE_PROGRAM) copies the program, once per build, to a directory
-// the cluster's nodes can read, for jobs to run it from there.
+// which sets the program's own flags (Options.Flags) as the submitter's
+// were set, from the parameters the runner recorded under the step's
+// output (OUT/.cairn_params.json: the flags' arguments, the contents of
+// the files they read, see FileFlag), rebuilds the pipeline, checks that
+// it is the same program and step, and runs that one step's function. A
+// step that still differs fails with the differing fields and the likely
+// cause (environment variables, arguments the program parsed itself).
+// Jobs get the submitter's CAIRN_* and MARIN_* variables, as JobEnv says.
+// --stage-program DIR (or CAIRN_STAGE_PROGRAM) copies the program, once
+// per build, to a directory the cluster's nodes can read, for jobs to run
+// it from there.
 //
 // # Exit codes
 //
@@ -141,6 +148,18 @@ type Options struct {
 	// recipe/recipecli sets it to resolve typed steps against --prefix.
 	Prepare func(ctx context.Context, opts *cairn.RunOptions) (iter.Seq[*cairn.Step], error)
 
+	// Flags, if set, are the program's own flags (parameters of its
+	// pipeline). Main adds them to the flags of every command that builds
+	// the pipeline (run, explain, status, logs, graph), where they mix
+	// with cairn's own in any order (`prog --order 4 --prefix P`); a name
+	// cairn uses is a usage error. The program builds its steps in
+	// Prepare, which runs once they are parsed. How they are set is
+	// recorded and given to every remote step's worker, which sets them
+	// the same way before it rebuilds the pipeline (see FileFlag for a
+	// flag naming a file, and JobEnv for the environment variables that
+	// travel). Flags the program parses itself never reach a worker.
+	Flags *flag.FlagSet
+
 	// Clusters opens the cluster named by --cluster or CAIRN_CLUSTER, where
 	// remote steps run; nil means DefaultClusters() (local and slurm).
 	Clusters *cluster.Mux
@@ -225,7 +244,7 @@ func Main(steps iter.Seq[*cairn.Step], opts *Options) int {
 		case "explain":
 			return runExplain(o, steps, args[1:])
 		case "help":
-			printHelp(o.Stdout, nil)
+			printHelp(o.Stdout, nil, nil)
 			return ExitOK
 		case "version":
 			printVersion(o.Stdout)
@@ -264,9 +283,14 @@ func Main(steps iter.Seq[*cairn.Step], opts *Options) int {
 	fs.Var(&force, "force", "re-run steps whose name matches this regular expression even if they succeeded (repeatable); their dependents re-run only if their identity changes, or with --force-downstream")
 	remote.register(fs)
 	fs.Var(&runOnly, "run-only", "run only steps whose name matches this regular expression, plus the dependencies they need (repeatable)")
+	params := &paramRecorder{} // params.go
+	if err := o.addProgramFlags(fs, params); err != nil {
+		fmt.Fprintln(o.Stderr, err)
+		return ExitUsage
+	}
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
-			printHelp(o.Stdout, fs)
+			printHelp(o.Stdout, fs, o.isProgramFlag)
 			return ExitOK
 		}
 		fmt.Fprintf(o.Stderr, "run %s --help for usage\n", progName())
@@ -339,7 +363,7 @@ func Main(steps iter.Seq[*cairn.Step], opts *Options) int {
 		StopNow:                stopNow,
 	}
 	if !*dryRun {
-		closeCluster, err := o.openRemote(ctx, runOpts, remote, *logLevel, *logFormat)
+		closeCluster, err := o.openRemote(ctx, runOpts, remote, *logLevel, *logFormat, params)
 		if err != nil {
 			fmt.Fprintf(o.Stderr, "error: %v\n", err)
 			return ExitUsage

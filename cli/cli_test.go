@@ -38,6 +38,9 @@ func TestMain(m *testing.M) {
 	if os.Getenv("CAIRN_TEST_LOGS_PIPELINE") != "" { // logs_test.go
 		os.Exit(cli.Main(cairn.Steps(logsPipeline()...), nil))
 	}
+	if m := os.Getenv("CAIRN_TEST_FLAGS_PROGRAM"); m != "" { // params_test.go
+		os.Exit(flagsProgram(nil, m == "self-parsed"))
+	}
 	if os.Getenv("CAIRN_TEST_TOOL") != "" { // the generic cairn command
 		os.Exit(cli.Tool(nil))
 	}

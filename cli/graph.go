@@ -58,6 +58,10 @@ func runGraph(o Options, steps iter.Seq[*cairn.Step], args []string) int {
 	fs.SetOutput(o.Stderr)
 	prefix := fs.String("prefix", "", "storage root (default $CAIRN_PREFIX, else $MARIN_PREFIX, else ./"+cairn.DefaultLocalPrefix+")")
 	format := fs.String("format", "dot", "output format: dot (Graphviz), mermaid or json")
+	if err := o.addProgramFlags(fs, &paramRecorder{}); err != nil { // params.go
+		fmt.Fprintln(o.Stderr, err)
+		return ExitUsage
+	}
 	fs.Usage = func() {
 		fmt.Fprintln(o.Stderr, "usage: "+programName()+" graph [--format dot|mermaid|json] [--prefix P]")
 		fmt.Fprintln(o.Stderr, "Prints the pipeline's steps and dependencies, each with its state on the prefix (cached, failed, running, new).")

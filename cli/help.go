@@ -48,8 +48,9 @@ func progName() string {
 }
 
 // printHelp writes the program's help: its commands and, if fs is not nil,
-// the flags of run.
-func printHelp(w io.Writer, fs *flag.FlagSet) {
+// the flags of run, cairn's and then the program's own (those for which
+// own reports true).
+func printHelp(w io.Writer, fs *flag.FlagSet, own func(name string) bool) {
 	prog := progName()
 	fmt.Fprintf(w, "%s: a cairn pipeline program\n\nusage:\n", prog)
 	for _, c := range commands {
@@ -59,11 +60,26 @@ func printHelp(w io.Writer, fs *flag.FlagSet) {
 		fmt.Fprintf(w, "\nrun %s --help for the flags of run.\n", prog)
 		return
 	}
+	cairnFlags := flag.NewFlagSet(fs.Name(), flag.ContinueOnError)
+	programFlags := flag.NewFlagSet(fs.Name(), flag.ContinueOnError)
+	fs.VisitAll(func(f *flag.Flag) {
+		to := cairnFlags
+		if own != nil && own(f.Name) {
+			to = programFlags
+		}
+		to.Var(f.Value, f.Name, f.Usage)
+		to.Lookup(f.Name).DefValue = f.DefValue
+	})
 	fmt.Fprintf(w, "\nflags of run (and of explain):\n")
-	out := fs.Output()
-	fs.SetOutput(w)
-	fs.PrintDefaults()
-	fs.SetOutput(out)
+	cairnFlags.SetOutput(w)
+	cairnFlags.PrintDefaults()
+	n := 0
+	programFlags.VisitAll(func(*flag.Flag) { n++ })
+	if n > 0 {
+		fmt.Fprintf(w, "\nflags of %s (also of explain, status, logs and graph; remote steps get them too):\n", prog)
+		programFlags.SetOutput(w)
+		programFlags.PrintDefaults()
+	}
 }
 
 // printVersion writes the program's module path and version, the VCS

@@ -63,6 +63,10 @@ func runProgramLogs(o Options, steps iter.Seq[*cairn.Step], args []string) int {
 	prefix := fs.String("prefix", "", "storage root (default $CAIRN_PREFIX, else $MARIN_PREFIX, else ./"+cairn.DefaultLocalPrefix+")")
 	var lf logsFlags
 	lf.register(fs)
+	if err := o.addProgramFlags(fs, &paramRecorder{}); err != nil { // params.go
+		fmt.Fprintln(o.Stderr, err)
+		return ExitUsage
+	}
 	fs.Usage = func() {
 		fmt.Fprintln(o.Stderr, "usage: logs STEP [-f] [--attempt N] [--prefix P]\n\nPrint the log of the latest attempt at STEP (a step name, name_with_hash or output directory).")
 		fs.PrintDefaults()

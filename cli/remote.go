@@ -46,7 +46,7 @@ func (f *remoteFlags) register(fs *flag.FlagSet) {
 // openRemote opens the cluster named by the flags or the environment and
 // sets runOpts.Remote so that jobs re-enter this program in worker mode.
 // The returned function closes the cluster client.
-func (o Options) openRemote(ctx context.Context, runOpts *cairn.RunOptions, f remoteFlags, logLevel, logFormat string) (func(), error) {
+func (o Options) openRemote(ctx context.Context, runOpts *cairn.RunOptions, f remoteFlags, logLevel, logFormat string, rec *paramRecorder) (func(), error) {
 	spec := f.cluster
 	if spec == "" {
 		spec = o.Getenv("CAIRN_CLUSTER")
@@ -58,6 +58,10 @@ func (o Options) openRemote(ctx context.Context, runOpts *cairn.RunOptions, f re
 	if stage == "" {
 		stage = o.Getenv("CAIRN_STAGE_PROGRAM")
 	}
+	params, err := o.runParams(rec) // params.go
+	if err != nil {
+		return nil, err
+	}
 	c, err := o.Clusters.Open(ctx, spec, &cluster.Options{Logger: runOpts.Logger})
 	if err != nil {
 		return nil, err
@@ -66,9 +70,15 @@ func (o Options) openRemote(ctx context.Context, runOpts *cairn.RunOptions, f re
 	runOpts.Remote = &cairn.RemoteOptions{
 		Cluster: c,
 		WorkerArgs: func(w cairn.WorkerJob) []string {
-			return []string{"worker", "--step", w.Step, "--path", w.Path, "--prefix", prefix,
+			args := []string{"worker", "--step", w.Step, "--path", w.Path, "--prefix", prefix,
 				"--program-digest", w.Digest, "--fence", string(w.Fence), "--log-level", logLevel, "--log-format", logFormat}
+			if w.Params != "" {
+				args = append(args, "--params", w.Params)
+			}
+			return args
 		},
+		Params:       params,
+		Env:          JobEnv(os.Environ()),
 		StageProgram: stage,
 	}
 	return func() { c.Close() }, nil
@@ -86,6 +96,7 @@ func runWorker(o Options, steps iter.Seq[*cairn.Step], args []string) int {
 		prefix    = fs.String("prefix", "", "storage root")
 		digest    = fs.String("program-digest", "", "digest of the submitting program; refuse to run under another")
 		fence     = fs.String("fence", "", "version of the submitting attempt's RUNNING status record; the artifact is saved only while it stands")
+		paramsD   = fs.String("params", "", "digest of the submitter's parameters, recorded under --path: the program's flags are set from them")
 		logLevel  = fs.String("log-level", "info", "log level")
 		logFormat = fs.String("log-format", "text", "log format")
 	)
@@ -93,7 +104,7 @@ func runWorker(o Options, steps iter.Seq[*cairn.Step], args []string) int {
 		return ExitUsage
 	}
 	if *step == "" || fs.NArg() > 0 {
-		fmt.Fprintln(o.Stderr, "usage: worker --step ID [--path P] [--prefix P] [--program-digest D]")
+		fmt.Fprintln(o.Stderr, "usage: worker --step ID [--path P] [--prefix P] [--program-digest D] [--fence V] [--params D]")
 		return ExitUsage
 	}
 	logger, err := newLogger(o.Stderr, *logLevel, *logFormat)
@@ -109,6 +120,12 @@ func runWorker(o Options, steps iter.Seq[*cairn.Step], args []string) int {
 	// scancel and the local backend stop a job with SIGTERM.
 	ctx, stop := signal.NotifyContext(o.Context, os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	storage := beneathPrefix(ctx, o.Storage, *prefix)
+	got, err := o.workerParams(ctx, storage, *path, *paramsD) // params.go
+	if err != nil {
+		fmt.Fprintf(o.Stderr, "cairn worker: step %s: %v\n", *step, err)
+		return ExitInvalid
+	}
 	if o.Prepare != nil {
 		// DryRun: the worker needs the steps only; layers such as package
 		// recipe then write no records of their own.
@@ -122,12 +139,19 @@ func runWorker(o Options, steps iter.Seq[*cairn.Step], args []string) int {
 		Path:    *path,
 		Fence:   store.Version(*fence),
 		Prefix:  *prefix,
-		Storage: beneathPrefix(ctx, o.Storage, *prefix),
+		Storage: storage,
 		Digest:  *digest,
 		Replica: replica,
 		Logger:  logger,
 	})
-	reportUsage(ctx, beneathPrefix(ctx, o.Storage, *prefix), *path, o.Getenv("CAIRN_JOB_ID"), replica, jobStarted, logger) // runrecord.go
+	reportUsage(ctx, storage, *path, o.Getenv("CAIRN_JOB_ID"), replica, jobStarted, logger) // runrecord.go
+	if errors.Is(err, cairn.ErrProgramMismatch) && sameProgram(*digest) {
+		// Same binary, other steps: say which parameter or variable
+		// differs (mismatch.go).
+		for _, line := range o.explainMismatch(ctx, storage, *prefix, *path, *step, steps, got, *paramsD) {
+			err = fmt.Errorf("%w\n  %s", err, line)
+		}
+	}
 	if err != nil {
 		fmt.Fprintf(o.Stderr, "cairn worker: step %s failed: %v\n", *step, err)
 		switch {

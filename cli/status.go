@@ -24,6 +24,10 @@ func runStatus(o Options, args []string, own ownSteps) int {
 	asJSON := fs.Bool("json", false, "print JSON instead of a table")
 	filter := addStatusFilters(fs, own != nil)
 	staleAfter := fs.Duration("lease-stale-after", lease.DefaultStaleAfter, "lease age after which a holder counts as dead")
+	if err := o.addProgramFlags(fs, &paramRecorder{}); err != nil { // params.go
+		fmt.Fprintln(o.Stderr, err)
+		return ExitUsage
+	}
 	if err := fs.Parse(interleave(fs, args)); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return ExitOK

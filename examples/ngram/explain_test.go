@@ -19,7 +19,7 @@ func TestDryRunNamesTheChangedField(t *testing.T) {
 	runPipeline(t, defaultConfig(), storage, prefix)
 
 	cfg := defaultConfig()
-	cfg.VocabSize = 500
+	cfg.Tokenize.VocabSize = 500
 	p, err := newPipeline(cfg)
 	if err != nil {
 		t.Fatal(err)

@@ -13,25 +13,34 @@
 //
 // Its steps are typed (package recipe): each has a config struct whose
 // versioned fields, with the versions of the steps it reads, make up its
-// output path, so changing one (say Order in defaultConfig) re-runs exactly
-// the steps it affects.
+// output path, so changing one re-runs exactly the steps it affects. The
+// parameters (type config) come from defaultConfig, then from YAML or JSON
+// files and overrides on the command line:
+//
+//	go run ./examples/ngram --set train.order=4
+//	go run ./examples/ngram --config examples/ngram/bigram.yaml --set report.samples=2
+//
+// re-run train, evaluate and report only. The train step runs as a
+// cluster job (a local subprocess by default, a Slurm job with
+// --cluster slurm or CAIRN_CLUSTER=slurm), with the same parameters.
 package main
 
 import (
-	"fmt"
 	"os"
 
-	"example.com/cairn/cli"
+	"example.com/cairn/recipe"
 	"example.com/cairn/recipe/recipecli"
 )
 
 func main() {
-	p, err := newPipeline(defaultConfig())
+	os.Exit(recipecli.MainConfig(defaultConfig(), build, nil))
+}
+
+// build returns the steps of the pipeline for cfg.
+func build(cfg config) ([]recipe.Node, error) {
+	p, err := newPipeline(cfg)
 	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(cli.ExitInvalid)
+		return nil, err
 	}
-	// The train step runs as a cluster job (see trainRemote): a local
-	// subprocess by default, a Slurm job with CAIRN_CLUSTER=slurm.
-	os.Exit(recipecli.Main(p.Steps(), nil))
+	return p.Steps(), nil
 }

@@ -8,48 +8,68 @@ import (
 	"example.com/cairn/store"
 )
 
-// config holds the parameters of the pipeline's steps.
+// config holds the parameters of the pipeline's steps, a section per
+// step. It is what `--config FILE` (YAML or JSON) and `--set
+// section.field=value` change, by the json names (recipecli.MainConfig):
+//
+//	go run ./examples/ngram --set train.order=4 --set tokenize.vocab_size=500
 type config struct {
-	Shards      int     // ingest: number of JSONL shards
-	MinChars    int     // clean: minimum document length
-	Lowercase   bool    // clean: fold case
-	VocabSize   int     // tokenize: vocabulary size, reserved tokens included
-	ValFraction float64 // tokenize: fraction of documents held out
-	Order       int     // train: n-gram order
-	Samples     int     // report: number of sample generations
-	Seed        uint64  // report: sampling seed
-	MaxTokens   int     // report: maximum words per sample
-	LogSamples  bool    // report: log every sample (not versioned)
+	Ingest   ingestParams   `json:"ingest"`
+	Clean    cleanParams    `json:"clean"`
+	Tokenize tokenizeParams `json:"tokenize"`
+	Train    trainParams    `json:"train"`
+	Report   reportParams   `json:"report"`
 }
 
-// defaultConfig returns the configuration main runs.
+type ingestParams struct {
+	Shards int `json:"shards"` // number of JSONL shards
+}
+
+type cleanParams struct {
+	MinChars  int  `json:"min_chars"` // minimum document length
+	Lowercase bool `json:"lowercase"` // fold case
+}
+
+type tokenizeParams struct {
+	VocabSize   int     `json:"vocab_size"`   // vocabulary size, reserved tokens included
+	ValFraction float64 `json:"val_fraction"` // fraction of documents held out
+}
+
+type trainParams struct {
+	Order int `json:"order"` // n-gram order
+}
+
+type reportParams struct {
+	Samples    int    `json:"samples"`     // number of sample generations
+	Seed       uint64 `json:"seed"`        // sampling seed
+	MaxTokens  int    `json:"max_tokens"`  // maximum words per sample
+	LogSamples bool   `json:"log_samples"` // log every sample (not versioned)
+}
+
+// defaultConfig returns the configuration main runs unless told otherwise.
 func defaultConfig() config {
 	return config{
-		Shards:      4,
-		MinChars:    20,
-		Lowercase:   true,
-		VocabSize:   400,
-		ValFraction: 0.1,
-		Order:       3,
-		Samples:     5,
-		Seed:        1,
-		MaxTokens:   40,
+		Ingest:   ingestParams{Shards: 4},
+		Clean:    cleanParams{MinChars: 20, Lowercase: true},
+		Tokenize: tokenizeParams{VocabSize: 400, ValFraction: 0.1},
+		Train:    trainParams{Order: 3},
+		Report:   reportParams{Samples: 5, Seed: 1, MaxTokens: 40},
 	}
 }
 
 // validate rejects configurations the steps cannot run.
 func (c config) validate() error {
 	switch {
-	case c.Shards < 1:
-		return fmt.Errorf("shards must be >= 1, got %d", c.Shards)
-	case c.VocabSize <= numReserved:
-		return fmt.Errorf("vocab_size must be > %d, got %d", numReserved, c.VocabSize)
-	case !(c.ValFraction > 0 && c.ValFraction < 1):
-		return fmt.Errorf("val_fraction must be in (0, 1), got %g", c.ValFraction)
-	case c.Order < 1:
-		return fmt.Errorf("order must be >= 1, got %d", c.Order)
-	case c.Samples < 0 || c.MaxTokens < 1:
-		return fmt.Errorf("samples must be >= 0 and max_tokens >= 1, got %d and %d", c.Samples, c.MaxTokens)
+	case c.Ingest.Shards < 1:
+		return fmt.Errorf("ingest.shards must be >= 1, got %d", c.Ingest.Shards)
+	case c.Tokenize.VocabSize <= numReserved:
+		return fmt.Errorf("tokenize.vocab_size must be > %d, got %d", numReserved, c.Tokenize.VocabSize)
+	case !(c.Tokenize.ValFraction > 0 && c.Tokenize.ValFraction < 1):
+		return fmt.Errorf("tokenize.val_fraction must be in (0, 1), got %g", c.Tokenize.ValFraction)
+	case c.Train.Order < 1:
+		return fmt.Errorf("train.order must be >= 1, got %d", c.Train.Order)
+	case c.Report.Samples < 0 || c.Report.MaxTokens < 1:
+		return fmt.Errorf("report.samples must be >= 0 and report.max_tokens >= 1, got %d and %d", c.Report.Samples, c.Report.MaxTokens)
 	}
 	return nil
 }
@@ -137,21 +157,21 @@ func newPipeline(cfg config) (*pipeline, error) {
 	p := &pipeline{}
 	p.Ingest = recipe.NewWithArtifact("ngram/ingest", ingest, ingestConfig{
 		Corpus: recipe.V(digest),
-		Shards: recipe.V(cfg.Shards),
+		Shards: recipe.V(cfg.Ingest.Shards),
 	}, nil)
 	p.Clean = recipe.NewWithArtifact("ngram/clean", clean, cleanConfig{
 		Ingested:  recipe.ArtifactOf(p.Ingest),
-		MinChars:  recipe.V(cfg.MinChars),
-		Lowercase: recipe.V(cfg.Lowercase),
+		MinChars:  recipe.V(cfg.Clean.MinChars),
+		Lowercase: recipe.V(cfg.Clean.Lowercase),
 	}, nil)
 	p.Tokenize = recipe.NewWithArtifact("ngram/tokenize", tokenizeStep, tokenizeConfig{
 		Cleaned:     recipe.ArtifactOf(p.Clean),
-		VocabSize:   recipe.V(cfg.VocabSize),
-		ValFraction: recipe.V(cfg.ValFraction),
+		VocabSize:   recipe.V(cfg.Tokenize.VocabSize),
+		ValFraction: recipe.V(cfg.Tokenize.ValFraction),
 	}, nil)
 	p.Train = recipe.NewWithArtifact("ngram/train", train, trainConfig{
 		Tokenized: recipe.ArtifactOf(p.Tokenize),
-		Order:     recipe.V(cfg.Order),
+		Order:     recipe.V(cfg.Train.Order),
 		Smoothing: recipe.V(smoothingKN),
 	}, &recipe.StepOptions{Remote: trainRemote()})
 	p.Evaluate = recipe.NewWithArtifact("ngram/evaluate", evaluate, evaluateConfig{
@@ -164,10 +184,10 @@ func newPipeline(cfg config) (*pipeline, error) {
 		Tokenized:  recipe.ArtifactOf(p.Tokenize),
 		Model:      recipe.ArtifactOf(p.Train),
 		Metrics:    recipe.ArtifactOf(p.Evaluate),
-		Samples:    recipe.V(cfg.Samples),
-		Seed:       recipe.V(cfg.Seed),
-		MaxTokens:  recipe.V(cfg.MaxTokens),
-		LogSamples: cfg.LogSamples,
+		Samples:    recipe.V(cfg.Report.Samples),
+		Seed:       recipe.V(cfg.Report.Seed),
+		MaxTokens:  recipe.V(cfg.Report.MaxTokens),
+		LogSamples: cfg.Report.LogSamples,
 	}, nil)
 	return p, nil
 }

@@ -52,7 +52,7 @@ func TestPipeline(t *testing.T) {
 		t.Errorf("second run: %d steps cached, want %d", n, len(p.Steps()))
 	}
 
-	cfg.Order = 2
+	cfg.Train.Order = 2
 	_, _, byOutcome := runPipeline(t, cfg, storage, prefix)
 	want := map[cairn.Outcome][]string{
 		cairn.Ran:    {"evaluate", "report", "train"},
@@ -120,12 +120,12 @@ func TestPipelineInMemory(t *testing.T) {
 
 func TestConfigValidate(t *testing.T) {
 	for _, mutate := range []func(*config){
-		func(c *config) { c.Shards = 0 },
-		func(c *config) { c.VocabSize = 3 },
-		func(c *config) { c.ValFraction = 0 },
-		func(c *config) { c.ValFraction = 1 },
-		func(c *config) { c.Order = 0 },
-		func(c *config) { c.MaxTokens = 0 },
+		func(c *config) { c.Ingest.Shards = 0 },
+		func(c *config) { c.Tokenize.VocabSize = 3 },
+		func(c *config) { c.Tokenize.ValFraction = 0 },
+		func(c *config) { c.Tokenize.ValFraction = 1 },
+		func(c *config) { c.Train.Order = 0 },
+		func(c *config) { c.Report.MaxTokens = 0 },
 	} {
 		cfg := defaultConfig()
 		mutate(&cfg)
