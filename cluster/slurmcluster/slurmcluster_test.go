@@ -52,6 +52,7 @@ func TestConformance(t *testing.T) {
 		Replicas:           true,
 		TimeLimit:          time.Second, // rounded up to Slurm's minute
 		TimeLimitRounding:  time.Minute,
+		Packs:              true,
 		Timeout:            3 * time.Minute,
 	})
 }
