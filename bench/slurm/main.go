@@ -5,7 +5,10 @@
 //     binary in worker mode, artifact, SUCCESS), against a bare sbatch of
 //     the same work (this binary in "trivial" mode) polled with squeue;
 //   - throughput: N independent trivial remote steps in one run, against N
-//     bare sbatch submissions waited for together.
+//     bare sbatch submissions waited for together. cairn runs twice: with
+//     its default packing (steps with one request submitted together go in
+//     one job array) and with packing off (cluster.Options.MaxPack 1, one
+//     sbatch per step).
 //
 // It needs a Slurm cluster (scripts/services.sh up). Runs alternate bare
 // and cairn, on fresh prefixes; medians are reported. Output is one JSON
@@ -101,7 +104,7 @@ type config struct {
 
 type result struct {
 	Kind    string  `json:"kind"` // latency or throughput
-	Tool    string  `json:"tool"` // bare or cairn
+	Tool    string  `json:"tool"` // bare, cairn (packing on) or cairn-unpacked
 	Jobs    int     `json:"jobs"`
 	Run     int     `json:"run"`
 	Seconds float64 `json:"wall_s"`
@@ -143,7 +146,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	b := &bench{cfg: c, prog: prog, exe: exe, root: root, spec: spec, enc: json.NewEncoder(stdout)}
 	var lat = map[string][]float64{}
 	for i := range c.repeat {
-		for _, tool := range []string{"bare", "cairn"} {
+		for _, tool := range []string{"bare", "cairn", "cairn-unpacked"} {
 			d, err := b.measure(ctx, tool, 1, i)
 			if err != nil {
 				return err
@@ -153,7 +156,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	thrRuns := map[string][]float64{}
 	for i := range c.trepeat {
-		for _, tool := range []string{"bare", "cairn"} {
+		for _, tool := range []string{"bare", "cairn", "cairn-unpacked"} {
 			d, err := b.measure(ctx, tool, c.steps, i)
 			if err != nil {
 				return err
@@ -161,17 +164,30 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			thrRuns[tool] = append(thrRuns[tool], d)
 		}
 	}
-	thr := map[string]float64{"bare": median(thrRuns["bare"]), "cairn": median(thrRuns["cairn"])}
-	bare, crn := median(lat["bare"]), median(lat["cairn"])
+	bare := median(lat["bare"])
 	fmt.Fprintf(stderr, "\nlatency of one trivial job, median of %d (s):\n", c.repeat)
-	fmt.Fprintf(stderr, "  %-28s %8.3f   (min %.3f, max %.3f)\n", "bare sbatch + squeue", bare, slices.Min(lat["bare"]), slices.Max(lat["bare"]))
-	fmt.Fprintf(stderr, "  %-28s %8.3f   (min %.3f, max %.3f)\n", "cairn remote step", crn, slices.Min(lat["cairn"]), slices.Max(lat["cairn"]))
-	fmt.Fprintf(stderr, "  ratio cairn/bare %.3f: overhead %+.0f ms = %+.1f%% of bare\n", crn/bare, (crn-bare)*1000, (crn-bare)/bare*100)
+	fmt.Fprintf(stderr, "  %-30s %8.3f   (min %.3f, max %.3f)\n", "bare sbatch + squeue", bare, slices.Min(lat["bare"]), slices.Max(lat["bare"]))
+	for _, tool := range []string{"cairn", "cairn-unpacked"} {
+		crn := median(lat[tool])
+		fmt.Fprintf(stderr, "  %-30s %8.3f   (min %.3f, max %.3f; overhead %+.0f ms = %+.1f%% of bare)\n", label(tool), crn,
+			slices.Min(lat[tool]), slices.Max(lat[tool]), (crn-bare)*1000, (crn-bare)/bare*100)
+	}
 	fmt.Fprintf(stderr, "throughput of %d independent trivial jobs, median of %d (s):\n", c.steps, c.trepeat)
-	fmt.Fprintf(stderr, "  %-28s %8.3f   (%.1f jobs/s; min %.3f, max %.3f)\n", "bare sbatch + squeue", thr["bare"], float64(c.steps)/thr["bare"], slices.Min(thrRuns["bare"]), slices.Max(thrRuns["bare"]))
-	fmt.Fprintf(stderr, "  %-28s %8.3f   (%.1f steps/s; min %.3f, max %.3f)\n", "cairn remote steps", thr["cairn"], float64(c.steps)/thr["cairn"], slices.Min(thrRuns["cairn"]), slices.Max(thrRuns["cairn"]))
-	fmt.Fprintf(stderr, "  ratio cairn/bare %.3f\n", thr["cairn"]/thr["bare"])
+	thrBare := median(thrRuns["bare"])
+	for _, tool := range []string{"bare", "cairn", "cairn-unpacked"} {
+		d := median(thrRuns[tool])
+		fmt.Fprintf(stderr, "  %-30s %8.3f   (%.1f jobs/s; min %.3f, max %.3f; %.2fx bare's speed)\n", label(tool), d,
+			float64(c.steps)/d, slices.Min(thrRuns[tool]), slices.Max(thrRuns[tool]), thrBare/d)
+	}
 	return nil
+}
+
+func label(tool string) string {
+	return map[string]string{
+		"bare":           "bare sbatch + squeue",
+		"cairn":          "cairn, packed (default)",
+		"cairn-unpacked": "cairn, unpacked (MaxPack 1)",
+	}[tool]
 }
 
 type bench struct {
@@ -199,7 +215,7 @@ func (b *bench) measure(ctx context.Context, tool string, n, i int) (float64, er
 	if tool == "bare" {
 		d, err = b.bare(ctx, dir, n)
 	} else {
-		d, err = b.cairn(ctx, dir, n)
+		d, err = b.cairn(ctx, dir, n, tool == "cairn")
 	}
 	if err != nil {
 		return 0, fmt.Errorf("%s %s run %d: %w", kind, tool, i, err)
@@ -253,13 +269,18 @@ func (b *bench) bare(ctx context.Context, dir string, n int) (time.Duration, err
 }
 
 // cairn runs n remote steps through cairn.Run on a fresh prefix, from a
-// runner already started (as the bare baseline's "runner" is this process).
-func (b *bench) cairn(ctx context.Context, dir string, n int) (time.Duration, error) {
+// runner already started (as the bare baseline's "runner" is this process),
+// with packing on or off.
+func (b *bench) cairn(ctx context.Context, dir string, n int, pack bool) (time.Duration, error) {
 	runID := filepath.Base(dir)
 	prefix := filepath.Join(dir, "prefix")
 	var logs bytes.Buffer
 	logger := slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	c, err := cli.DefaultClusters().Open(ctx, b.spec, &cluster.Options{Logger: logger})
+	copts := &cluster.Options{Logger: logger}
+	if !pack {
+		copts.MaxPack = 1
+	}
+	c, err := cli.DefaultClusters().Open(ctx, b.spec, copts)
 	if err != nil {
 		return 0, err
 	}
