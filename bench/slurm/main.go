@@ -8,7 +8,9 @@
 //     bare sbatch submissions waited for together. cairn runs twice: with
 //     its default packing (steps with one request submitted together go in
 //     one job array) and with packing off (cluster.Options.MaxPack 1, one
-//     sbatch per step).
+//     sbatch per step); and bare runs twice: one sbatch per job, and all N
+//     jobs as one job array (one sbatch --array), the floor of any design
+//     that runs every step as its own Slurm job.
 //
 // It needs a Slurm cluster (scripts/services.sh up). Runs alternate bare
 // and cairn, on fresh prefixes; medians are reported. Output is one JSON
@@ -156,7 +158,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	thrRuns := map[string][]float64{}
 	for i := range c.trepeat {
-		for _, tool := range []string{"bare", "cairn", "cairn-unpacked"} {
+		for _, tool := range []string{"bare", "bare-array", "cairn", "cairn-unpacked"} {
 			d, err := b.measure(ctx, tool, c.steps, i)
 			if err != nil {
 				return err
@@ -174,7 +176,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	fmt.Fprintf(stderr, "throughput of %d independent trivial jobs, median of %d (s):\n", c.steps, c.trepeat)
 	thrBare := median(thrRuns["bare"])
-	for _, tool := range []string{"bare", "cairn", "cairn-unpacked"} {
+	for _, tool := range []string{"bare", "bare-array", "cairn", "cairn-unpacked"} {
 		d := median(thrRuns[tool])
 		fmt.Fprintf(stderr, "  %-30s %8.3f   (%.1f jobs/s; min %.3f, max %.3f; %.2fx bare's speed)\n", label(tool), d,
 			float64(c.steps)/d, slices.Min(thrRuns[tool]), slices.Max(thrRuns[tool]), thrBare/d)
@@ -185,6 +187,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 func label(tool string) string {
 	return map[string]string{
 		"bare":           "bare sbatch + squeue",
+		"bare-array":     "bare sbatch --array + squeue",
 		"cairn":          "cairn, packed (default)",
 		"cairn-unpacked": "cairn, unpacked (MaxPack 1)",
 	}[tool]
@@ -212,9 +215,12 @@ func (b *bench) measure(ctx context.Context, tool string, n, i int) (float64, er
 		d   time.Duration
 		err error
 	)
-	if tool == "bare" {
+	switch tool {
+	case "bare":
 		d, err = b.bare(ctx, dir, n)
-	} else {
+	case "bare-array":
+		d, err = b.bareArray(ctx, dir, n)
+	default:
 		d, err = b.cairn(ctx, dir, n, tool == "cairn")
 	}
 	if err != nil {
@@ -255,6 +261,47 @@ func (b *bench) bare(ctx context.Context, dir string, n int) (time.Duration, err
 				done++
 			case "FAILED", "CANCELLED", "TIMEOUT", "NODE_FAIL", "OUT_OF_MEMORY":
 				return 0, fmt.Errorf("a bare job ended %s", s)
+			}
+		}
+		if done == n {
+			return time.Since(start), nil
+		}
+		select {
+		case <-ctx.Done():
+			return 0, ctx.Err()
+		case <-time.After(b.cfg.poll):
+		}
+	}
+}
+
+// bareArray submits the n jobs of bare as one job array (one sbatch), the
+// floor of any design that runs each step as its own Slurm job.
+func (b *bench) bareArray(ctx context.Context, dir string, n int) (time.Duration, error) {
+	start := time.Now()
+	script := fmt.Sprintf("#!/bin/sh\nexec '%s' trivial \"%s/result-$SLURM_ARRAY_TASK_ID\"\n", b.exe, dir)
+	args := []string{"--parsable", "--job-name=bare-array", "--output=/dev/null", "--cpus-per-task=1", "--mem=64M", fmt.Sprintf("--array=0-%d", n-1)}
+	if b.cfg.partition != "" {
+		args = append(args, "--partition="+b.cfg.partition)
+	}
+	cmd := exec.CommandContext(ctx, "sbatch", args...)
+	cmd.Stdin = strings.NewReader(script)
+	out, err := cmd.Output()
+	if err != nil {
+		return 0, fmt.Errorf("sbatch: %w", err)
+	}
+	id := strings.TrimSpace(string(out))
+	for {
+		out, err := exec.CommandContext(ctx, "squeue", "-h", "-r", "--states=all", "-j", id, "-o", "%T").Output()
+		if err != nil {
+			return 0, fmt.Errorf("squeue: %w", err)
+		}
+		done := 0
+		for s := range strings.FieldsSeq(string(out)) {
+			switch s {
+			case "COMPLETED":
+				done++
+			case "FAILED", "CANCELLED", "TIMEOUT", "NODE_FAIL", "OUT_OF_MEMORY":
+				return 0, fmt.Errorf("a bare array job ended %s", s)
 			}
 		}
 		if done == n {
