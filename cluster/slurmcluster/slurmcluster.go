@@ -50,6 +50,18 @@
 // otherwise number the job's attempts. Slurm commands run with that same
 // environment.
 //
+// # Packs
+//
+// SubmitPack (driver.Packer) submits jobs that share a request as one job
+// array (sbatch --array=0-(N-1), named cairn-pack), each element its own
+// job: its ID is ARRAY_INDEX ("1234_5"), which squeue -r, scontrol and
+// scancel take; its argv, environment, log directory and attempt are in
+// the batch script, under a case on SLURM_ARRAY_TASK_ID fixed at
+// submission; Find reads an element's name, tag and attempt from the
+// manifest at the top of that script (scontrol write batch_script). The
+// details of finished elements (exit codes) come from one scontrol call
+// per array. See pack.go.
+//
 // Jobs outlive the client: Close does not cancel them, and Find lists the
 // pending and running jobs of the current user (squeue --me, and the job's
 // user ID checked again) by name, so that another process of the same user
