@@ -19,6 +19,7 @@ import (
 	"example.com/cairn"
 	"example.com/cairn/cli"
 	"example.com/cairn/cluster"
+	"example.com/cairn/runrecord"
 )
 
 // packPipeline is CAIRN_TEST_SHARDS independent remote steps with one
@@ -209,6 +210,32 @@ func TestPackedStepsOnSlurm(t *testing.T) {
 	}
 	if !strings.Contains(string(out), "shard 2 fails deliberately") || !strings.Contains(string(out), "5 ran, 1 failed") {
 		t.Errorf("run output does not report the one failure:\n%s", out)
+	}
+	// The run record names each step's own element.
+	runs, _ := filepath.Glob(filepath.Join(e.prefix, "experiments", ".cairn_runs", "*.json"))
+	if len(runs) != 1 {
+		t.Fatalf("run records: %v", runs)
+	}
+	data, err := os.ReadFile(runs[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	var record runrecord.Record
+	if err := json.Unmarshal(data, &record); err != nil {
+		t.Fatal(err)
+	}
+	ids := map[string]bool{}
+	for _, st := range record.Steps {
+		if st.Job != nil && st.Job.Cluster == "slurm" {
+			for _, id := range st.Job.IDs {
+				ids[id] = true
+			}
+		}
+	}
+	for i, r := range recs {
+		if !ids[r.JobIDs[0]] {
+			t.Errorf("the run record does not name shard %d's job %s (it names %v)", i, r.JobIDs[0], ids)
+		}
 	}
 
 	// Re-run: only the failed shard runs again, in a job of its own.

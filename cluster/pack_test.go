@@ -207,3 +207,26 @@ func TestPackWithdrawAndOff(t *testing.T) {
 		}
 	})
 }
+
+// What packing adds to a lone job's submission: the hand-off to the
+// queue's flusher goroutine (compare BenchmarkSubmitLoneUnpacked).
+func BenchmarkSubmitLonePacked(b *testing.B) { benchmarkSubmitLone(b, 0) }
+
+// A lone job's submission with packing off (MaxPack 1).
+func BenchmarkSubmitLoneUnpacked(b *testing.B) { benchmarkSubmitLone(b, 1) }
+
+func benchmarkSubmitLone(b *testing.B, maxPack int) {
+	f := newPackingFake(100, false)
+	c := cluster.NewClient(f, &cluster.Options{Name: "fake", LogRoot: b.TempDir(), MaxPack: maxPack, Logger: slog.New(slog.DiscardHandler)})
+	defer c.Close()
+	spec := cluster.JobSpec{Name: "lone", Command: []string{"prog"}, LogDir: b.TempDir()}
+	for b.Loop() {
+		j, err := c.Submit(b.Context(), spec)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if err := j.Cancel(b.Context()); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

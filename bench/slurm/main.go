@@ -110,6 +110,8 @@ type result struct {
 	Jobs    int     `json:"jobs"`
 	Run     int     `json:"run"`
 	Seconds float64 `json:"wall_s"`
+	// Submissions is the number of sbatch calls the run made.
+	Submissions int `json:"sbatch_calls"`
 }
 
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -157,6 +159,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		}
 	}
 	thrRuns := map[string][]float64{}
+	calls := map[string][]int{}
 	for i := range c.trepeat {
 		for _, tool := range []string{"bare", "bare-array", "cairn", "cairn-unpacked"} {
 			d, err := b.measure(ctx, tool, c.steps, i)
@@ -164,6 +167,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 				return err
 			}
 			thrRuns[tool] = append(thrRuns[tool], d)
+			calls[tool] = append(calls[tool], b.lastSubmissions)
 		}
 	}
 	bare := median(lat["bare"])
@@ -178,8 +182,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	thrBare := median(thrRuns["bare"])
 	for _, tool := range []string{"bare", "bare-array", "cairn", "cairn-unpacked"} {
 		d := median(thrRuns[tool])
-		fmt.Fprintf(stderr, "  %-30s %8.3f   (%.1f jobs/s; min %.3f, max %.3f; %.2fx bare's speed)\n", label(tool), d,
-			float64(c.steps)/d, slices.Min(thrRuns[tool]), slices.Max(thrRuns[tool]), thrBare/d)
+		fmt.Fprintf(stderr, "  %-30s %8.3f   (%.1f jobs/s; min %.3f, max %.3f; %.2fx bare's speed; sbatch calls %v)\n", label(tool), d,
+			float64(c.steps)/d, slices.Min(thrRuns[tool]), slices.Max(thrRuns[tool]), thrBare/d, calls[tool])
 	}
 	return nil
 }
@@ -200,6 +204,8 @@ type bench struct {
 	root string
 	spec string
 	enc  *json.Encoder
+
+	lastSubmissions int // of the last measurement
 }
 
 func (b *bench) measure(ctx context.Context, tool string, n, i int) (float64, error) {
@@ -212,21 +218,27 @@ func (b *bench) measure(ctx context.Context, tool string, n, i int) (float64, er
 		return 0, err
 	}
 	var (
-		d   time.Duration
-		err error
+		d           time.Duration
+		err         error
+		submissions = n
 	)
 	switch tool {
 	case "bare":
 		d, err = b.bare(ctx, dir, n)
 	case "bare-array":
 		d, err = b.bareArray(ctx, dir, n)
+		submissions = 1
 	default:
 		d, err = b.cairn(ctx, dir, n, tool == "cairn")
+		if err == nil {
+			submissions, err = sbatchCalls(filepath.Join(dir, "prefix"))
+		}
 	}
 	if err != nil {
 		return 0, fmt.Errorf("%s %s run %d: %w", kind, tool, i, err)
 	}
-	r := result{Kind: kind, Tool: tool, Jobs: n, Run: i, Seconds: d.Seconds()}
+	r := result{Kind: kind, Tool: tool, Jobs: n, Run: i, Seconds: d.Seconds(), Submissions: submissions}
+	b.lastSubmissions = submissions
 	return r.Seconds, b.enc.Encode(r)
 }
 
@@ -354,6 +366,33 @@ func (b *bench) cairn(ctx context.Context, dir string, n int, pack bool) (time.D
 		return 0, fmt.Errorf("%d steps ran, want %d", got, n)
 	}
 	return d, nil
+}
+
+// sbatchCalls counts the scheduler submissions of the steps under prefix
+// from their remote records: a job array ("1234_5") is one submission.
+func sbatchCalls(prefix string) (int, error) {
+	recs, err := filepath.Glob(filepath.Join(prefix, "*", ".cairn_remote.json"))
+	if err != nil {
+		return 0, err
+	}
+	jobs := map[string]bool{}
+	for _, p := range recs {
+		data, err := os.ReadFile(p)
+		if err != nil {
+			return 0, err
+		}
+		var rec struct {
+			JobIDs []string `json:"job_ids"`
+		}
+		if err := json.Unmarshal(data, &rec); err != nil {
+			return 0, fmt.Errorf("%s: %w", p, err)
+		}
+		for _, id := range rec.JobIDs {
+			array, _, _ := strings.Cut(id, "_")
+			jobs[array] = true
+		}
+	}
+	return len(jobs), nil
 }
 
 func median(xs []float64) float64 {

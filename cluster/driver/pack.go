@@ -28,6 +28,14 @@ import (
 //     with the scheduler's job (Slurm: in the batch script, indexed by
 //     SLURM_ARRAY_TASK_ID), never re-derived from names or order later.
 //
+// A backend that cannot keep one of these promises for an element (stop it
+// alone, report its own exit status) must not implement Packer; its jobs
+// are then submitted one by one. On Kubernetes the natural pack is an
+// Indexed Job (completionMode: Indexed, JOB_COMPLETION_INDEX selecting the
+// element), if the backend can stop one index and read its exit status on
+// its own (per-index backoff limits and pod failure policies are the tools
+// to look at).
+//
 // The portable layer only packs specs for which Packable reports true, and
 // never more than MaxPack of them. A failed element is retried alone, with
 // Submit.
