@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -72,16 +73,55 @@ func (s *Scheduler) SubmitPack(ctx context.Context, specs []*driver.JobSpec) ([]
 			args[i] = "--comment=" + packComment
 		}
 	}
-	args = append(args, "--array=0-"+strconv.Itoa(len(specs)-1))
-	id, err := s.sbatch(ctx, s.packScript(specs), args)
+	// A cluster whose MaxArraySize is below the pack gets several arrays;
+	// if one cannot be submitted, those already submitted are cancelled,
+	// so that the pack is submitted whole or not at all.
+	limit, err := s.maxArraySize(ctx)
 	if err != nil {
 		return nil, err
 	}
-	ids := make([]string, len(specs))
-	for i := range specs {
-		ids[i] = id + "_" + strconv.Itoa(i)
+	var ids []string
+	for chunk := range slices.Chunk(specs, limit) {
+		id, err := s.sbatch(ctx, s.packScript(chunk), append(slices.Clone(args), "--array=0-"+strconv.Itoa(len(chunk)-1)))
+		if err != nil {
+			for _, done := range ids {
+				_ = s.Cancel(context.WithoutCancel(ctx), done)
+			}
+			return nil, err
+		}
+		for i := range chunk {
+			ids = append(ids, id+"_"+strconv.Itoa(i))
+		}
 	}
 	return ids, nil
+}
+
+var maxArraySizeRE = regexp.MustCompile(`(?m)^MaxArraySize\s*=\s*(\d+)`)
+
+// maxArraySize returns the cluster's MaxArraySize (array indices go up to
+// one less), read once from scontrol show config; DefaultMaxPack if
+// scontrol does not say.
+func (s *Scheduler) maxArraySize(ctx context.Context) (int, error) {
+	s.mu.Lock()
+	n := s.arraySize
+	s.mu.Unlock()
+	if n > 0 {
+		return n, nil
+	}
+	out, err := s.run(ctx, nil, "scontrol", "show", "config")
+	if err != nil {
+		return 0, err
+	}
+	n = DefaultMaxPack
+	if m := maxArraySizeRE.FindSubmatch(out); m != nil {
+		if v, err := strconv.Atoi(string(m[1])); err == nil && v > 0 {
+			n = v
+		}
+	}
+	s.mu.Lock()
+	s.arraySize = n
+	s.mu.Unlock()
+	return n, nil
 }
 
 // packScript returns the batch script of the job array running specs.

@@ -106,9 +106,9 @@ type Options struct {
 	// Shell is the interpreter of the batch script, an absolute path
 	// without spaces; "" means /bin/sh.
 	Shell string
-	// MaxPack is the largest job array SubmitPack submits (see
-	// driver.Packer); 0 means DefaultMaxPack. It must not exceed the
-	// cluster's MaxArraySize.
+	// MaxPack is the largest pack SubmitPack accepts (see driver.Packer);
+	// 0 means DefaultMaxPack. A pack larger than the cluster's MaxArraySize
+	// is submitted as several job arrays.
 	MaxPack int
 }
 
@@ -124,6 +124,7 @@ type Scheduler struct {
 	// manifests caches the manifests of packs (array job ID -> elements by
 	// index); see pack.go.
 	manifests map[string]map[string]element
+	arraySize int // the cluster's MaxArraySize, once read; see pack.go
 }
 
 // New returns a scheduler. It fails if sbatch cannot be found.
