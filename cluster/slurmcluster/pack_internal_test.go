@@ -78,7 +78,7 @@ func TestSubmitPackSplitsAllOrNothing(t *testing.T) {
 	dir := t.TempDir()
 	calls, cancelled := filepath.Join(dir, "calls"), filepath.Join(dir, "cancelled")
 	bin := fakeBin(t, map[string]string{
-		"sbatch": `cat >/dev/null; echo x >> '` + calls + `'; n=$(wc -l < '` + calls + `'); if [ "$n" -ge 2 ]; then echo "sbatch: error: Batch job submission failed: Something" >&2; exit 1; fi; echo 500`,
+		"sbatch":   `cat >/dev/null; echo x >> '` + calls + `'; n=$(wc -l < '` + calls + `'); if [ "$n" -ge 2 ]; then echo "sbatch: error: Batch job submission failed: Something" >&2; exit 1; fi; echo 500`,
 		"scontrol": `echo "MaxArraySize            = 2"`,
 		"scancel":  `echo "$@" >> '` + cancelled + `'`,
 	})
