@@ -149,8 +149,12 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	b := &bench{cfg: c, prog: prog, exe: exe, root: root, spec: spec, enc: json.NewEncoder(stdout)}
 	var lat = map[string][]float64{}
+	// The order of the tools rotates from one repetition to the next: a
+	// run starts at a phase of slurmctld's scheduling tick (about a second)
+	// that depends on how the previous run ended, and a fixed order would
+	// give each tool the same phase every time.
 	for i := range c.repeat {
-		for _, tool := range []string{"bare", "cairn", "cairn-unpacked"} {
+		for _, tool := range rotate([]string{"bare", "cairn", "cairn-unpacked"}, i) {
 			d, err := b.measure(ctx, tool, 1, i)
 			if err != nil {
 				return err
@@ -161,7 +165,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	thrRuns := map[string][]float64{}
 	calls := map[string][]int{}
 	for i := range c.trepeat {
-		for _, tool := range []string{"bare", "bare-array", "cairn", "cairn-unpacked"} {
+		for _, tool := range rotate([]string{"bare", "bare-array", "cairn", "cairn-unpacked"}, i) {
 			d, err := b.measure(ctx, tool, c.steps, i)
 			if err != nil {
 				return err
@@ -170,20 +174,24 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			calls[tool] = append(calls[tool], b.lastSubmissions)
 		}
 	}
-	bare := median(lat["bare"])
-	fmt.Fprintf(stderr, "\nlatency of one trivial job, median of %d (s):\n", c.repeat)
-	fmt.Fprintf(stderr, "  %-30s %8.3f   (min %.3f, max %.3f)\n", "bare sbatch + squeue", bare, slices.Min(lat["bare"]), slices.Max(lat["bare"]))
-	for _, tool := range []string{"cairn", "cairn-unpacked"} {
-		crn := median(lat[tool])
-		fmt.Fprintf(stderr, "  %-30s %8.3f   (min %.3f, max %.3f; overhead %+.0f ms = %+.1f%% of bare)\n", label(tool), crn,
-			slices.Min(lat[tool]), slices.Max(lat[tool]), (crn-bare)*1000, (crn-bare)/bare*100)
+	if c.repeat > 0 {
+		bare := median(lat["bare"])
+		fmt.Fprintf(stderr, "\nlatency of one trivial job, median of %d (s):\n", c.repeat)
+		fmt.Fprintf(stderr, "  %-30s %8.3f   (min %.3f, max %.3f)\n", "bare sbatch + squeue", bare, slices.Min(lat["bare"]), slices.Max(lat["bare"]))
+		for _, tool := range []string{"cairn", "cairn-unpacked"} {
+			crn := median(lat[tool])
+			fmt.Fprintf(stderr, "  %-30s %8.3f   (min %.3f, max %.3f; overhead %+.0f ms = %+.1f%% of bare)\n", label(tool), crn,
+				slices.Min(lat[tool]), slices.Max(lat[tool]), (crn-bare)*1000, (crn-bare)/bare*100)
+		}
 	}
-	fmt.Fprintf(stderr, "throughput of %d independent trivial jobs, median of %d (s):\n", c.steps, c.trepeat)
-	thrBare := median(thrRuns["bare"])
-	for _, tool := range []string{"bare", "bare-array", "cairn", "cairn-unpacked"} {
-		d := median(thrRuns[tool])
-		fmt.Fprintf(stderr, "  %-30s %8.3f   (%.1f jobs/s; min %.3f, max %.3f; %.2fx bare's speed; sbatch calls %v)\n", label(tool), d,
-			float64(c.steps)/d, slices.Min(thrRuns[tool]), slices.Max(thrRuns[tool]), thrBare/d, calls[tool])
+	if c.trepeat > 0 {
+		fmt.Fprintf(stderr, "throughput of %d independent trivial jobs, median of %d (s):\n", c.steps, c.trepeat)
+		thrBare := median(thrRuns["bare"])
+		for _, tool := range []string{"bare", "bare-array", "cairn", "cairn-unpacked"} {
+			d := median(thrRuns[tool])
+			fmt.Fprintf(stderr, "  %-30s %8.3f   (%.1f jobs/s; min %.3f, max %.3f; %.2fx bare's speed; sbatch calls %v)\n", label(tool), d,
+				float64(c.steps)/d, slices.Min(thrRuns[tool]), slices.Max(thrRuns[tool]), thrBare/d, calls[tool])
+		}
 	}
 	return nil
 }
@@ -395,7 +403,16 @@ func sbatchCalls(prefix string) (int, error) {
 	return len(jobs), nil
 }
 
+// rotate returns tools rotated left by i.
+func rotate(tools []string, i int) []string {
+	i %= len(tools)
+	return append(slices.Clone(tools[i:]), tools[:i]...)
+}
+
 func median(xs []float64) float64 {
+	if len(xs) == 0 {
+		return 0
+	}
 	s := slices.Clone(xs)
 	slices.Sort(s)
 	if len(s)%2 == 1 {
