@@ -20,8 +20,9 @@ import (
 //
 // How jobs are grouped: by group commit, as databases batch their log
 // writes. A job whose request (driver.Packable) matches no submission in
-// progress is submitted at once, alone: a lone job is never held back
-// waiting for company. Jobs with that request which arrive while that
+// progress is submitted at once, alone, on its caller's goroutine: a lone
+// job is never held back waiting for company, nor handed to another
+// goroutine. Jobs with that request which arrive while that
 // submission is in flight queue up, and when it returns they all go in one
 // request (up to MaxPack; the rest in the next). So packs form exactly when
 // jobs arrive faster than the scheduler accepts them, which is when one
@@ -106,6 +107,16 @@ func (c *Client) submitPacked(ctx context.Context, ds *driver.JobSpec) (string, 
 		q = &packQueue{rep: ds}
 		p.queues = append(p.queues, q)
 	}
+	if start && p.window == 0 {
+		// The first job of its request is submitted at once, on the
+		// caller's goroutine and under its context, exactly as without
+		// packing; the jobs that queue meanwhile are handed to a flusher.
+		p.mu.Unlock()
+		c.mu.Unlock()
+		id, err := c.drv.Submit(ctx, ds)
+		c.handOff(ctx, q)
+		return id, err
+	}
 	q.waiting = append(q.waiting, req)
 	p.mu.Unlock()
 	if start {
@@ -130,6 +141,31 @@ func (c *Client) submitPacked(ctx context.Context, ds *driver.JobSpec) (string, 
 		_ = c.drv.Cancel(context.WithoutCancel(ctx), r.id)
 	}
 	return "", context.Cause(ctx)
+}
+
+// handOff starts a flusher for the jobs that queued in q while its first
+// job was being submitted, or retires q if there are none. If the client
+// closed meanwhile, they fail with ErrClosed.
+func (c *Client) handOff(ctx context.Context, q *packQueue) {
+	p := c.packer
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	p.mu.Lock()
+	var orphans []*packReq
+	switch {
+	case len(q.waiting) == 0:
+		p.queues = slices.DeleteFunc(p.queues, func(x *packQueue) bool { return x == q })
+	case c.closed:
+		orphans, q.waiting = q.waiting, nil
+		p.queues = slices.DeleteFunc(p.queues, func(x *packQueue) bool { return x == q })
+	default:
+		// Under c.mu, so that Close waits for it (see submitPacked).
+		c.wg.Go(func() { p.flush(ctx, q) })
+	}
+	p.mu.Unlock()
+	for _, r := range orphans {
+		r.done <- packResult{err: ErrClosed}
+	}
 }
 
 // withdraw removes req from q if it is still waiting, and reports whether
