@@ -29,6 +29,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math/rand/v2"
 	"os"
 	"os/exec"
 	"os/signal"
@@ -149,10 +150,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	b := &bench{cfg: c, prog: prog, exe: exe, root: root, spec: spec, enc: json.NewEncoder(stdout)}
 	var lat = map[string][]float64{}
-	// The order of the tools rotates from one repetition to the next: a
-	// run starts at a phase of slurmctld's scheduling tick (about a second)
-	// that depends on how the previous run ended, and a fixed order would
-	// give each tool the same phase every time.
+	// The order of the tools rotates from one repetition to the next, and
+	// each run starts after a random pause (see measure).
 	for i := range c.repeat {
 		for _, tool := range rotate([]string{"bare", "cairn", "cairn-unpacked"}, i) {
 			d, err := b.measure(ctx, tool, 1, i)
@@ -224,6 +223,15 @@ func (b *bench) measure(ctx context.Context, tool string, n, i int) (float64, er
 	dir := filepath.Join(b.root, fmt.Sprintf("%s-%s-%d", kind, tool, i))
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return 0, err
+	}
+	// A job starts at slurmctld's next scheduling pass (about every
+	// second), so a run's time depends on the phase at which it submits,
+	// and that phase on how the previous run ended. An untimed random
+	// pause of up to a second makes the phase random for every tool.
+	select {
+	case <-ctx.Done():
+		return 0, ctx.Err()
+	case <-time.After(rand.N(time.Second)):
 	}
 	var (
 		d           time.Duration
