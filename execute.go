@@ -471,6 +471,11 @@ func (x *executor) attempt(ctx context.Context, s *Step, id, path string, b *sto
 	lostCause := context.Cause(stepCtx)
 	cancel()
 	res.duration = time.Since(start)
+	// The writes after the function get cleanupTimeout from now: the step
+	// may have run (or waited in a cluster's queue) for longer than that.
+	finalCtx, cancelFinal := context.WithTimeout(context.WithoutCancel(ctx), cleanupTimeout)
+	defer cancelFinal()
+	cleanupCtx = finalCtx // release uses it too
 	x.closeLog(cleanupCtx, label, out, fileLog, ferr)
 
 	if ferr != nil && errors.Is(lostCause, lease.ErrLost) && ctx.Err() == nil {

@@ -29,6 +29,9 @@ func TestMain(m *testing.M) {
 	if os.Getenv("CAIRN_TEST_REMOTE_PIPELINE") != "" { // remote_test.go
 		os.Exit(cli.Main(remotePipeline(), nil))
 	}
+	if os.Getenv("CAIRN_TEST_PACK_PIPELINE") != "" { // pack_test.go
+		os.Exit(cli.Main(packPipeline(), nil))
+	}
 	if os.Getenv("CAIRN_TEST_LIVE_PIPELINE") != "" { // live_test.go
 		os.Exit(cli.Main(cairn.Steps(livePipeline()...), nil))
 	}

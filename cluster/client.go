@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"log/slog"
 	"os"
@@ -42,6 +43,17 @@ type Options struct {
 	// Logger receives retries and polling problems; nil means
 	// slog.Default().
 	Logger *slog.Logger
+	// MaxPack bounds how many jobs with the same request (see
+	// driver.Packable) Submit packs into one scheduler request on a backend
+	// that can (driver.Packer: Slurm job arrays): 0 means the backend's
+	// limit, 1 turns packing off. Jobs are packed only when they arrive
+	// while a submission of their request is in flight, so a lone job is
+	// never delayed (see pack.go).
+	MaxPack int
+	// PackWindow, if positive, holds the first job of a group of packable
+	// jobs for that long before submitting it, so that jobs arriving just
+	// after it join its pack. 0 (the default) never holds a job back.
+	PackWindow time.Duration
 }
 
 // Client submits jobs to one cluster backend and watches them. Create one
@@ -53,6 +65,7 @@ type Client struct {
 	pollMax time.Duration
 	logRoot string
 	log     *slog.Logger
+	packer  *packer // nil: one submission per job
 
 	pollFailures int // consecutive failed status requests; poller only
 
@@ -84,6 +97,7 @@ func NewClient(drv driver.Scheduler, opts *Options) *Client {
 		wake:    make(chan struct{}, 1),
 		quit:    make(chan struct{}),
 		active:  make(map[*Job]struct{}),
+		packer:  newPacker(drv, o.MaxPack, o.PackWindow),
 	}
 	if c.name == "" {
 		c.name = "cluster"
@@ -128,7 +142,9 @@ func (c *Client) Close() error {
 }
 
 // Submit validates spec, completes it with defaults and submits its first
-// attempt. It returns once the scheduler has accepted the job. A request
+// attempt. It returns once the scheduler has accepted the job. Jobs
+// submitted concurrently with the same request may be packed into one
+// scheduler request (Options.MaxPack); each is still its own Job. A request
 // the scheduler rejects outright fails with an error satisfying
 // errors.Is(err, ErrUnsatisfiable) that carries the scheduler's reason.
 func (c *Client) Submit(ctx context.Context, spec JobSpec) (*Job, error) {
@@ -139,8 +155,11 @@ func (c *Client) Submit(ctx context.Context, spec JobSpec) (*Job, error) {
 	if err := os.MkdirAll(ds.LogDir, 0o755); err != nil {
 		return nil, fmt.Errorf("cluster %s: submit %s: log directory: %w", c.name, ds.Name, err)
 	}
-	id, err := c.drv.Submit(ctx, ds)
+	id, err := c.submitPacked(ctx, ds)
 	if err != nil {
+		if errors.Is(err, ErrClosed) {
+			return nil, fmt.Errorf("cluster %s: %w", c.name, err)
+		}
 		return nil, c.wrap("submit "+ds.Name, err)
 	}
 	j := c.newJob(spec, ds, id)

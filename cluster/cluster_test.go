@@ -372,12 +372,12 @@ func TestMux(t *testing.T) {
 		t.Errorf("Name = %q", c.Name())
 	}
 	c.Close()
-	if c, err := mux.Open(ctx, "fake?poll=2s&n=1", nil); err != nil {
-		t.Errorf("poll parameter: %v", err)
+	if c, err := mux.Open(ctx, "fake?poll=2s&n=1&pack=1", nil); err != nil {
+		t.Errorf("poll and pack parameters: %v", err)
 	} else {
 		c.Close()
 	}
-	for _, spec := range []string{"nosuch", "fake?n=x", "fake?n=-1", "fake?other=1", "fake?n=1&n=2", "fake?n=01", "fake?poll=x", "fake?poll=-1s"} {
+	for _, spec := range []string{"nosuch", "fake?n=x", "fake?n=-1", "fake?other=1", "fake?n=1&n=2", "fake?n=01", "fake?poll=x", "fake?poll=-1s", "fake?pack=0", "fake?pack=x"} {
 		if _, err := mux.Open(ctx, spec, nil); !errors.Is(err, cluster.ErrBadSpec) {
 			t.Errorf("Open(%q) = %v, want ErrBadSpec", spec, err)
 		}

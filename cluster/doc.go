@@ -34,6 +34,19 @@
 // and watches it instead of submitting a duplicate; other users' jobs are
 // never adopted.
 //
+// # Packing
+//
+// Jobs submitted concurrently with the same request (driver.Packable: same
+// program, setup and resources; names, arguments, environment and logs may
+// differ) are packed into one scheduler request on a backend that can
+// (driver.Packer: a Slurm job array), by group commit: a job is submitted
+// at once if no submission of its request is in flight, and the jobs that
+// arrive meanwhile go together in the next request. Each is still its own
+// Job with its own ID ("1234_5" on Slurm), status, log, retries (a failed
+// job is resubmitted alone), cancellation and adoption. [Options].MaxPack
+// bounds a pack (1 turns packing off; "slurm?pack=1" in a cluster spec);
+// backends that cannot pack get one submission per job. See pack.go.
+//
 // # Safety
 //
 // No value of a JobSpec is ever interpreted by a shell, and every driver

@@ -6,6 +6,7 @@ import (
 	"net/url"
 	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -82,8 +83,9 @@ func ParseSpec(spec string) (name string, params url.Values, err error) {
 }
 
 // Open parses spec, opens the backend it names and returns a client over
-// it. opts.Name defaults to the backend name. The parameter poll, common to
-// every backend, sets Options.PollMax ("slurm?poll=1s"). An unknown backend or a
+// it. opts.Name defaults to the backend name. The parameters poll and
+// pack, common to every backend, set Options.PollMax ("slurm?poll=1s") and
+// Options.MaxPack ("slurm?pack=1" submits every job alone). An unknown backend or a
 // malformed spec gives an error satisfying errors.Is(err, ErrBadSpec).
 func (m *Mux) Open(ctx context.Context, spec string, opts *Options) (*Client, error) {
 	name, params, err := ParseSpec(spec)
@@ -109,6 +111,14 @@ func (m *Mux) Open(ctx context.Context, spec string, opts *Options) (*Client, er
 		}
 		co.PollMax = d
 		delete(params, "poll")
+	}
+	if vs, ok := params["pack"]; ok {
+		n, err := strconv.Atoi(vs[0])
+		if len(vs) != 1 || err != nil || n < 1 {
+			return nil, fmt.Errorf("%w %q: pack=%q: want the largest number of jobs to pack into one request, 1 for none", ErrBadSpec, spec, vs[0])
+		}
+		co.MaxPack = n
+		delete(params, "pack")
 	}
 	drv, err := o.OpenScheduler(ctx, params)
 	if err != nil {

@@ -5,7 +5,12 @@
 //     binary in worker mode, artifact, SUCCESS), against a bare sbatch of
 //     the same work (this binary in "trivial" mode) polled with squeue;
 //   - throughput: N independent trivial remote steps in one run, against N
-//     bare sbatch submissions waited for together.
+//     bare sbatch submissions waited for together. cairn runs twice: with
+//     its default packing (steps with one request submitted together go in
+//     one job array) and with packing off (cluster.Options.MaxPack 1, one
+//     sbatch per step); and bare runs twice: one sbatch per job, and all N
+//     jobs as one job array (one sbatch --array), the floor of any design
+//     that runs every step as its own Slurm job.
 //
 // It needs a Slurm cluster (scripts/services.sh up). Runs alternate bare
 // and cairn, on fresh prefixes; medians are reported. Output is one JSON
@@ -24,6 +29,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math/rand/v2"
 	"os"
 	"os/exec"
 	"os/signal"
@@ -101,10 +107,12 @@ type config struct {
 
 type result struct {
 	Kind    string  `json:"kind"` // latency or throughput
-	Tool    string  `json:"tool"` // bare or cairn
+	Tool    string  `json:"tool"` // bare, cairn (packing on) or cairn-unpacked
 	Jobs    int     `json:"jobs"`
 	Run     int     `json:"run"`
 	Seconds float64 `json:"wall_s"`
+	// Submissions is the number of sbatch calls the run made.
+	Submissions int `json:"sbatch_calls"`
 }
 
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -142,8 +150,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	b := &bench{cfg: c, prog: prog, exe: exe, root: root, spec: spec, enc: json.NewEncoder(stdout)}
 	var lat = map[string][]float64{}
+	// The order of the tools rotates from one repetition to the next, and
+	// each run starts after a random pause (see measure).
 	for i := range c.repeat {
-		for _, tool := range []string{"bare", "cairn"} {
+		for _, tool := range rotate([]string{"bare", "cairn", "cairn-unpacked"}, i) {
 			d, err := b.measure(ctx, tool, 1, i)
 			if err != nil {
 				return err
@@ -152,26 +162,46 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		}
 	}
 	thrRuns := map[string][]float64{}
+	calls := map[string][]int{}
 	for i := range c.trepeat {
-		for _, tool := range []string{"bare", "cairn"} {
+		for _, tool := range rotate([]string{"bare", "bare-array", "cairn", "cairn-unpacked"}, i) {
 			d, err := b.measure(ctx, tool, c.steps, i)
 			if err != nil {
 				return err
 			}
 			thrRuns[tool] = append(thrRuns[tool], d)
+			calls[tool] = append(calls[tool], b.lastSubmissions)
 		}
 	}
-	thr := map[string]float64{"bare": median(thrRuns["bare"]), "cairn": median(thrRuns["cairn"])}
-	bare, crn := median(lat["bare"]), median(lat["cairn"])
-	fmt.Fprintf(stderr, "\nlatency of one trivial job, median of %d (s):\n", c.repeat)
-	fmt.Fprintf(stderr, "  %-28s %8.3f   (min %.3f, max %.3f)\n", "bare sbatch + squeue", bare, slices.Min(lat["bare"]), slices.Max(lat["bare"]))
-	fmt.Fprintf(stderr, "  %-28s %8.3f   (min %.3f, max %.3f)\n", "cairn remote step", crn, slices.Min(lat["cairn"]), slices.Max(lat["cairn"]))
-	fmt.Fprintf(stderr, "  ratio cairn/bare %.3f: overhead %+.0f ms = %+.1f%% of bare\n", crn/bare, (crn-bare)*1000, (crn-bare)/bare*100)
-	fmt.Fprintf(stderr, "throughput of %d independent trivial jobs, median of %d (s):\n", c.steps, c.trepeat)
-	fmt.Fprintf(stderr, "  %-28s %8.3f   (%.1f jobs/s; min %.3f, max %.3f)\n", "bare sbatch + squeue", thr["bare"], float64(c.steps)/thr["bare"], slices.Min(thrRuns["bare"]), slices.Max(thrRuns["bare"]))
-	fmt.Fprintf(stderr, "  %-28s %8.3f   (%.1f steps/s; min %.3f, max %.3f)\n", "cairn remote steps", thr["cairn"], float64(c.steps)/thr["cairn"], slices.Min(thrRuns["cairn"]), slices.Max(thrRuns["cairn"]))
-	fmt.Fprintf(stderr, "  ratio cairn/bare %.3f\n", thr["cairn"]/thr["bare"])
+	if c.repeat > 0 {
+		bare := median(lat["bare"])
+		fmt.Fprintf(stderr, "\nlatency of one trivial job, median of %d (s):\n", c.repeat)
+		fmt.Fprintf(stderr, "  %-30s %8.3f   (min %.3f, max %.3f)\n", "bare sbatch + squeue", bare, slices.Min(lat["bare"]), slices.Max(lat["bare"]))
+		for _, tool := range []string{"cairn", "cairn-unpacked"} {
+			crn := median(lat[tool])
+			fmt.Fprintf(stderr, "  %-30s %8.3f   (min %.3f, max %.3f; overhead %+.0f ms = %+.1f%% of bare)\n", label(tool), crn,
+				slices.Min(lat[tool]), slices.Max(lat[tool]), (crn-bare)*1000, (crn-bare)/bare*100)
+		}
+	}
+	if c.trepeat > 0 {
+		fmt.Fprintf(stderr, "throughput of %d independent trivial jobs, median of %d (s):\n", c.steps, c.trepeat)
+		thrBare := median(thrRuns["bare"])
+		for _, tool := range []string{"bare", "bare-array", "cairn", "cairn-unpacked"} {
+			d := median(thrRuns[tool])
+			fmt.Fprintf(stderr, "  %-30s %8.3f   (%.1f jobs/s; min %.3f, max %.3f; %.2fx bare's speed; sbatch calls %v)\n", label(tool), d,
+				float64(c.steps)/d, slices.Min(thrRuns[tool]), slices.Max(thrRuns[tool]), thrBare/d, calls[tool])
+		}
+	}
 	return nil
+}
+
+func label(tool string) string {
+	return map[string]string{
+		"bare":           "bare sbatch + squeue",
+		"bare-array":     "bare sbatch --array + squeue",
+		"cairn":          "cairn, packed (default)",
+		"cairn-unpacked": "cairn, unpacked (MaxPack 1)",
+	}[tool]
 }
 
 type bench struct {
@@ -181,6 +211,8 @@ type bench struct {
 	root string
 	spec string
 	enc  *json.Encoder
+
+	lastSubmissions int // of the last measurement
 }
 
 func (b *bench) measure(ctx context.Context, tool string, n, i int) (float64, error) {
@@ -192,19 +224,37 @@ func (b *bench) measure(ctx context.Context, tool string, n, i int) (float64, er
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return 0, err
 	}
+	// A job starts at slurmctld's next scheduling pass (about every
+	// second), so a run's time depends on the phase at which it submits,
+	// and that phase on how the previous run ended. An untimed random
+	// pause of up to a second makes the phase random for every tool.
+	select {
+	case <-ctx.Done():
+		return 0, ctx.Err()
+	case <-time.After(rand.N(time.Second)):
+	}
 	var (
-		d   time.Duration
-		err error
+		d           time.Duration
+		err         error
+		submissions = n
 	)
-	if tool == "bare" {
+	switch tool {
+	case "bare":
 		d, err = b.bare(ctx, dir, n)
-	} else {
-		d, err = b.cairn(ctx, dir, n)
+	case "bare-array":
+		d, err = b.bareArray(ctx, dir, n)
+		submissions = 1
+	default:
+		d, err = b.cairn(ctx, dir, n, tool == "cairn")
+		if err == nil {
+			submissions, err = sbatchCalls(filepath.Join(dir, "prefix"))
+		}
 	}
 	if err != nil {
 		return 0, fmt.Errorf("%s %s run %d: %w", kind, tool, i, err)
 	}
-	r := result{Kind: kind, Tool: tool, Jobs: n, Run: i, Seconds: d.Seconds()}
+	r := result{Kind: kind, Tool: tool, Jobs: n, Run: i, Seconds: d.Seconds(), Submissions: submissions}
+	b.lastSubmissions = submissions
 	return r.Seconds, b.enc.Encode(r)
 }
 
@@ -252,14 +302,60 @@ func (b *bench) bare(ctx context.Context, dir string, n int) (time.Duration, err
 	}
 }
 
+// bareArray submits the n jobs of bare as one job array (one sbatch), the
+// floor of any design that runs each step as its own Slurm job.
+func (b *bench) bareArray(ctx context.Context, dir string, n int) (time.Duration, error) {
+	start := time.Now()
+	script := fmt.Sprintf("#!/bin/sh\nexec '%s' trivial \"%s/result-$SLURM_ARRAY_TASK_ID\"\n", b.exe, dir)
+	args := []string{"--parsable", "--job-name=bare-array", "--output=/dev/null", "--cpus-per-task=1", "--mem=64M", fmt.Sprintf("--array=0-%d", n-1)}
+	if b.cfg.partition != "" {
+		args = append(args, "--partition="+b.cfg.partition)
+	}
+	cmd := exec.CommandContext(ctx, "sbatch", args...)
+	cmd.Stdin = strings.NewReader(script)
+	out, err := cmd.Output()
+	if err != nil {
+		return 0, fmt.Errorf("sbatch: %w", err)
+	}
+	id := strings.TrimSpace(string(out))
+	for {
+		out, err := exec.CommandContext(ctx, "squeue", "-h", "-r", "--states=all", "-j", id, "-o", "%T").Output()
+		if err != nil {
+			return 0, fmt.Errorf("squeue: %w", err)
+		}
+		done := 0
+		for s := range strings.FieldsSeq(string(out)) {
+			switch s {
+			case "COMPLETED":
+				done++
+			case "FAILED", "CANCELLED", "TIMEOUT", "NODE_FAIL", "OUT_OF_MEMORY":
+				return 0, fmt.Errorf("a bare array job ended %s", s)
+			}
+		}
+		if done == n {
+			return time.Since(start), nil
+		}
+		select {
+		case <-ctx.Done():
+			return 0, ctx.Err()
+		case <-time.After(b.cfg.poll):
+		}
+	}
+}
+
 // cairn runs n remote steps through cairn.Run on a fresh prefix, from a
-// runner already started (as the bare baseline's "runner" is this process).
-func (b *bench) cairn(ctx context.Context, dir string, n int) (time.Duration, error) {
+// runner already started (as the bare baseline's "runner" is this process),
+// with packing on or off.
+func (b *bench) cairn(ctx context.Context, dir string, n int, pack bool) (time.Duration, error) {
 	runID := filepath.Base(dir)
 	prefix := filepath.Join(dir, "prefix")
 	var logs bytes.Buffer
 	logger := slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	c, err := cli.DefaultClusters().Open(ctx, b.spec, &cluster.Options{Logger: logger})
+	copts := &cluster.Options{Logger: logger}
+	if !pack {
+		copts.MaxPack = 1
+	}
+	c, err := cli.DefaultClusters().Open(ctx, b.spec, copts)
 	if err != nil {
 		return 0, err
 	}
@@ -288,7 +384,43 @@ func (b *bench) cairn(ctx context.Context, dir string, n int) (time.Duration, er
 	return d, nil
 }
 
+// sbatchCalls counts the scheduler submissions of the steps under prefix
+// from their remote records: a job array ("1234_5") is one submission.
+func sbatchCalls(prefix string) (int, error) {
+	recs, err := filepath.Glob(filepath.Join(prefix, "*", ".cairn_remote.json"))
+	if err != nil {
+		return 0, err
+	}
+	jobs := map[string]bool{}
+	for _, p := range recs {
+		data, err := os.ReadFile(p)
+		if err != nil {
+			return 0, err
+		}
+		var rec struct {
+			JobIDs []string `json:"job_ids"`
+		}
+		if err := json.Unmarshal(data, &rec); err != nil {
+			return 0, fmt.Errorf("%s: %w", p, err)
+		}
+		for _, id := range rec.JobIDs {
+			array, _, _ := strings.Cut(id, "_")
+			jobs[array] = true
+		}
+	}
+	return len(jobs), nil
+}
+
+// rotate returns tools rotated left by i.
+func rotate(tools []string, i int) []string {
+	i %= len(tools)
+	return append(slices.Clone(tools[i:]), tools[:i]...)
+}
+
 func median(xs []float64) float64 {
+	if len(xs) == 0 {
+		return 0
+	}
 	s := slices.Clone(xs)
 	slices.Sort(s)
 	if len(s)%2 == 1 {

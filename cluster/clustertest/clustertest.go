@@ -9,7 +9,9 @@
 // cancellation, waiting with a deadline, retries against the failure
 // budget with one log file per attempt, unsatisfiable requests, adoption
 // (never of another user's job), setup commands, replicas, programs
-// verified against their digest before they run, and — with hostile job
+// verified against their digest before they run, many jobs with one
+// request submitted at once (packed into one scheduler request by backends
+// that can, each still its own job), and — with hostile job
 // names, arguments, environment variable names and values, working and log
 // directories, through package cluster and straight into the driver — that
 // no value is ever interpreted by a shell. Harnesses declare what their
@@ -61,6 +63,10 @@ type Harness struct {
 	// needs a job to outlive TimeLimit and then fit in ten times it, is
 	// skipped when the rounding exceeds TimeLimit.
 	TimeLimitRounding time.Duration
+	// Packs: the driver submits several jobs in one request
+	// (driver.Packer), and DriverPack must test it. Backends that do not
+	// pack run every job on its own; the Packed case holds for both.
+	Packs bool
 	// Timeout bounds each case; 0 means 2 minutes.
 	Timeout time.Duration
 }
@@ -126,6 +132,7 @@ func Run(t *testing.T, h Harness) {
 		{"Replicas", s.replicas},
 		{"TimeLimit", s.timeLimit},
 		{"ResizeOnRetry", s.resizeOnRetry},
+		{"Packed", s.packed},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -143,6 +150,7 @@ func Run(t *testing.T, h Harness) {
 	}{
 		{"DriverValidates", s.driverValidates},
 		{"DriverHostileValues", s.driverHostileValues},
+		{"DriverPack", s.driverPack},
 	}
 	for _, tc := range driverCases {
 		t.Run(tc.name, func(t *testing.T) {

@@ -10,6 +10,10 @@
 // group, its output appended to the attempt's log file. GPUs are numbered
 // 0..GPUs-1 and handed out through CUDA_VISIBLE_DEVICES.
 //
+// It does not pack jobs (driver.Packer): a submission here is a fork, with
+// no scheduler request or scheduling pass to save, so every job is
+// submitted and started on its own, as soon as it fits.
+//
 // Jobs do not outlive their Scheduler: Close stops them, and they are
 // killed if the submitting process dies (Linux parent-death signal). So
 // Find only ever returns this Scheduler's own jobs, which are the current

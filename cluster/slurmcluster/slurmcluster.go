@@ -50,6 +50,18 @@
 // otherwise number the job's attempts. Slurm commands run with that same
 // environment.
 //
+// # Packs
+//
+// SubmitPack (driver.Packer) submits jobs that share a request as one job
+// array (sbatch --array=0-(N-1), named cairn-pack), each element its own
+// job: its ID is ARRAY_INDEX ("1234_5"), which squeue -r, scontrol and
+// scancel take; its argv, environment, log directory and attempt are in
+// the batch script, under a case on SLURM_ARRAY_TASK_ID fixed at
+// submission; Find reads an element's name, tag and attempt from the
+// manifest at the top of that script (scontrol write batch_script). The
+// details of finished elements (exit codes) come from one scontrol call
+// per array. See pack.go.
+//
 // Jobs outlive the client: Close does not cancel them, and Find lists the
 // pending and running jobs of the current user (squeue --me, and the job's
 // user ID checked again) by name, so that another process of the same user
@@ -94,6 +106,10 @@ type Options struct {
 	// Shell is the interpreter of the batch script, an absolute path
 	// without spaces; "" means /bin/sh.
 	Shell string
+	// MaxPack is the largest pack SubmitPack accepts (see driver.Packer);
+	// 0 means DefaultMaxPack. A pack larger than the cluster's MaxArraySize
+	// is submitted as several job arrays.
+	MaxPack int
 }
 
 // Scheduler submits jobs to Slurm. It implements driver.Scheduler.
@@ -105,6 +121,10 @@ type Scheduler struct {
 	submit  map[string]string // job ID -> submit time last seen (requeues change it)
 	details map[string]detail // job ID -> last scontrol details
 	noSacct bool              // sacct said accounting is disabled
+	// manifests caches the manifests of packs (array job ID -> elements by
+	// index); see pack.go.
+	manifests map[string]map[string]element
+	arraySize int // the cluster's MaxArraySize, once read; see pack.go
 }
 
 // New returns a scheduler. It fails if sbatch cannot be found.
@@ -120,7 +140,7 @@ func New(opts *Options) (*Scheduler, error) {
 	if !filepath.IsAbs(o.Shell) || strings.ContainsAny(o.Shell, " \t\r\n\x00") {
 		return nil, fmt.Errorf("slurmcluster: shell %q: want an absolute path without spaces", o.Shell)
 	}
-	s := &Scheduler{opts: o, submit: map[string]string{}, details: map[string]detail{}}
+	s := &Scheduler{opts: o, submit: map[string]string{}, details: map[string]detail{}, manifests: map[string]map[string]element{}}
 	if _, err := exec.LookPath(s.bin("sbatch")); err != nil {
 		return nil, fmt.Errorf("slurmcluster: %w", err)
 	}
@@ -267,11 +287,42 @@ func quoteArgs(argv []string) string {
 // single-quoted; everything else is constant.
 func (s *Scheduler) script(spec *driver.JobSpec) []byte {
 	var b strings.Builder
-	fmt.Fprintf(&b, "#!%s\n", s.opts.Shell)
+	s.scriptHeader(&b)
+	b.WriteString("cairn_job_id=\"$SLURM_JOB_ID\"\n")
+	writeElement(&b, spec, "")
+	s.scriptBody(&b, spec)
+	return []byte(b.String())
+}
+
+func (s *Scheduler) scriptHeader(b *strings.Builder) {
+	fmt.Fprintf(b, "#!%s\n", s.opts.Shell)
 	b.WriteString("# Written by cairn (cluster/slurmcluster). Every value below is single-quoted.\n")
 	b.WriteString("set -e\n")
-	fmt.Fprintf(&b, "cairn_log_dir=%s\n", quote(spec.LogDir))
-	fmt.Fprintf(&b, "cairn_attempt=$((%d + ${SLURM_RESTART_COUNT:-0}))\n", spec.Attempt)
+}
+
+// writeElement writes the shell variables, exports and positional
+// parameters that differ between the jobs of a pack: the log directory,
+// the attempt number, the environment and the program's argv (preceded by
+// the digest, if any: see scriptBody).
+func writeElement(b *strings.Builder, spec *driver.JobSpec, indent string) {
+	fmt.Fprintf(b, "%scairn_log_dir=%s\n", indent, quote(spec.LogDir))
+	fmt.Fprintf(b, "%scairn_first_attempt=%d\n", indent, spec.Attempt)
+	for _, k := range slices.Sorted(maps.Keys(spec.Env)) { // keys are validated identifiers
+		fmt.Fprintf(b, "%sexport %s=%s\n", indent, k, quote(spec.Env[k]))
+	}
+	argv := spec.Command
+	if spec.Digest != "" {
+		argv = append([]string{spec.Digest}, spec.Command...)
+	}
+	fmt.Fprintf(b, "%sset -- %s\n", indent, quoteArgs(argv))
+}
+
+// scriptBody writes what every job (or element of a pack) does once
+// writeElement's variables are set: open its log, set the CAIRN_ variables,
+// run the setup commands and the program. spec provides what the elements
+// of a pack share.
+func (s *Scheduler) scriptBody(b *strings.Builder, spec *driver.JobSpec) {
+	b.WriteString("cairn_attempt=$((cairn_first_attempt + ${SLURM_RESTART_COUNT:-0}))\n")
 	b.WriteString("mkdir -p -- \"$cairn_log_dir\"\n")
 	// Refuse a log directory or file that is a symbolic link (or a file
 	// that is not a regular file): anyone who can write under a shared
@@ -282,34 +333,31 @@ func (s *Scheduler) script(spec *driver.JobSpec) []byte {
 	b.WriteString("if [ -L \"$cairn_log_dir\" ] || [ -L \"$cairn_log\" ] || { [ -e \"$cairn_log\" ] && [ ! -f \"$cairn_log\" ]; }; then\n")
 	b.WriteString("\techo \"cairn: refusing to log to $cairn_log: a symbolic link or not a regular file\" >&2\n\texit 126\nfi\n")
 	b.WriteString("exec >>\"$cairn_log\" 2>&1\n")
-	b.WriteString("export CAIRN_ATTEMPT=\"$cairn_attempt\" CAIRN_JOB_ID=\"$SLURM_JOB_ID\"\n")
-	fmt.Fprintf(&b, "export CAIRN_REPLICAS=%d\n", spec.Replicas)
-	for _, k := range slices.Sorted(maps.Keys(spec.Env)) { // keys are validated identifiers
-		fmt.Fprintf(&b, "export %s=%s\n", k, quote(spec.Env[k]))
-	}
+	b.WriteString("export CAIRN_ATTEMPT=\"$cairn_attempt\" CAIRN_JOB_ID=\"$cairn_job_id\"\n")
+	fmt.Fprintf(b, "export CAIRN_REPLICAS=%d\n", spec.Replicas)
 	if spec.Dir != "" {
-		fmt.Fprintf(&b, "cd -- %s\n", quote(spec.Dir))
+		fmt.Fprintf(b, "cd -- %s\n", quote(spec.Dir))
 	}
 	for _, argv := range spec.Setup {
-		fmt.Fprintf(&b, "%s\n", quoteArgs(argv))
+		fmt.Fprintf(b, "%s\n", quoteArgs(argv))
 	}
 	// run is the constant shell text that starts the program, its argv
-	// (preceded by the digest, if any) being the positional arguments.
-	run, argv := `exec "$@"`, spec.Command
+	// (preceded by the digest, if any) being the positional parameters
+	// writeElement set.
+	run := `exec "$@"`
 	if spec.Digest != "" {
-		run, argv = verifiedRun, append([]string{spec.Digest}, spec.Command...)
+		run = verifiedRun
 	}
 	if spec.Replicas == 1 {
 		b.WriteString("export CAIRN_REPLICA=0\n")
-		fmt.Fprintf(&b, "set -- %s\n%s\n", quoteArgs(argv), run)
+		fmt.Fprintf(b, "%s\n", run)
 	} else {
 		// One task per replica; each learns its index from SLURM_PROCID
 		// through a constant wrapper script, the program's argv following
 		// as positional arguments.
-		fmt.Fprintf(&b, "exec srun --kill-on-bad-exit=1 %s -c %s cairn-replica %s\n",
-			quote(s.opts.Shell), quote("CAIRN_REPLICA=$SLURM_PROCID; export CAIRN_REPLICA\n"+run), quoteArgs(argv))
+		fmt.Fprintf(b, "exec srun --kill-on-bad-exit=1 %s -c %s cairn-replica \"$@\"\n",
+			quote(s.opts.Shell), quote("CAIRN_REPLICA=$SLURM_PROCID; export CAIRN_REPLICA\n"+run))
 	}
-	return []byte(b.String())
 }
 
 // verifiedRun runs "$2..." from a private copy of the program $2 after
@@ -440,16 +488,29 @@ func (s *Scheduler) Submit(ctx context.Context, spec *driver.JobSpec) (string, e
 	if err := spec.Validate(); err != nil {
 		return "", &Error{Command: "sbatch", Code: driver.Invalid, Stderr: err.Error(), Err: err}
 	}
+	if err := s.supported(spec); err != nil {
+		return "", err
+	}
+	return s.sbatch(ctx, s.script(spec), s.sbatchArgs(spec))
+}
+
+// supported rejects what this backend cannot run.
+func (s *Scheduler) supported(spec *driver.JobSpec) error {
 	r := spec.Resources
 	switch {
 	case spec.Image != "":
-		return "", &Error{Command: "sbatch", Code: driver.Unsupported, Stderr: fmt.Sprintf("container images are not supported by slurmcluster (image %q)", spec.Image)}
+		return &Error{Command: "sbatch", Code: driver.Unsupported, Stderr: fmt.Sprintf("container images are not supported by slurmcluster (image %q)", spec.Image)}
 	case r.TPUType != "":
-		return "", &Error{Command: "sbatch", Code: driver.Unsupported, Stderr: fmt.Sprintf("TPUs are not supported by slurmcluster (%s)", r.TPUType)}
+		return &Error{Command: "sbatch", Code: driver.Unsupported, Stderr: fmt.Sprintf("TPUs are not supported by slurmcluster (%s)", r.TPUType)}
 	case len(r.Regions) > 0 && !slices.Contains(r.Regions, s.opts.Region):
-		return "", &Error{Command: "sbatch", Code: driver.Unsatisfiable, Stderr: fmt.Sprintf("regions %v do not include this cluster's region %q", r.Regions, s.opts.Region)}
+		return &Error{Command: "sbatch", Code: driver.Unsatisfiable, Stderr: fmt.Sprintf("regions %v do not include this cluster's region %q", r.Regions, s.opts.Region)}
 	}
-	out, err := s.run(ctx, s.script(spec), "sbatch", s.sbatchArgs(spec)...)
+	return nil
+}
+
+// sbatch submits script with args and returns the job ID.
+func (s *Scheduler) sbatch(ctx context.Context, script []byte, args []string) (string, error) {
+	out, err := s.run(ctx, script, "sbatch", args...)
 	if err != nil {
 		return "", err
 	}
@@ -490,7 +551,9 @@ func (s *Scheduler) Status(ctx context.Context, ids []string) ([]driver.Status, 
 		return nil, nil
 	}
 	var lines map[string]queueLine
-	out, err := s.run(ctx, nil, "squeue", "-h", "--states=all", "-j", strings.Join(ids, ","), "-o", squeueFormat)
+	// -r lists the elements of job arrays (packs) one per line, by their
+	// own IDs ("1234_5"), pending ones included.
+	out, err := s.run(ctx, nil, "squeue", "-h", "-r", "--states=all", "-j", strings.Join(ids, ","), "-o", squeueFormat)
 	switch {
 	case err == nil:
 		lines = parseQueue(out)
@@ -501,6 +564,10 @@ func (s *Scheduler) Status(ctx context.Context, ids []string) ([]driver.Status, 
 	}
 	sts := make([]driver.Status, len(ids))
 	var missing []int
+	arrays, err := s.finishedElements(ctx, ids, lines)
+	if err != nil {
+		return nil, err
+	}
 	for i, id := range ids {
 		l, ok := lines[id]
 		if !ok {
@@ -509,7 +576,7 @@ func (s *Scheduler) Status(ctx context.Context, ids []string) ([]driver.Status, 
 			s.forget(id)
 			continue
 		}
-		st, err := s.status(ctx, l)
+		st, err := s.status(ctx, l, arrays)
 		if err != nil {
 			return nil, err
 		}
@@ -523,8 +590,41 @@ func (s *Scheduler) Status(ctx context.Context, ids []string) ([]driver.Status, 
 	return sts, nil
 }
 
-// status maps one squeue line, asking scontrol for details when needed.
-func (s *Scheduler) status(ctx context.Context, l queueLine) (driver.Status, error) {
+// finishedElements returns the scontrol details of the elements of packs
+// among ids that squeue lists as finished: one scontrol call per array
+// rather than one per element, as a pack's elements tend to finish
+// together.
+func (s *Scheduler) finishedElements(ctx context.Context, ids []string, lines map[string]queueLine) (map[string]detail, error) {
+	var arrays []string
+	for _, id := range ids {
+		l, ok := lines[id]
+		a := arrayOf(id)
+		if !ok || a == "" || slices.Contains(arrays, a) {
+			continue
+		}
+		if st := mapState(l.state, l.reason); st.State != driver.Pending && st.State != driver.Running {
+			arrays = append(arrays, a)
+		}
+	}
+	if len(arrays) == 0 {
+		return nil, nil
+	}
+	details := map[string]detail{}
+	for _, a := range arrays {
+		m, err := s.arrayDetails(ctx, a)
+		switch {
+		case err == nil:
+			maps.Copy(details, m)
+		case s.ErrorCode(err) != driver.NotFound:
+			return nil, err
+		}
+	}
+	return details, nil
+}
+
+// status maps one squeue line, asking scontrol for details when needed
+// (unless elements, from finishedElements, has them).
+func (s *Scheduler) status(ctx context.Context, l queueLine, elements map[string]detail) (driver.Status, error) {
 	st := mapState(l.state, l.reason)
 	s.mu.Lock()
 	prev, seen := s.submit[l.id]
@@ -533,7 +633,9 @@ func (s *Scheduler) status(ctx context.Context, l queueLine) (driver.Status, err
 	s.mu.Unlock()
 	requeued := seen && prev != l.submit
 	final := st.State != driver.Pending && st.State != driver.Running
-	if requeued || final || !haveDetail && (strings.HasPrefix(l.state, "REQUEUE") || l.reason == "BeginTime") {
+	if e, ok := elements[l.id]; ok && final && !requeued {
+		d, haveDetail = e, true
+	} else if requeued || final || !haveDetail && (strings.HasPrefix(l.state, "REQUEUE") || l.reason == "BeginTime") {
 		fresh, err := s.detail(ctx, l.id)
 		switch {
 		case err == nil:
@@ -592,7 +694,12 @@ func (s *Scheduler) detail(ctx context.Context, id string) (detail, error) {
 	if err != nil {
 		return detail{}, err
 	}
-	line := string(out)
+	return parseDetail(string(out)), nil
+}
+
+// parseDetail reads the fields detail needs from one line of scontrol show
+// job -o.
+func parseDetail(line string) detail {
 	d := detail{exit: -1}
 	if m := restartsRE.FindStringSubmatch(line); m != nil {
 		d.restarts, _ = strconv.Atoi(m[1])
@@ -601,7 +708,7 @@ func (s *Scheduler) detail(ctx context.Context, id string) (detail, error) {
 		d.exit, _ = strconv.Atoi(m[1])
 		d.signal, _ = strconv.Atoi(m[2])
 	}
-	return d, nil
+	return d
 }
 
 // fromAccounting fills sts[i] for ids squeue did not list: from sacct if
@@ -709,7 +816,7 @@ func mapState(state, reason string) driver.Status {
 
 // Cancel implements driver.Scheduler.
 func (s *Scheduler) Cancel(ctx context.Context, id string) error {
-	if _, err := strconv.ParseUint(id, 10, 64); err != nil {
+	if !jobIDRE.MatchString(id) {
 		return &Error{Command: "scancel", Code: driver.NotFound, Stderr: fmt.Sprintf("invalid job id %q", id)}
 	}
 	_, err := s.run(ctx, nil, "scancel", id)
@@ -719,9 +826,14 @@ func (s *Scheduler) Cancel(ctx context.Context, id string) error {
 // Find implements driver.Scheduler: the current user's jobs only (issue 8,
 // item 13). squeue --me asks Slurm for them, and each line's user ID is
 // checked again, so that a co-user's job named and tagged like ours is
-// never adopted.
+// never adopted. A job submitted alone is found by its Slurm name and
+// comment; an element of a pack (named packName) by the name, tag and
+// attempt its pack's manifest records for its array index.
 func (s *Scheduler) Find(ctx context.Context, name string) ([]driver.Found, error) {
-	out, err := s.run(ctx, nil, "squeue", "-h", "--me", "--name="+name, "--states=all", "-o", squeueFormat)
+	if strings.ContainsAny(name, ", \t\n") { // no valid job name; squeue would read a list
+		return nil, nil
+	}
+	out, err := s.run(ctx, nil, "squeue", "-h", "-r", "--me", "--name="+name+","+packName, "--states=all", "-o", squeueFormat)
 	if err != nil {
 		return nil, err
 	}
@@ -735,14 +847,32 @@ func (s *Scheduler) Find(ctx context.Context, name string) ([]driver.Found, erro
 		if st.State != driver.Pending && st.State != driver.Running {
 			continue
 		}
-		tag, attempt, ok := parseComment(l.comment)
-		if !ok {
-			continue // not submitted by cairn
+		var f driver.Found
+		if array := arrayOf(l.id); array != "" && l.comment == packComment {
+			m, err := s.manifest(ctx, array)
+			if s.ErrorCode(err) == driver.NotFound {
+				continue // ended meanwhile
+			}
+			if err != nil {
+				return nil, err
+			}
+			_, index, _ := strings.Cut(l.id, "_")
+			e, ok := m[index]
+			if !ok || e.name != name {
+				continue
+			}
+			f = driver.Found{ID: l.id, Tag: e.tag, State: st.State, Attempt: e.attempt}
+		} else {
+			tag, attempt, ok := parseComment(l.comment)
+			if !ok {
+				continue // not submitted by cairn
+			}
+			f = driver.Found{ID: l.id, Tag: tag, State: st.State, Attempt: attempt}
 		}
 		if d, err := s.detail(ctx, l.id); err == nil {
 			s.remember(l.id, l.submit, d)
 		}
-		found = append(found, driver.Found{ID: l.id, Tag: tag, State: st.State, Attempt: attempt})
+		found = append(found, f)
 	}
 	slices.SortFunc(found, func(a, b driver.Found) int { return strings.Compare(a.ID, b.ID) })
 	return found, nil

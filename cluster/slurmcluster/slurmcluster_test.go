@@ -52,6 +52,7 @@ func TestConformance(t *testing.T) {
 		Replicas:           true,
 		TimeLimit:          time.Second, // rounded up to Slurm's minute
 		TimeLimitRounding:  time.Minute,
+		Packs:              true,
 		Timeout:            3 * time.Minute,
 	})
 }
@@ -338,4 +339,37 @@ func TestInheritedSlurmVariables(t *testing.T) {
 	if _, ok := seen["SLURM_RESTART_COUNT"]; ok {
 		t.Errorf("the job sees SLURM_RESTART_COUNT=%s though it never restarted", seen["SLURM_RESTART_COUNT"])
 	}
+}
+
+// One lone job through the client, packing on and off: Submit returns as
+// soon as sbatch does either way (a lone job is never held back for a
+// pack), and the time to the job's end is slurmctld's scheduling pass.
+// Reports submit-ms (Client.Submit) per job beside the time to the end.
+func BenchmarkLoneJobPacked(b *testing.B)   { benchmarkLoneJob(b, 0) }
+func BenchmarkLoneJobUnpacked(b *testing.B) { benchmarkLoneJob(b, 1) }
+
+func benchmarkLoneJob(b *testing.B, maxPack int) {
+	if os.Getenv("CAIRN_TEST_SLURM") == "" {
+		b.Skip("CAIRN_TEST_SLURM is not set")
+	}
+	s, err := slurmcluster.New(&slurmcluster.Options{Partition: os.Getenv("CAIRN_TEST_SLURM_PARTITION")})
+	if err != nil {
+		b.Fatal(err)
+	}
+	c := cluster.NewClient(s, &cluster.Options{Name: "slurm", MaxPack: maxPack})
+	defer c.Close()
+	var submit time.Duration
+	for b.Loop() {
+		start := time.Now()
+		j, err := c.Submit(b.Context(), cluster.JobSpec{Name: "lone", Command: []string{"true"}, LogDir: b.TempDir(),
+			Resources: cluster.Resources{CPUs: 1, Memory: 64 * cluster.MiB}})
+		if err != nil {
+			b.Fatal(err)
+		}
+		submit += time.Since(start)
+		if _, err := j.Wait(b.Context()); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(float64(submit.Milliseconds())/float64(b.N), "submit-ms/op")
 }
