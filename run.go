@@ -303,6 +303,11 @@ func (sc *scheduler) run(ctx context.Context, steps iter.Seq[*Step]) (*Report, e
 			stopErr = context.Cause(ctx)
 		}
 	}
+	if stopErr == nil && ctx.Err() != nil && sc.anyInterrupted() {
+		// The last completions and the cancellation were ready together
+		// and select took the completions: the run was still interrupted.
+		stopErr = context.Cause(ctx)
+	}
 	if stopErr == nil && len(sc.opts.RunOnly) > 0 && !sc.matched {
 		stopErr = fmt.Errorf("%w: --run-only %s matched no step", ErrInvalidPipeline, patterns(sc.opts.RunOnly))
 	}
@@ -324,6 +329,16 @@ func (sc *scheduler) run(ctx context.Context, steps iter.Seq[*Step]) (*Report, e
 		return &sc.report, &RunError{Failed: sc.failures, Skipped: sc.skippedIDs}
 	}
 	return &sc.report, nil
+}
+
+// anyInterrupted reports whether a step of the run ended interrupted.
+func (sc *scheduler) anyInterrupted() bool {
+	for _, r := range sc.report.Steps {
+		if r.Outcome == Interrupted {
+			return true
+		}
+	}
+	return false
 }
 
 func patterns(res []*regexp.Regexp) string {

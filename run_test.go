@@ -519,6 +519,46 @@ func TestInterruptReleasesLease(t *testing.T) {
 	}
 }
 
+// A run whose last step ends because the run was cancelled returns the
+// cancellation even when the step's completion and the cancellation reach
+// the scheduler together: a select between them used to take the
+// completion and drop the cancellation about one time in two, and the
+// interrupted run returned no error (exit 0 from the CLI). The steps'
+// sequence, which the scheduler pulls on its own goroutine, holds it until
+// the attempt has cleaned up, so that both are ready when it selects.
+func TestInterruptedLastStepReturnsCause(t *testing.T) {
+	for i := range 20 {
+		st := cairntest.NewStorage(t)
+		ctx, cancel := context.WithCancel(t.Context())
+		returned := make(chan struct{})
+		s := &cairn.Step{Name: "last", Func: func(ctx context.Context, _ *cairn.Output) (any, error) {
+			defer close(returned)
+			cancel()
+			<-ctx.Done()
+			return nil, ctx.Err()
+		}}
+		steps := func(yield func(*cairn.Step) bool) {
+			if !yield(s) {
+				return
+			}
+			<-returned
+			b := st.StepBucket(t, s)
+			for {
+				if ok, err := b.Exists(t.Context(), statusfile.LockKey); err == nil && !ok {
+					break
+				}
+				time.Sleep(time.Millisecond)
+			}
+			time.Sleep(5 * time.Millisecond) // the completion's send follows the release
+		}
+		report, err := cairn.Run(ctx, steps, st.Options())
+		cancel()
+		if !errors.Is(err, context.Canceled) {
+			t.Fatalf("run %d: err = %v, want context.Canceled (outcomes %v)", i, err, outcomes(report))
+		}
+	}
+}
+
 // A step held by another live worker is waited for; when that worker
 // finishes, the step counts as completed elsewhere and is not re-run.
 func TestWaitsForAnotherWorker(t *testing.T) {
