@@ -54,7 +54,7 @@ func TestCommand(t *testing.T) {
 			}
 		}
 	}
-	for _, want := range []string{"steps/s", "µs/step", "targets:", "fanout throughput cairn/"} {
+	for _, want := range []string{"steps/s", "µs/step", "targets (median of per-repetition", "fanout         cairn/ninja", " CPUs, load "} {
 		if !strings.Contains(stderr.String(), want) {
 			t.Errorf("stderr lacks %q:\n%s", want, stderr.String())
 		}
