@@ -459,7 +459,17 @@ func (x *executor) attempt(ctx context.Context, s *Step, id, path string, b *sto
 
 	start := time.Now()
 	stepCtx, cancel := l.Context(ctx)
-	alog, fileLog := x.openLog(ctx, s, label, b, path, worker)
+	remote := s.Remote != nil && x.remote != nil
+	running := Event{Kind: StepRunning, Step: label, Path: path, Worker: worker, Remote: remote}
+	var opened func(key string)
+	if dir, ok := localPath(path); ok {
+		opened = func(key string) { // the live view tails it
+			e := running
+			e.LogPath = filepath.Join(dir, key)
+			x.events.emit(e)
+		}
+	}
+	alog, fileLog := x.openLog(s, label, b, path, worker, opened)
 	logger, _ := stepLogger(x.logger, label, alog)
 	out := &Output{
 		ID:       id,
@@ -477,11 +487,6 @@ func (x *executor) attempt(ctx context.Context, s *Step, id, path string, b *sto
 	}
 	if alog != nil {
 		out.alog = alog
-	}
-	remote := s.Remote != nil && x.remote != nil
-	running := Event{Kind: StepRunning, Step: label, Path: path, Worker: worker, Remote: remote}
-	if dir, ok := localPath(path); ok && alog != nil && alog.key() != "" {
-		running.LogPath = filepath.Join(dir, alog.key()) // the live view tails it
 	}
 	x.events.emit(running)
 	if !remote { // a remote step logs it with its job id (remote.go)
