@@ -263,8 +263,15 @@ func (sc *scheduler) run(ctx context.Context, steps iter.Seq[*Step]) (*Report, e
 		ctxDone   = ctx.Done()
 	)
 	for {
-		for stopErr == nil && sc.inFlight < sc.opts.maxConcurrent() && len(sc.queue) > 0 {
+		for stopErr == nil && len(sc.queue) > 0 {
 			n := sc.queue[0]
+			if sc.finishSettled(n) {
+				sc.queue = sc.queue[1:]
+				continue
+			}
+			if sc.inFlight >= sc.opts.maxConcurrent() {
+				break
+			}
 			sc.queue = sc.queue[1:]
 			sc.start(ctx, n)
 		}
@@ -443,6 +450,38 @@ func (sc *scheduler) selectNode(n *node) {
 		}
 		todo = append(todo, m.deps...)
 	}
+}
+
+// finishSettled finishes n at once, without a slot or a worker, if the
+// status read ahead for it (lookahead.go) has arrived and settles it alone
+// (executor.settled: a step that succeeded is cached): a fully cached
+// re-run then costs no goroutine hand-off per step. It reports whether it
+// did.
+func (sc *scheduler) finishSettled(n *node) bool {
+	p := n.probe
+	if p == nil || n.waited || n.forced || sc.opts.DryRun {
+		return false
+	}
+	select {
+	case <-p.done:
+	default:
+		return false // still being read: the attempt will wait for it
+	}
+	if !p.ok {
+		return false
+	}
+	res, ok := sc.x.decide(p.status.status, Cached)
+	if !ok {
+		return false
+	}
+	n.probe = nil
+	if n.bucket == nil {
+		n.bucket = p.bucket
+	}
+	n.state = running
+	sc.emit(Event{Kind: StepStarted, Step: n.id, Path: n.path})
+	sc.finish(n, res)
+	return true
 }
 
 // start hands n to a worker for one attempt (or, in a dry run, one probe).
