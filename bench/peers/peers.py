@@ -10,12 +10,13 @@ the README can be reproduced:
     python3 bench/peers/peers.py [--scale 0.1] [--repeat 3] [--tools snakemake,marin]
                                  [--shapes chain,fanout,grid,fanout-cached] [-j 2] [--tmp /dev/shm]
 
-Every step writes one 1-byte file and nothing else, in the tool's own
-process (no process per step):
+Every step writes one 1-byte file and nothing else, with no shell command:
 
-  snakemake  a `run:` block (Python executed by Snakemake itself) writes the
-             output; one wildcard rule with the dependencies as its input
-             function. Debian: apt-get install snakemake.
+  snakemake  a `run:` block (Python) writes the output; one wildcard rule
+             with the dependencies as its input function. Snakemake 7 runs
+             each such job in a new `python3 -m snakemake` process, so a
+             step costs an interpreter start. Debian: apt-get install
+             snakemake.
   marin      a StepSpec whose fn writes a file under its output path, run by
              marin.execution.step_runner.StepRunner, which adds Marin's
              control files (.executor_info, .executor_status, the lock).
@@ -244,7 +245,7 @@ def main():
                     "tool": t.name, "shape": shape, "run": "cached" if cached else "cold", "steps": len(names),
                     "scale": a.scale, "wall_s": statistics.median(w), "wall_s_min": min(w), "wall_s_max": max(w),
                     "steps_per_s": len(names) / statistics.median(w), "repeat": len(w), "jobs": a.j,
-                    "step_work": "in-process Python writing a 1-byte file",
+                    "step_work": {"snakemake": "a run: block writing a 1-byte file, in a new python3 -m snakemake process per job", "marin": "a Python function writing a 1-byte file, in the StepRunner's thread pool"}[t.name],
                     "env": dict(env, load1=statistics.median(loads[t.name]), load1_max=max(loads[t.name])),
                 }), flush=True)
             for t in tools:
