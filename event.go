@@ -89,7 +89,9 @@ const (
 	// status and is calling its function now (StepStarted comes earlier,
 	// before the cache check). Worker is the attempt's worker id; Remote
 	// says the function runs as a cluster job, whose progress follows in
-	// StepJob events.
+	// StepJob events. It is sent again for the same attempt (same Worker),
+	// with LogPath, when the attempt's log file is created, at the step's
+	// first log record.
 	StepRunning
 	// StepJob: a remote step's cluster job was submitted (or adopted) or
 	// changed scheduler state. Cluster, JobID, JobState, Submitted and
@@ -173,8 +175,9 @@ type Event struct {
 	// of the current attempt's log
 	// file (a local path on the submitting machine, which may still be
 	// growing; "" if unknown). A StepRunning event may carry LogPath too,
-	// when the attempt writes a log file of its own; a live view tails
-	// whichever it was given last.
+	// when the attempt writes a log file of its own (a second StepRunning
+	// of the attempt, once the file exists); a live view tails whichever
+	// it was given last.
 	Cluster   string
 	JobID     string
 	JobState  string

@@ -259,13 +259,20 @@ func (x *executor) newWorkerID() string {
 	return fmt.Sprintf("%s.%d", x.workerBase, x.attempts.Add(1))
 }
 
+// observed is a step's status as read, with the status file's version
+// ("" if there is none), for a conditional write that follows.
+type observed struct {
+	status  string
+	version store.Version
+}
+
 // readAhead reads the status of the step whose output is b, for the
 // scheduler to overlap status reads ahead of attempts (lookahead.go). It
 // reports whether the read succeeded; the scheduler passes the status back
 // to attempt, and treats SUCCESS, which is terminal, as final.
-func (x *executor) readAhead(ctx context.Context, b *store.Bucket) (status string, ok bool) {
-	status, err := statusfile.ReadStatus(ctx, b)
-	return status, err == nil
+func (x *executor) readAhead(ctx context.Context, b *store.Bucket) (observed, bool) {
+	status, v, err := statusfile.ReadStatusVersion(ctx, b)
+	return observed{status, v}, err == nil
 }
 
 // decide returns the result of an attempt that a status alone settles: a
@@ -332,38 +339,36 @@ const cleanupTimeout = 30 * time.Second
 // lease, function, artifact, terminal status, release. waited says an earlier
 // attempt found the step held by another worker.
 //
-// early, if not nil, is the step's status as read ahead of the attempt
-// (lookahead.go); it stands in for the first read, which only avoids taking
-// the lease of a step that is already decided. The read under the lease is
-// always made and is the one that counts, so a stale early status costs at
-// most a lease taken and given back.
-//
-// Every status write after the lease is taken is conditional: the attempt
-// writes its own RUNNING record (statusfile.RunningRecord, unique to the
-// attempt) only over the status it read, and its artifact and terminal
-// status only while the status file still holds that record. A worker that
-// lost the step while it ran — paused past its lease, or cut off from
-// storage — can therefore never overwrite what the new holder wrote; it
-// goes back to waiting on the new holder instead (a held result).
+// early, if not nil, is the step's status and its version as read ahead of
+// the attempt (lookahead.go); it stands in for the first read, which only
+// avoids taking the lease of a step that is already decided. Under the
+// lease, the attempt's RUNNING record is written conditionally on the
+// status it read (see below): on the early read's version if there was
+// one, so that a status unchanged since costs no second read, and the
+// conditional write itself proves it unchanged. If the write's condition
+// fails, the status changed after the early read: the attempt reads it
+// again under the lease and decides from that, exactly as without an
+// early read. A stale early status thus costs at most a lease taken and
+// given back, or one more read.
 //
 // force (RunOptions.Force) runs the step even if it already succeeded: the
 // new run takes the lease and replaces the status and artifact like any
 // other attempt.
-func (x *executor) attempt(ctx context.Context, s *Step, id, path string, b *store.Bucket, waited bool, early *string, force bool) attemptResult {
+func (x *executor) attempt(ctx context.Context, s *Step, id, path string, b *store.Bucket, waited bool, early *observed, force bool) attemptResult {
 	cached := Cached
 	if waited {
 		cached = CompletedElsewhere
 	}
-	var status string
+	var first observed
 	if early != nil {
-		status = *early
+		first = *early
 	} else {
 		var err error
-		if status, err = statusfile.ReadStatus(ctx, b); err != nil {
+		if first.status, first.version, err = statusfile.ReadStatusVersion(ctx, b); err != nil {
 			return attemptResult{outcome: Failed, err: err}
 		}
 	}
-	if res, decided := x.decide(status, cached); decided && !(force && status == statusfile.Success) {
+	if res, decided := x.decide(first.status, cached); decided && !(force && first.status == statusfile.Success) {
 		return res
 	}
 	if s.Func == nil {
@@ -392,14 +397,46 @@ func (x *executor) attempt(ctx context.Context, s *Step, id, path string, b *sto
 	}
 
 	// Double-check under the lease: another worker may have finished between
-	// our status read and our acquisition. The version read is what our
-	// RUNNING record may replace.
-	status, prevVersion, err := statusfile.ReadStatusVersion(ctx, b)
+	// our status read and our acquisition. The RUNNING record replaces the
+	// status only if it is still the version read (or still absent), so the
+	// status read before the lease serves, unless the write says it changed:
+	// then it is read again, now under the lease, and the decision made
+	// again. The version read is what our RUNNING record may replace.
+	status, prevVersion := first.status, first.version
+	infoWritten := false
+	var fence store.Version
+	for reread := false; ; reread = true {
+		if res, decided := x.decide(status, cached); decided && !(force && status == statusfile.Success) {
+			return release(res)
+		}
+		if !infoWritten {
+			if _, err := statusfile.WriteInfoIfAbsent(ctx, b, x.info(s, path)); err != nil {
+				return release(attemptResult{outcome: Failed, err: err})
+			}
+			infoWritten = true
+		}
+		cond := store.IfAbsent()
+		if prevVersion != "" {
+			cond = store.IfVersion(prevVersion)
+		}
+		fence, err = statusfile.WriteStatusIf(ctx, b, statusfile.RunningRecord(worker, time.Now()), cond)
+		if errors.Is(err, store.ErrPrecondition) && !reread {
+			// Changed since the first read: read it under the lease.
+			if status, prevVersion, err = statusfile.ReadStatusVersion(ctx, b); err != nil {
+				return release(attemptResult{outcome: Failed, err: err})
+			}
+			continue
+		}
+		break
+	}
+	if errors.Is(err, store.ErrPrecondition) {
+		// A worker that lost the lease before we took it wrote its status
+		// after our read under the lease: decide again from the next
+		// attempt.
+		return release(attemptResult{held: &lease.HeldError{Key: b.URL(statusfile.StatusKey), Holder: lease.Record{WorkerID: "(the previous holder, finishing)"}}})
+	}
 	if err != nil {
 		return release(attemptResult{outcome: Failed, err: err})
-	}
-	if res, decided := x.decide(status, cached); decided && !(force && status == statusfile.Success) {
-		return release(res)
 	}
 	if force && status == statusfile.Success {
 		x.logger.Info("step forced: running it again", "step", label)
@@ -412,22 +449,6 @@ func (x *executor) attempt(ctx context.Context, s *Step, id, path string, b *sto
 			res.leaseAge = l.Previous.Age(time.Now())
 		}
 	}
-	if _, err := statusfile.WriteInfoIfAbsent(ctx, b, x.info(s, path)); err != nil {
-		return release(attemptResult{outcome: Failed, err: err})
-	}
-	cond := store.IfAbsent()
-	if prevVersion != "" {
-		cond = store.IfVersion(prevVersion)
-	}
-	fence, err := statusfile.WriteStatusIf(ctx, b, statusfile.RunningRecord(worker, time.Now()), cond)
-	if errors.Is(err, store.ErrPrecondition) {
-		// A worker that lost the lease before we took it wrote its status
-		// after our read: decide again from the next attempt.
-		return release(attemptResult{held: &lease.HeldError{Key: b.URL(statusfile.StatusKey), Holder: lease.Record{WorkerID: "(the previous holder, finishing)"}}})
-	}
-	if err != nil {
-		return release(attemptResult{outcome: Failed, err: err})
-	}
 	if force && status == statusfile.Success {
 		if err := clearArtifact(ctx, b, fence); errors.Is(err, statusfile.ErrFenced) {
 			return x.lost(label, l, err, 0)
@@ -438,7 +459,17 @@ func (x *executor) attempt(ctx context.Context, s *Step, id, path string, b *sto
 
 	start := time.Now()
 	stepCtx, cancel := l.Context(ctx)
-	alog, fileLog := x.openLog(ctx, s, label, b, path, worker)
+	remote := s.Remote != nil && x.remote != nil
+	running := Event{Kind: StepRunning, Step: label, Path: path, Worker: worker, Remote: remote}
+	var opened func(key string)
+	if dir, ok := localPath(path); ok {
+		opened = func(key string) { // the live view tails it
+			e := running
+			e.LogPath = filepath.Join(dir, key)
+			x.events.emit(e)
+		}
+	}
+	alog, fileLog := x.openLog(s, label, b, path, worker, opened)
 	logger, _ := stepLogger(x.logger, label, alog)
 	out := &Output{
 		ID:       id,
@@ -456,11 +487,6 @@ func (x *executor) attempt(ctx context.Context, s *Step, id, path string, b *sto
 	}
 	if alog != nil {
 		out.alog = alog
-	}
-	remote := s.Remote != nil && x.remote != nil
-	running := Event{Kind: StepRunning, Step: label, Path: path, Worker: worker, Remote: remote}
-	if dir, ok := localPath(path); ok && alog != nil && alog.key() != "" {
-		running.LogPath = filepath.Join(dir, alog.key()) // the live view tails it
 	}
 	x.events.emit(running)
 	if !remote { // a remote step logs it with its job id (remote.go)

@@ -34,7 +34,7 @@ func TestAttemptWithStaleEarlyStatus(t *testing.T) {
 				t.Fatal(err)
 			}
 			x := newExecutor(&RunOptions{RejectPreviouslyFailed: tc.rejectFailed, Logger: slog.New(slog.DiscardHandler)})
-			never := ""
+			never := observed{} // read ahead: never ran
 			res := x.attempt(t.Context(), s, id, "mem://p/"+id, b, false, &never, false)
 			if res.outcome != tc.want || !errors.Is(res.err, tc.wantErr) || (tc.wantErr == nil && res.err != nil) {
 				t.Errorf("attempt = %v, %v; want %v, %v", res.outcome, res.err, tc.want, tc.wantErr)

@@ -18,8 +18,10 @@ import (
 // selected, lookAhead at a time, overlaps them. The status read ahead takes
 // the place of the attempt's first read (the one before the lease), so a
 // cold run makes no more reads than before: a SUCCESS, which is terminal,
-// ends the attempt at once; any other status is only a hint, because the
-// attempt reads the status again under the lease (issue 4).
+// ends the attempt at once; any other status is only a hint, which the
+// attempt's conditional RUNNING write checks under the lease: it fails if
+// the status changed since, and the attempt then reads it again (issue 4,
+// issue 12).
 const lookAhead = 32
 
 // lookahead reads steps' statuses ahead of their attempts. Its goroutines
@@ -29,7 +31,7 @@ type lookahead struct {
 	// readAhead is the step strategy's read-only check
 	// (executor.readAhead): the scheduler itself knows nothing of status
 	// files.
-	readAhead func(ctx context.Context, b *store.Bucket) (status string, ok bool)
+	readAhead func(ctx context.Context, b *store.Bucket) (status observed, ok bool)
 	ctx       context.Context
 	cancel    context.CancelFunc
 	queue     chan *node
@@ -40,13 +42,13 @@ type lookahead struct {
 type statusProbe struct {
 	done   chan struct{} // closed when the fields below are set
 	bucket *store.Bucket // nil if the bucket could not be opened
-	status string        // the status read, if ok
+	status observed      // the status read, and its version, if ok
 	ok     bool          // the read succeeded
 }
 
 // startLookahead starts lookAhead readers; at most capacity nodes wait for
 // one, and add drops the rest.
-func startLookahead(ctx context.Context, storage BucketOpener, readAhead func(context.Context, *store.Bucket) (string, bool), capacity int) *lookahead {
+func startLookahead(ctx context.Context, storage BucketOpener, readAhead func(context.Context, *store.Bucket) (observed, bool), capacity int) *lookahead {
 	la := &lookahead{storage: storage, readAhead: readAhead, queue: make(chan *node, capacity)}
 	la.ctx, la.cancel = context.WithCancel(ctx)
 	for range lookAhead {
@@ -100,7 +102,7 @@ func (la *lookahead) stop() {
 // take returns what was read ahead for n, waiting for the read if it is in
 // flight: the bucket it opened (nil if none) and the status, nil if it was
 // not read.
-func (p *statusProbe) take() (*store.Bucket, *string) {
+func (p *statusProbe) take() (*store.Bucket, *observed) {
 	if p == nil {
 		return nil, nil
 	}

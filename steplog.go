@@ -21,7 +21,9 @@ import (
 // An attempt that runs the step's function in this process claims the next
 // attempt-N.log under the step's output path and tees what the step logs
 // through Output.Logger to it, at every level, as text: the run's logger
-// still gets every record it would have got. What the function prints to
+// still gets every record it would have got. The log is created at the
+// step's first record (or its failure), not before: a step that logs
+// nothing and succeeds has no log (attemptLog). What the function prints to
 // stdout or stderr is not captured: the process's standard streams are
 // shared by every step running in it, so there is no clean way to tell
 // whose line is whose. (A remote step's log holds everything its job
@@ -46,9 +48,32 @@ const LogUploadInterval = 5 * time.Second
 // object store.
 const maxObjectLog = 16 << 20
 
-// attemptLog is the log file of one in-process attempt.
+// attemptLog is the log of one in-process attempt. It is created lazily,
+// at the first record after its "attempt started" header (which is kept
+// until then), or when a cluster job needs its number (release): a step
+// that logs nothing and succeeds leaves no log, and costs no log's
+// directory, file or request (issue 12 §2). A failed step always has one:
+// its error is logged to it.
 type attemptLog struct {
 	b *store.Bucket
+	// open creates the log (openAttemptLog); opened, if set, is called
+	// with its key once it exists and has a number; warn reports a log
+	// that cannot be created (its records then go to the run's log only).
+	open   func(ctx context.Context) (*logBackend, error)
+	opened func(key string)
+	warn   func(error)
+
+	// mu guards the fields below.
+	mu      sync.Mutex
+	be      *logBackend // nil until created
+	openErr error       // why it could not be created
+	pending []byte      // records written before it was created
+	records int         // records written (the header included)
+	closed  bool        // nothing more is written
+}
+
+// logBackend is a created attempt log.
+type logBackend struct {
 	w io.Writer
 	// closeFn flushes and closes the log; abortFn closes it without a
 	// last upload.
@@ -58,23 +83,82 @@ type attemptLog struct {
 	// (uploaded logs claim theirs lazily); number returns it, 0 if none.
 	claim  func(ctx context.Context) (int, error)
 	number func() int
+}
 
-	// mu guards the fields below.
-	mu      sync.Mutex
-	records int  // records written (the header included)
-	closed  bool // nothing more is written
+// newAttemptLog returns the lazily created log of an attempt at the step
+// whose output is b (at path).
+func newAttemptLog(b *store.Bucket, path string, opened func(key string), warn func(error)) *attemptLog {
+	return &attemptLog{b: b, opened: opened, warn: warn,
+		open: func(ctx context.Context) (*logBackend, error) { return openAttemptLog(ctx, b, path) }}
 }
 
 // Write writes one record, unless the log is closed (records logged after
-// a handover go to the run's log only).
+// a handover go to the run's log only). The first record, the header, is
+// kept until a second one creates the log.
 func (l *attemptLog) Write(p []byte) (int, error) {
 	l.mu.Lock()
-	defer l.mu.Unlock()
-	if l.closed {
+	if l.closed || l.openErr != nil {
+		l.mu.Unlock()
 		return len(p), nil
 	}
 	l.records++
-	return l.w.Write(p)
+	if l.be == nil && l.records == 1 {
+		l.pending = append(l.pending, p...)
+		l.mu.Unlock()
+		return len(p), nil
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), cleanupTimeout)
+	defer cancel()
+	created, err := l.create(ctx)
+	if err != nil {
+		l.mu.Unlock()
+		return len(p), nil // reported by create; the run's log has the record
+	}
+	n, err := l.be.w.Write(p)
+	l.mu.Unlock()
+	if created {
+		l.notify()
+	}
+	return n, err
+}
+
+// create creates the log if it does not exist yet, with the records kept
+// so far, and reports whether it did. l.mu is held.
+func (l *attemptLog) create(ctx context.Context) (bool, error) {
+	if l.be != nil {
+		return false, nil
+	}
+	if l.openErr != nil {
+		return false, l.openErr
+	}
+	be, err := l.open(ctx)
+	if err != nil {
+		l.openErr = err
+		if l.warn != nil {
+			l.warn(err)
+		}
+		return false, err
+	}
+	l.be = be
+	if len(l.pending) > 0 {
+		_, err = be.w.Write(l.pending)
+		l.pending = nil
+	}
+	return true, err
+}
+
+// notify calls opened with the new log's key, if it has a number yet.
+func (l *attemptLog) notify() {
+	if k := l.key(); k != "" && l.opened != nil {
+		l.opened(k)
+	}
+}
+
+// exists reports whether the log was created.
+func (l *attemptLog) exists() bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.be != nil
 }
 
 // close flushes and closes the log, once.
@@ -85,15 +169,20 @@ func (l *attemptLog) close(ctx context.Context) error {
 		return nil
 	}
 	l.closed = true
+	be := l.be
 	l.mu.Unlock()
-	return l.closeFn(ctx)
+	if be == nil {
+		return nil
+	}
+	return be.closeFn(ctx)
 }
 
 // release gives up the log if the step has logged nothing to it yet (it
 // holds only its header), for the step's cluster job: handover closes it
-// and returns its number for the job's first attempt to log to, so that a
-// remote step's attempt has one log, the job's; drop (a job adopted, with
-// its own logs) deletes it. ok is false if the step already logged.
+// and returns its number for the job's first attempt to log to (creating
+// it if need be), so that a remote step's attempt has one log, the job's;
+// drop (a job adopted, with its own logs) deletes it. ok is false if the
+// step already logged.
 func (l *attemptLog) release(ctx context.Context, drop bool) (n int, ok bool) {
 	l.mu.Lock()
 	if l.closed || l.records > 1 {
@@ -101,32 +190,51 @@ func (l *attemptLog) release(ctx context.Context, drop bool) (n int, ok bool) {
 		return 0, false
 	}
 	l.closed = true
-	l.mu.Unlock()
 	if drop {
-		err := l.abortFn()
-		n := l.number()
+		be := l.be
+		l.mu.Unlock()
+		if be == nil {
+			return 0, true // never created: nothing to delete
+		}
+		err := be.abortFn()
+		n := be.number()
 		if n > 0 {
 			err = errors.Join(err, l.b.Delete(ctx, statusfile.LogKey(n)))
 		}
 		return n, err == nil
 	}
-	n, err := l.claim(ctx)
-	err = errors.Join(err, l.closeFn(ctx))
+	created, err := l.create(ctx)
+	be := l.be
+	l.mu.Unlock()
+	if err != nil {
+		return 0, false
+	}
+	n, err = be.claim(ctx)
+	err = errors.Join(err, be.closeFn(ctx))
+	if created {
+		l.notify()
+	}
 	return n, err == nil
 }
 
 // key returns the log's key, "" if it has no number yet.
 func (l *attemptLog) key() string {
-	if n := l.number(); n > 0 {
+	l.mu.Lock()
+	be := l.be
+	l.mu.Unlock()
+	if be == nil {
+		return ""
+	}
+	if n := be.number(); n > 0 {
 		return statusfile.LogKey(n)
 	}
 	return ""
 }
 
-// openAttemptLog opens the next attempt log of the step at path, whose
+// openAttemptLog creates the next attempt log of the step at path, whose
 // bucket b may write control files: claimed at once on a local disk, at
 // its first upload on an object store.
-func openAttemptLog(ctx context.Context, b *store.Bucket, path string) (*attemptLog, error) {
+func openAttemptLog(ctx context.Context, b *store.Bucket, path string) (*logBackend, error) {
 	if dir, ok := localPath(path); ok {
 		n, err := statusfile.ClaimLog(ctx, b)
 		if err != nil {
@@ -147,12 +255,12 @@ func openAttemptLog(ctx context.Context, b *store.Bucket, path string) (*attempt
 			f.Close()
 			return nil, errors.New("attempt log " + b.URL(key) + " is not a regular file")
 		}
-		return &attemptLog{b: b, w: f, closeFn: func(context.Context) error { return f.Close() }, abortFn: f.Close,
+		return &logBackend{w: f, closeFn: func(context.Context) error { return f.Close() }, abortFn: f.Close,
 			claim: func(context.Context) (int, error) { return n, nil }, number: func() int { return n }}, nil
 	}
 	u := &uploadedLog{b: b, stop: make(chan struct{})}
 	u.wg.Go(u.loop)
-	return &attemptLog{b: b, w: u, closeFn: u.close, abortFn: u.abort, claim: u.claim, number: u.number}, nil
+	return &logBackend{w: u, closeFn: u.close, abortFn: u.abort, claim: u.claim, number: u.number}, nil
 }
 
 // uploadedLog is an attempt log on an object store: kept in memory,
@@ -313,20 +421,19 @@ func stepLogger(run *slog.Logger, id string, log *attemptLog) (*slog.Logger, *sl
 	return slog.New(teeHandler{l.Handler(), file}), slog.New(file)
 }
 
-// openLog opens the log of an attempt at step s (named label) by worker, whose
-// function runs in this process; it returns nil for a step that runs as a
-// cluster job (whose job writes the attempt's log), or if the log cannot
-// be created, which is logged and does not stop the step. The second value
-// logs to the file alone.
-func (x *executor) openLog(ctx context.Context, s *Step, label string, b *store.Bucket, path, worker string) (*attemptLog, *slog.Logger) {
+// openLog starts the log of an attempt at step s (named label, its output
+// b at path) by worker, whose function runs in this process; it returns nil
+// for a step that runs as a cluster job (whose job writes the attempt's
+// log). The log is created at the step's first record (attemptLog); opened
+// is called with its key then. A log that cannot be created is logged and
+// does not stop the step. The second value logs to the file alone.
+func (x *executor) openLog(s *Step, label string, b *store.Bucket, path, worker string, opened func(key string)) (*attemptLog, *slog.Logger) {
 	if s.Remote != nil && x.remote != nil {
 		return nil, nil
 	}
-	log, err := openAttemptLog(ctx, b, path)
-	if err != nil {
+	log := newAttemptLog(b, path, opened, func(err error) {
 		x.logger.Warn("the step's attempt log cannot be created; its records go to the run's log only", "step", label, "error", err)
-		return nil, nil
-	}
+	})
 	_, file := stepLogger(x.logger, label, log)
 	file.Info("attempt started", "step", label, "worker", worker)
 	return log, file
@@ -344,9 +451,10 @@ func (x *executor) closeLog(ctx context.Context, label string, out *Output, file
 			out.logKey = log.key()
 		}
 	}()
-	if ferr != nil {
+	switch {
+	case ferr != nil:
 		file.Error("step function failed", "error", ferr)
-	} else {
+	case log.exists():
 		file.Info("step function returned")
 	}
 	if err := log.close(ctx); err != nil {

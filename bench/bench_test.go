@@ -54,7 +54,7 @@ func TestCommand(t *testing.T) {
 			}
 		}
 	}
-	for _, want := range []string{"steps/s", "µs/step", "targets:", "fanout throughput cairn/"} {
+	for _, want := range []string{"steps/s", "µs/step", "targets (median of per-repetition", "fanout         cairn/ninja", " CPUs, load "} {
 		if !strings.Contains(stderr.String(), want) {
 			t.Errorf("stderr lacks %q:\n%s", want, stderr.String())
 		}
@@ -77,6 +77,9 @@ func checkLine(t *testing.T, line string) result {
 	if err := json.Unmarshal([]byte(line), &r); err != nil {
 		t.Fatalf("line %q: %v", line, err)
 	}
+	if r.Env.FS == "" || r.Env.Kernel == "" || r.Env.CPUs <= 0 || r.Env.Load1 < 0 || r.StepWork == "" {
+		t.Errorf("line lacks its environment or step work: %s", line)
+	}
 	if r.Steps <= 0 || r.WallS <= 0 || r.PeakRSSMB <= 0 || r.PerStepUS <= 0 {
 		t.Errorf("non-positive measurement: %s", line)
 	}
@@ -96,6 +99,29 @@ func checkLine(t *testing.T, line string) result {
 	return r
 }
 
+// TestAddRatios checks that wall-time ratios are taken within each
+// repetition, then their median.
+func TestAddRatios(t *testing.T) {
+	s := func(walls ...time.Duration) []sample {
+		var out []sample
+		for _, w := range walls {
+			out = append(out, sample{proc: procStats{wall: w}})
+		}
+		return out
+	}
+	rs := []result{{Tool: "cairn"}, {Tool: "ninja"}}
+	// Repetition 2 ran under load for both tools: the per-repetition
+	// ratios are 0.5, 0.5 and 1.5 (median 0.5), while the ratio of the
+	// medians (3 and 2) would be 1.5.
+	addRatios(rs, [][]sample{s(1, 10, 3), s(2, 20, 2)})
+	if got := rs[0].WallRatio["ninja"]; got != 0.5 {
+		t.Errorf("cairn/ninja = %v, want 0.5", got)
+	}
+	if got := rs[1].WallRatio["cairn"]; got != 2 {
+		t.Errorf("ninja/cairn = %v, want 2", got)
+	}
+}
+
 // TestShapes checks the full-size shapes' step and edge counts and that
 // nodes are in topological order.
 func TestShapes(t *testing.T) {
@@ -104,6 +130,7 @@ func TestShapes(t *testing.T) {
 		"fanout":        {10001, 10000},
 		"grid":          {10000, 2 * 99 * 100},
 		"fanout-cached": {10001, 10000},
+		"fanout-write":  {10001, 10000},
 	}
 	for _, sh := range shapes() {
 		g, _ := sh.build(1)

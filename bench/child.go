@@ -91,7 +91,7 @@ func runChild(ctx context.Context, o childOptions) (*childReport, error) {
 	}
 	start := time.Now()
 	g, _ := sh.build(o.scale)
-	steps := cairnSteps(g)
+	steps := cairnSteps(g, sh.writes)
 	built := time.Since(start)
 
 	stopProfile, err := startCPUProfile(o.cpuProfile)
@@ -126,9 +126,16 @@ func runChild(ctx context.Context, o childOptions) (*childReport, error) {
 	return rep, runErr
 }
 
-// cairnSteps turns g into cairn steps whose functions do nothing.
-func cairnSteps(g *graph) []*cairn.Step {
+// cairnSteps turns g into cairn steps whose functions do nothing or, with
+// writes, write one byte to a file of their own.
+func cairnSteps(g *graph, writes bool) []*cairn.Step {
 	noop := func(context.Context, *cairn.Output) (any, error) { return nil, nil }
+	if writes {
+		noop = func(ctx context.Context, out *cairn.Output) (any, error) {
+			_, err := out.Bucket.Write(ctx, "out", []byte("x"))
+			return nil, err
+		}
+	}
 	steps := make([]*cairn.Step, g.size())
 	for i, name := range g.names {
 		deps := make([]*cairn.Step, len(g.deps[i]))

@@ -9,10 +9,28 @@
 //	               steps j and (j+1)%100 of layer i-1
 //	fanout-cached  a re-run of fanout over its existing outputs: cairn finds
 //	               every step cached, ninja and make have nothing to do
+//	fanout-write   fanout in which every step writes one 1-byte file
 //
 // cairn runs in a re-executed copy of this binary calling cairn.Run with
 // the local-disk storage of package cli; ninja and make run a generated
-// build.ninja or Makefile whose every step is `touch OUT`. Every tool is
+// build.ninja or Makefile whose every step is `touch OUT` (in fanout-write
+// `printf x > OUT`). No tool can do exactly the work of another: ninja and
+// make need a process per step, cairn runs a function and writes its
+// control files; every JSON line says what one step does (step_work).
+//
+// The comparison is made fair in the ways that can be: every tool runs
+// with the same concurrency (-j; cairn's -max-concurrent defaults to it,
+// and the tool cairn-default runs cairn at its own default,
+// cairn.DefaultMaxConcurrent, reported separately); the tools are
+// interleaved within each repetition, in a rotating order; before every
+// timed run the trees no longer needed are removed and the file systems
+// synced; ratios between tools are taken within a repetition, then their
+// median (wall_ratio), which cancels most of a load that changes during
+// the run; every JSON line records the file system, kernel, CPU count and
+// the load average before each run (env). Workflow tools written in
+// Python (Snakemake, Marin's StepRunner) run from bench/peers/peers.py.
+//
+// Every tool is
 // started and measured in the same way, by a minimal launcher process (this
 // binary again): wall time from fork to reaped exit, so it includes process
 // start for every tool, and peak RSS (ru_maxrss). cairn's child also
@@ -55,7 +73,7 @@
 //
 // Usage:
 //
-//	go run ./bench [-shapes chain,fanout,grid,fanout-cached] [-tools cairn,ninja,make]
+//	go run ./bench [-shapes chain,fanout,grid,fanout-cached,fanout-write] [-tools cairn,ninja,make,cairn-default]
 //	               [-repeat N] [-max-concurrent N] [-j N] [-scale F] [-keep] [-cpuprofile DIR]
 //	               [-store URL [-stream [-stream-size BYTES]]]
 package main
@@ -71,7 +89,9 @@ import (
 	"os/exec"
 	"os/signal"
 	"path/filepath"
+	"slices"
 	"strings"
+	"syscall"
 
 	"example.com/cairn"
 )
@@ -126,7 +146,9 @@ type config struct {
 }
 
 // toolNames returns the tools, in the order they run.
-func toolNames() []string { return []string{"cairn", "ninja", "make"} }
+// cairn-default is cairn with its default concurrency
+// (cairn.DefaultMaxConcurrent) rather than the others' -j.
+func toolNames() []string { return []string{"cairn", "ninja", "make", "cairn-default"} }
 
 func parseFlags(args []string, stderr io.Writer) (config, error) {
 	var (
@@ -142,7 +164,7 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	fs.StringVar(&shapeList, "shapes", strings.Join(shapeNames, ","), "comma-separated shapes to run")
 	fs.StringVar(&toolList, "tools", strings.Join(toolNames(), ","), "comma-separated tools to run; a tool whose binary is missing is skipped")
 	fs.IntVar(&c.repeat, "repeat", 1, "runs per tool and shape; the median is reported")
-	fs.IntVar(&c.maxConcurrent, "max-concurrent", cairn.DefaultMaxConcurrent, "cairn RunOptions.MaxConcurrent")
+	fs.IntVar(&c.maxConcurrent, "max-concurrent", 0, "cairn's RunOptions.MaxConcurrent (default: -j, the concurrency of ninja and make; the tool cairn-default runs with cairn's own default)")
 	fs.IntVar(&c.jobs, "j", 2, "parallel jobs for ninja and make (-j)")
 	fs.Float64Var(&c.scale, "scale", 1, "multiplier of every shape's step count (for a quick run, e.g. 0.01)")
 	fs.BoolVar(&c.keep, "keep", false, "keep the temporary directory and print its path")
@@ -154,14 +176,17 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	if err := fs.Parse(args); err != nil {
 		return c, err
 	}
+	if c.maxConcurrent == 0 {
+		c.maxConcurrent = c.jobs
+	}
 	var err error
 	switch {
 	case fs.NArg() > 0:
 		return c, fmt.Errorf("unexpected arguments %q", fs.Args())
 	case c.repeat < 1:
 		return c, fmt.Errorf("-repeat must be >= 1, got %d", c.repeat)
-	case c.maxConcurrent < 1 || c.jobs < 1:
-		return c, errors.New("-max-concurrent and -j must be >= 1")
+	case c.maxConcurrent < 0 || c.jobs < 1:
+		return c, errors.New("-max-concurrent must be >= 0 and -j >= 1")
 	case !(c.scale > 0):
 		return c, fmt.Errorf("-scale must be > 0, got %g", c.scale)
 	case c.stream && c.store == "":
@@ -183,7 +208,10 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 			return c, fmt.Errorf("-store %q: want s3://BUCKET/PREFIX or gs://BUCKET/PREFIX", c.store)
 		}
 		c.store = strings.TrimSuffix(c.store, "/")
-		c.tools = []string{"cairn"} // ninja and make build on local disk only
+		c.tools = slices.DeleteFunc(c.tools, func(t string) bool { return !strings.HasPrefix(t, "cairn") }) // ninja and make build on local disk only
+		if len(c.tools) == 0 {
+			c.tools = []string{"cairn"}
+		}
 	}
 	return c, nil
 }
@@ -239,7 +267,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		}
 	}
 
-	b := &bench{cfg: cfg, root: root, coldDirs: map[string]string{}}
+	b := &bench{cfg: cfg, root: root, coldDirs: map[string]string{}, env: newEnvironment(root)}
 	enc := json.NewEncoder(stdout)
 	var results []result
 	for _, name := range cfg.shapes {
@@ -247,16 +275,16 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		if err != nil {
 			return err
 		}
-		for _, t := range tools {
-			r, err := b.measure(ctx, t, sh)
-			if err != nil {
-				return err
-			}
+		rs, err := b.measure(ctx, tools, sh)
+		if err != nil {
+			return err
+		}
+		for _, r := range rs {
 			if err := enc.Encode(r); err != nil {
 				return err
 			}
-			results = append(results, r)
 		}
+		results = append(results, rs...)
 	}
 	if len(results) > 0 {
 		printSummary(stderr, results, cfg.scale)
@@ -280,7 +308,9 @@ func newTools(cfg config, stderr io.Writer) ([]tool, error) {
 		)
 		switch name {
 		case "cairn":
-			t = &cairnTool{launch: l, scale: cfg.scale, maxConcurrent: cfg.maxConcurrent, profileDir: cfg.profileDir, store: cfg.store}
+			t = &cairnTool{tool: name, launch: l, scale: cfg.scale, maxConcurrent: cfg.maxConcurrent, profileDir: cfg.profileDir, store: cfg.store}
+		case "cairn-default":
+			t = &cairnTool{tool: name, launch: l, scale: cfg.scale, maxConcurrent: cairn.DefaultMaxConcurrent, profileDir: cfg.profileDir, store: cfg.store}
 		case "ninja":
 			t, err = newNinja(l, cfg.jobs)
 		case "make":
@@ -302,44 +332,93 @@ func newTools(cfg config, stderr io.Writer) ([]tool, error) {
 type bench struct {
 	cfg  config
 	root string
+	env  environment
 	// coldDirs maps "TOOL/SHAPE" to the directory of the tool's last cold
 	// run of the shape, for cached shapes to re-run.
 	coldDirs map[string]string
 }
 
-// measure runs t over sh cfg.repeat times and summarizes the runs.
-func (b *bench) measure(ctx context.Context, t tool, sh shape) (result, error) {
+// measure runs every tool over sh cfg.repeat times, interleaved: each
+// repetition runs every tool once, in an order rotated by one tool per
+// repetition, so that no tool always runs first (or right after the same
+// other tool), and a change of load during the benchmark hits every tool
+// alike. Before each timed run the trees no longer needed are removed and
+// the file systems synced (sync(2)), so that no tool pays for another's
+// writeback or deletions.
+func (b *bench) measure(ctx context.Context, tools []tool, sh shape) ([]result, error) {
 	g, desc := sh.build(b.cfg.scale)
-	samples := make([]sample, 0, b.cfg.repeat)
+	if err := b.dropTrees(sh.base); err != nil {
+		return nil, err
+	}
+	samples := make([][]sample, len(tools))
 	var j job
 	for i := range b.cfg.repeat {
-		var err error
-		if j, err = b.newJob(ctx, t, sh, g, i); err != nil {
-			return result{}, err
+		for k := range tools {
+			ti := (k + i) % len(tools)
+			t := tools[ti]
+			var err error
+			if j, err = b.newJob(ctx, t, sh, g, i); err != nil {
+				return nil, err
+			}
+			syscall.Sync()
+			load := load1()
+			s, err := t.run(ctx, j)
+			if err != nil {
+				return nil, err
+			}
+			s.load1 = load
+			samples[ti] = append(samples[ti], s)
 		}
-		s, err := t.run(ctx, j)
-		if err != nil {
-			return result{}, err
-		}
-		samples = append(samples, s)
 	}
-	return summarize(t, j, desc, b.cfg.scale, samples), nil
+	rs := make([]result, len(tools))
+	for ti, t := range tools {
+		rs[ti] = summarize(t, j, desc, b.cfg.scale, samples[ti], b.env)
+		rs[ti].StepWork = stepWork(sh, t.name())
+	}
+	addRatios(rs, samples)
+	return rs, nil
+}
+
+// dropTrees removes every cold tree except those of shape keep (the base
+// of the next cached shape), and syncs.
+func (b *bench) dropTrees(keep string) error {
+	for k, dir := range b.coldDirs {
+		if _, shape, _ := strings.Cut(k, "/"); keep != "" && shape == keep {
+			continue
+		}
+		if b.cfg.keep {
+			delete(b.coldDirs, k)
+			continue
+		}
+		if err := os.RemoveAll(dir); err != nil {
+			return err
+		}
+		delete(b.coldDirs, k)
+	}
+	return nil
 }
 
 // newJob returns the i-th run of t over sh. A cold run gets a fresh
-// directory; a cached run re-uses the last cold run of its base shape,
-// making one first (untimed) if there was none.
+// directory, and the tool's previous tree of that shape is removed; a
+// cached run re-uses the last cold run of its base shape, making one first
+// (untimed) if there was none.
 func (b *bench) newJob(ctx context.Context, t tool, sh shape, g *graph, i int) (job, error) {
 	label := fmt.Sprintf("%s-%d", sh.name, i)
 	if !sh.cached {
+		key := t.name() + "/" + sh.name
+		if prev, ok := b.coldDirs[key]; ok && !b.cfg.keep {
+			if err := os.RemoveAll(prev); err != nil {
+				return job{}, err
+			}
+		}
 		dir := filepath.Join(b.root, t.name(), label)
 		if err := os.MkdirAll(dir, 0o755); err != nil {
 			return job{}, err
 		}
-		if err := t.prepare(dir, g); err != nil {
+		if err := t.prepare(dir, g, sh); err != nil {
 			return job{}, fmt.Errorf("%s: preparing %s: %w", t.name(), label, err)
 		}
-		b.coldDirs[t.name()+"/"+sh.name] = dir
+		b.coldDirs[key] = dir
 		return job{shape: sh, graph: g, dir: dir, label: label}, nil
 	}
 	dir, ok := b.coldDirs[t.name()+"/"+sh.base]

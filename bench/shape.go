@@ -58,6 +58,10 @@ type shape struct {
 	cached bool
 	// base is the shape whose cold run a cached shape re-runs ("" if none).
 	base string
+	// writes means every step writes one small file of its own (see
+	// stepWork), instead of doing nothing (cairn) or touching its output
+	// (ninja, make).
+	writes bool
 	// build returns the graph at the given scale and a description of it.
 	build func(scale float64) (*graph, string)
 }
@@ -70,7 +74,27 @@ func shapes() []shape {
 		{name: "fanout", build: fanout},
 		{name: "grid", build: grid},
 		{name: "fanout-cached", cached: true, base: "fanout", build: fanout},
+		{name: "fanout-write", writes: true, build: fanout},
 	}
+}
+
+// stepWork says what one step of sh does in each tool: the work compared.
+// No tool can do exactly what another does: ninja and make run a process
+// per step, and cairn runs a function in its own process.
+func stepWork(sh shape, tool string) string {
+	switch {
+	case tool == "ninja" && sh.writes:
+		return "one process: /bin/sh -c 'printf x > OUT' (a shell builtin writes the 1-byte output file)"
+	case tool == "make" && sh.writes:
+		return "one process: /bin/sh -c 'printf x > OUT' (the redirection makes make use the shell; a builtin writes the 1-byte output file)"
+	case tool == "ninja":
+		return "one process: /bin/sh -c 'touch OUT' (dash execs touch in place: one fork, two execs); the output file is the step's only file"
+	case tool == "make":
+		return "one process: touch OUT (no shell metacharacters: make forks and execs touch directly); the output file is the step's only file"
+	case sh.writes:
+		return "in-process function writing a 1-byte file through out.Bucket.Write, plus cairn's control files (lease, info, status, artifact, attempt log)"
+	}
+	return "in-process function returning nil, plus cairn's control files (lease, info, status, artifact, attempt log)"
 }
 
 // lookupShape returns the shape called name.

@@ -34,21 +34,23 @@ type sample struct {
 	// inproc is cairn.Run's own wall time, measured inside the child; zero
 	// for other tools.
 	inproc time.Duration
+	// load1 is the 1-minute load average just before the run.
+	load1 float64
 }
 
 // tool is a build system under test. Every tool runs as a process started
 // by a launcher, so that wall time and peak RSS are measured the same way
 // for all of them.
 type tool interface {
-	// name is "cairn", "ninja" or "make".
+	// name is "cairn", "cairn-default", "ninja" or "make".
 	name() string
 	// jobs is the parallelism the tool is run with.
 	jobs() int
 	// command describes the command line, for the report.
 	command() string
-	// prepare sets up dir, which exists and is empty, for a cold run of g.
-	// It is not timed.
-	prepare(dir string, g *graph) error
+	// prepare sets up dir, which exists and is empty, for a cold run of g
+	// in shape sh. It is not timed.
+	prepare(dir string, g *graph, sh shape) error
 	// run runs the tool once and checks that every step ran (cold run) or
 	// that none had to (cached run).
 	run(ctx context.Context, j job) (sample, error)
@@ -66,6 +68,7 @@ func commandError(what string, err error, output []byte) error {
 // cairnTool runs a shape with cairn.Run in a re-executed copy of this binary
 // (child mode).
 type cairnTool struct {
+	tool          string // "cairn" or "cairn-default"
 	launch        launcher
 	scale         float64
 	maxConcurrent int
@@ -73,14 +76,14 @@ type cairnTool struct {
 	store         string // if set, the object-store URL prefixed to every prefix
 }
 
-func (t *cairnTool) name() string { return "cairn" }
+func (t *cairnTool) name() string { return t.tool }
 func (t *cairnTool) jobs() int    { return t.maxConcurrent }
 
 func (t *cairnTool) command() string {
 	return fmt.Sprintf("%s %s -shape SHAPE -dir PREFIX -max-concurrent %d", filepath.Base(t.launch.exe), childFlag, t.maxConcurrent)
 }
 
-func (t *cairnTool) prepare(string, *graph) error { return nil }
+func (t *cairnTool) prepare(string, *graph, shape) error { return nil }
 
 func (t *cairnTool) run(ctx context.Context, j job) (sample, error) {
 	args := []string{childFlag,
@@ -90,7 +93,7 @@ func (t *cairnTool) run(ctx context.Context, j job) (sample, error) {
 		"-max-concurrent", strconv.Itoa(t.maxConcurrent),
 	}
 	if t.profileDir != "" {
-		args = append(args, "-cpuprofile", filepath.Join(t.profileDir, "cairn-"+j.label+".pprof"))
+		args = append(args, "-cpuprofile", filepath.Join(t.profileDir, t.tool+"-"+j.label+".pprof"))
 	}
 	var stdout, stderr bytes.Buffer
 	st, err := t.launch.run(ctx, "", &stdout, &stderr, append([]string{t.launch.exe}, args...)...)
@@ -133,7 +136,7 @@ type buildTool struct {
 	j      int      // -j
 	file   string   // build file name
 	flags  []string // extra flags before -j
-	write  func(w *bufio.Writer, g *graph)
+	write  func(w *bufio.Writer, g *graph, command string)
 }
 
 // newNinja returns the ninja tool, or an error if ninja is not installed.
@@ -170,7 +173,29 @@ func (t *buildTool) command() string {
 // outDir holds the outputs, relative to the build directory.
 const outDir = "out"
 
-func (t *buildTool) prepare(dir string, g *graph) error {
+// Commands of build steps: the default shapes touch the output, the
+// writing shapes write one byte to it through the shell.
+const (
+	ninjaTouch = "touch $out"
+	ninjaWrite = "printf x > $out"
+	makeTouch  = "touch $@"
+	makeWrite  = "printf x > $@"
+)
+
+// stepCommand returns the command of every step of sh.
+func (t *buildTool) stepCommand(sh shape) string {
+	switch {
+	case t.tool == "make" && sh.writes:
+		return makeWrite
+	case t.tool == "make":
+		return makeTouch
+	case sh.writes:
+		return ninjaWrite
+	}
+	return ninjaTouch
+}
+
+func (t *buildTool) prepare(dir string, g *graph, sh shape) error {
 	if err := os.Mkdir(filepath.Join(dir, outDir), 0o755); err != nil {
 		return err
 	}
@@ -179,7 +204,7 @@ func (t *buildTool) prepare(dir string, g *graph) error {
 		return err
 	}
 	w := bufio.NewWriter(f)
-	t.write(w, g) // write errors stick in w and come back from Flush
+	t.write(w, g, t.stepCommand(sh)) // write errors stick in w and come back from Flush
 	return errors.Join(w.Flush(), f.Close())
 }
 
@@ -242,25 +267,25 @@ func checkOutputs(before, after []time.Time, j job) error {
 	return fmt.Errorf("%d of %d outputs %s (first: %s)", len(bad), j.graph.size(), what, bad[0])
 }
 
-// writeNinja writes a build.ninja with one `touch` edge per step. Write
-// errors stick in the bufio.Writer and come back from its Flush.
-func writeNinja(w *bufio.Writer, g *graph) {
-	w.WriteString("rule touch\n  command = touch $out\n\n")
+// writeNinja writes a build.ninja with one edge running command per step.
+// Write errors stick in the bufio.Writer and come back from its Flush.
+func writeNinja(w *bufio.Writer, g *graph, command string) {
+	w.WriteString("rule step\n  command = " + command + "\n\n")
 	for i := range g.names {
-		writeRule(w, g, i, "build %s/%s: touch", "\n")
+		writeRule(w, g, i, "build %s/%s: step", "\n")
 	}
 }
 
-// writeMakefile writes a Makefile with one `touch` rule per step and a
-// phony default target depending on every sink.
-func writeMakefile(w *bufio.Writer, g *graph) {
+// writeMakefile writes a Makefile with one rule running command per step
+// and a phony default target depending on every sink.
+func writeMakefile(w *bufio.Writer, g *graph, command string) {
 	w.WriteString(".SUFFIXES:\n.PHONY: all\nall:")
 	for _, s := range g.sinks() {
 		fmt.Fprintf(w, " %s/%s", outDir, g.names[s])
 	}
 	w.WriteString("\n\n")
 	for i := range g.names {
-		writeRule(w, g, i, "%s/%s:", "\n\ttouch $@\n")
+		writeRule(w, g, i, "%s/%s:", "\n\t"+command+"\n")
 	}
 }
 

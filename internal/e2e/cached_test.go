@@ -96,3 +96,57 @@ func TestCachedRerun(t *testing.T) {
 		}
 	})
 }
+
+// TestRequestsPerStep counts the HTTP requests of one cold step (no
+// dependencies, a function that writes nothing) and of one cached step on
+// each object store, through a counting proxy, and holds them to the
+// protocol's budget (issue 12 §2). A cold step needs: the status read
+// (404), the lease (create), the info (create), the RUNNING record
+// (create), the artifact (create), SUCCESS (replace, conditional), the
+// attempt log (create) and the lease's release (conditional delete); a
+// cached one only its status read.
+func TestRequestsPerStep(t *testing.T) {
+	forEachBackend(t, false, func(t *testing.T, be backend) {
+		p, endpoint := proxy(t, be, nil)
+		opts := &cairn.RunOptions{
+			Prefix:  be.root(t),
+			Storage: be.storage(endpoint, nil),
+			Logger:  slog.New(slog.DiscardHandler),
+		}
+		step := &cairn.Step{Name: "one", Func: noop}
+		// The storage's own set-up (a client, a bucket check) is not the
+		// step's: open the step's bucket once before counting.
+		path, err := step.OutputPath(opts.Prefix)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := opts.Storage.OpenBucket(t.Context(), path); err != nil {
+			t.Fatal(err)
+		}
+		p.Reset()
+		if _, err := cairn.Run(t.Context(), cairn.Steps(step), opts); err != nil {
+			t.Fatal(err)
+		}
+		cold := p.Stats()
+		p.Reset()
+		report, err := cairn.Run(t.Context(), cairn.Steps(step), opts)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if report.Count(cairn.Cached) != 1 {
+			t.Fatalf("the second run did not find the step cached: %+v", report.Steps)
+		}
+		cached := p.Stats()
+		t.Logf("%s: cold step %d requests %v; cached step %d requests %v", be.name, cold.Requests, cold.ByMethod, cached.Requests, cached.ByMethod)
+		if cold.Requests > coldStepBudget {
+			t.Errorf("a cold step made %d requests, want at most %d: %v", cold.Requests, coldStepBudget, cold.ByMethod)
+		}
+		if cached.Requests > 1 {
+			t.Errorf("a cached step made %d requests, want 1 (its status): %v", cached.Requests, cached.ByMethod)
+		}
+	})
+}
+
+// coldStepBudget is the most requests one cold step may make: see
+// TestRequestsPerStep.
+const coldStepBudget = 8

@@ -107,6 +107,13 @@ func (b *Board) Observe(e cairn.Event) {
 		s.State = Waiting
 		s.Holder, s.StaleIn, s.WaitSeen = e.Holder, e.StaleIn, e.Time
 	case cairn.StepRunning:
+		if s.State == Running && s.Worker == e.Worker && e.Worker != "" {
+			// The same attempt again: its log was created (cairn.StepRunning).
+			if e.LogPath != "" && e.LogPath != s.LogPath {
+				s.LogPath, s.LastLog = e.LogPath, ""
+			}
+			break
+		}
 		s.State, s.Started, s.Worker = Running, e.Time, e.Worker
 		s.JobID, s.JobState, s.Cluster, s.LogPath, s.LastLog = "", "", "", e.LogPath, ""
 		s.Submitted, s.JobRunning = time.Time{}, time.Time{}

@@ -121,3 +121,20 @@ func TestHandlerRecordsStepLogLines(t *testing.T) {
 		t.Errorf("last log %q, want %q", got, "reading shard n=3")
 	}
 }
+
+// A second StepRunning of the same attempt (same worker) says its log
+// file was created: the step keeps its start time and gets the log to
+// tail; a new attempt (another worker) starts afresh.
+func TestRunningAgainGivesTheLog(t *testing.T) {
+	b := progress.NewBoard(t0)
+	b.Observe(cairn.Event{Kind: cairn.StepRunning, Step: "s", Worker: "w.1", Time: t0})
+	b.Observe(cairn.Event{Kind: cairn.StepRunning, Step: "s", Worker: "w.1", LogPath: "/p/s/.cairn_logs/attempt-1.log", Time: t0.Add(time.Minute)})
+	active := b.Active()
+	if len(active) != 1 || !active[0].Started.Equal(t0) || active[0].LogPath != "/p/s/.cairn_logs/attempt-1.log" {
+		t.Fatalf("after the log's creation: %+v, want started at %v with the log", active, t0)
+	}
+	b.Observe(cairn.Event{Kind: cairn.StepRunning, Step: "s", Worker: "w.2", Time: t0.Add(2 * time.Minute)})
+	if active := b.Active(); len(active) != 1 || !active[0].Started.Equal(t0.Add(2*time.Minute)) || active[0].LogPath != "" {
+		t.Errorf("a new attempt: %+v, want started afresh without a log", active)
+	}
+}

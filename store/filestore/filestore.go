@@ -390,7 +390,7 @@ func (b *bucket) create(t target, tmp string) error {
 // replace renames tmp over t's name if its content has version want. It
 // reports whether tmp was renamed.
 func (b *bucket) replace(ctx context.Context, t target, tmp string, want driver.Version) (bool, error) {
-	fd, err := b.lockCurrent(ctx, t)
+	fd, size, err := b.lockCurrentSize(ctx, t)
 	if err != nil {
 		if isNotExist(err) {
 			return false, errAbsent
@@ -398,7 +398,7 @@ func (b *bucket) replace(ctx context.Context, t target, tmp string, want driver.
 		return false, err
 	}
 	defer unix.Close(fd) // releases the lock
-	data, err := readFd(fd, t.p, -1, -1)
+	data, err := readFd(fd, t.p, size, -1)
 	if err != nil {
 		return false, err
 	}
@@ -465,7 +465,7 @@ func (b *bucket) Delete(ctx context.Context, key string, cond driver.Condition) 
 	// Unconditional deletes lock too: removing the file between a
 	// conditional writer's comparison and its rename would let the rename
 	// resurrect the object.
-	fd, err := b.lockCurrent(ctx, t)
+	fd, size, err := b.lockCurrentSize(ctx, t)
 	if isNotExist(err) {
 		return absent()
 	}
@@ -474,7 +474,7 @@ func (b *bucket) Delete(ctx context.Context, key string, cond driver.Condition) 
 	}
 	defer unix.Close(fd) // releases the lock
 	if cond.Kind == driver.IfVersion {
-		data, err := readFd(fd, p, -1, -1)
+		data, err := readFd(fd, p, size, -1)
 		if err != nil {
 			return err
 		}
@@ -501,10 +501,17 @@ func (b *bucket) Delete(ctx context.Context, key string, cond driver.Condition) 
 // opened the file and then waited for the lock while another writer replaced
 // the file holds a lock on an orphaned inode, which protects nothing.
 func (b *bucket) lockCurrent(ctx context.Context, t target) (int, error) {
+	fd, _, err := b.lockCurrentSize(ctx, t)
+	return fd, err
+}
+
+// lockCurrentSize is lockCurrent that also returns the locked file's size,
+// for the read that follows to need no extra read to find its end.
+func (b *bucket) lockCurrentSize(ctx context.Context, t target) (int, int64, error) {
 	stale := 0
 	for {
 		if err := ctx.Err(); err != nil {
-			return -1, err
+			return -1, 0, err
 		}
 		fd, err := openat(t.dirfd, t.name, objectFlags, 0)
 		if err != nil {
@@ -512,22 +519,22 @@ func (b *bucket) lockCurrent(ctx context.Context, t target) (int, error) {
 				stale++
 				continue
 			}
-			return -1, pathErr("open", t.p, err)
+			return -1, 0, pathErr("open", t.p, err)
 		}
 		if b.afterOpen != nil {
 			b.afterOpen(t.p)
 		}
-		current, err := lockAndCheck(fd, t)
+		current, size, err := lockAndCheck(fd, t)
 		if err != nil {
 			unix.Close(fd)
 			if errors.Is(err, unix.ESTALE) && stale < maxStale {
 				stale++
 				continue
 			}
-			return -1, err
+			return -1, 0, err
 		}
 		if current {
-			return fd, nil
+			return fd, size, nil
 		}
 		unix.Close(fd) // replaced or removed while we waited; try the new file
 		stale = 0
@@ -536,35 +543,35 @@ func (b *bucket) lockCurrent(ctx context.Context, t target) (int, error) {
 
 // lockAndCheck takes an exclusive flock on fd, opened from t, and reports
 // whether fd is still the file at t. It locks only regular files.
-func lockAndCheck(fd int, t target) (bool, error) {
+func lockAndCheck(fd int, t target) (bool, int64, error) {
 	var st unix.Stat_t
 	if err := unix.Fstat(fd, &st); err != nil {
-		return false, pathErr("fstat", t.p, err)
+		return false, 0, pathErr("fstat", t.p, err)
 	}
 	if st.Mode&unix.S_IFMT != unix.S_IFREG {
-		return false, errNotRegular("lock", t.p, st.Mode)
+		return false, 0, errNotRegular("lock", t.p, st.Mode)
 	}
 	if err := flockFd(fd); err != nil {
-		return false, pathErr("flock", t.p, err)
+		return false, 0, pathErr("flock", t.p, err)
 	}
 	// Stat again after locking: on NFS, taking the lock revalidates the
 	// attributes, and Nlink == 0 reveals an inode that another client has
 	// replaced or removed even if our lookup of the name is stale.
 	if err := unix.Fstat(fd, &st); err != nil {
-		return false, pathErr("fstat", t.p, err)
+		return false, 0, pathErr("fstat", t.p, err)
 	}
 	if st.Nlink == 0 {
-		return false, nil
+		return false, 0, nil
 	}
 	var cur unix.Stat_t
 	err := unix.Fstatat(t.dirfd, t.name, &cur, unix.AT_SYMLINK_NOFOLLOW)
 	if err == unix.ENOENT {
-		return false, nil
+		return false, 0, nil
 	}
 	if err != nil {
-		return false, pathErr("stat", t.p, err)
+		return false, 0, pathErr("stat", t.p, err)
 	}
-	return cur.Dev == st.Dev && cur.Ino == st.Ino, nil
+	return cur.Dev == st.Dev && cur.Ino == st.Ino, st.Size, nil
 }
 
 // flockFd takes an exclusive flock(2) on fd, waiting as long as it takes.
