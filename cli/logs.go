@@ -296,6 +296,13 @@ func printLogs(ctx context.Context, o Options, b *store.Bucket, id string, lf lo
 		}
 		if !lf.follow {
 			if n == 0 {
+				// A step's attempt log is created at its first log record
+				// (or its failure): a finished step that logged nothing
+				// has none, and that is no error.
+				if status, running, _, err := stepActivity(ctx, b, lf.staleAfter); err == nil && !running && isFinal(cairn.Status(status)) {
+					fmt.Fprintf(o.Stderr, "logs: step %s is %s and logged nothing (an attempt log is created at a step's first log line)\n", id, status)
+					return ExitOK
+				}
 				fmt.Fprintf(o.Stderr, "logs: step %s has no attempt logs yet (%s)\n", id, b.URL(cairn.LogsDir))
 				return ExitFailed
 			}
@@ -314,7 +321,7 @@ func printLogs(ctx context.Context, o Options, b *store.Bucket, id string, lf lo
 			fmt.Fprintf(o.Stderr, "logs: step %s is %s\n", id, statusOrNone(status))
 			return ExitOK
 		case !running && isFinal(cairn.Status(status)):
-			fmt.Fprintf(o.Stderr, "logs: step %s is %s and left no attempt log\n", id, status)
+			fmt.Fprintf(o.Stderr, "logs: step %s is %s and logged nothing (an attempt log is created at a step's first log line)\n", id, status)
 			return ExitOK
 		case stale && n != 0 && time.Since(lastGrowth) > lf.staleAfter:
 			fmt.Fprintf(o.Stderr, "logs: step %s: its lease has not been refreshed for over %s and the log does not grow; its holder is probably dead (the next run takes the step over)\n", id, lf.staleAfter)

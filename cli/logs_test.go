@@ -286,3 +286,21 @@ func testFailureSummary(t *testing.T, pipeline, stackFile string) {
 	t.Logf("end of run:\n%s", stderr.String())
 	t.Logf("cairn status:\n%s", status)
 }
+
+// A step that logs nothing gets no attempt log (it is created at the first
+// log line); `logs` says so and succeeds, with or without -f, instead of
+// calling the log missing.
+func TestLogsOfAQuietStep(t *testing.T) {
+	t.Parallel()
+	prefix := filepath.Join(t.TempDir(), "p")
+	quiet := []*cairn.Step{{Name: "quiet", Func: func(context.Context, *cairn.Output) (any, error) { return 1, nil }}}
+	if code, _, stderr := mainOf(t, quiet, "--prefix", prefix); code != cli.ExitOK {
+		t.Fatalf("run: code %d\n%s", code, stderr)
+	}
+	for _, args := range [][]string{{"logs", "quiet", "--prefix", prefix}, {"logs", "-f", "quiet", "--prefix", prefix}} {
+		code, out, stderr := mainOf(t, quiet, args...)
+		if code != cli.ExitOK || out != "" || !strings.Contains(stderr, "is SUCCESS and logged nothing") {
+			t.Errorf("%v: code %d, stdout %q, stderr %q", args, code, out, stderr)
+		}
+	}
+}
