@@ -22,6 +22,7 @@ import (
 	"os"
 
 	"example.com/cairn/cli"
+	"example.com/cairn/cluster/k8scluster"
 	"example.com/cairn/recipe/recipecli"
 )
 
@@ -32,6 +33,10 @@ func main() {
 		os.Exit(cli.ExitInvalid)
 	}
 	// The train step runs as a cluster job (see trainRemote): a local
-	// subprocess by default, a Slurm job with CAIRN_CLUSTER=slurm.
-	os.Exit(recipecli.Main(p.Steps(), nil))
+	// subprocess by default, a Slurm job with CAIRN_CLUSTER=slurm, a
+	// Kubernetes Job with CAIRN_CLUSTER=k8s. Backends beyond cli's default
+	// ones are linked only into programs that register them.
+	clusters := cli.DefaultClusters()
+	clusters.Register("k8s", &k8scluster.Opener{})
+	os.Exit(recipecli.Main(p.Steps(), &recipecli.Options{CLI: &cli.Options{Clusters: clusters}}))
 }
