@@ -70,7 +70,10 @@ func (s *Scheduler) Submit(ctx context.Context, spec *driver.JobSpec) (string, e
 		if !finished(old) && old.Annotations[annotationCancelled] == "" {
 			if old.Labels[labelManagedBy] == managedBy && old.Annotations[annotationName] == spec.Name &&
 				old.Annotations[annotationTag] == spec.Tag && old.Annotations[annotationAttempt] == strconv.Itoa(spec.Attempt) {
-				return s.track(jobID(old), w), nil // our own submission: adopt it
+				// Our own submission (a runner restarted between creating
+				// the Job and recording it): adopt it, continuing its log.
+				w.adopted = true
+				return s.track(jobID(old), w), nil
 			}
 			w.close()
 			return "", &Error{Op: "create job " + want.Name, Code: driver.Unknown,

@@ -25,7 +25,8 @@
 # second run on the same machine starts at once.
 # Ports (127.0.0.1 only): CAIRN_K8S_PORT (API server, default 6443),
 # CAIRN_K8S_ETCD_PORT (default 23790, its peer port +1); the controller
-# manager and scheduler serve health on 10257 and 10259. State lives in
+# manager and scheduler serve health on 10257 and 10259. The nodes (two, 32
+# CPUs, 64 GiB, 4 nvidia.com/gpu each) exist as API objects only. State lives in
 # CAIRN_K8S_DIR (default /tmp/cairn-k8s).
 #
 # Environment written (tests skip with a message when it is absent):
@@ -239,7 +240,7 @@ api -X POST "https://127.0.0.1:$PORT/api/v1/namespaces/default/serviceaccounts" 
 # their kubelet; see cluster/k8scluster/internal/nodeagent.
 nodes=$(IFS=,; echo "${NODES[*]}")
 start cairn-nodeagent "$D/cairn-nodeagent" -kubeconfig "$KC" -nodes "$nodes" -dir "$D/agent" \
-	-cpu 8 -memory 16Gi -ephemeral-storage 100Gi -gpus 4
+	-cpu 32 -memory 64Gi -ephemeral-storage 100Gi -gpus 4
 for n in "${NODES[@]}"; do
 	wait_for cairn-nodeagent sh -c "curl -skf -H 'Authorization: Bearer $TOKEN' https://127.0.0.1:$PORT/api/v1/nodes/$n | grep -q '\"type\": \"Ready\"'"
 done

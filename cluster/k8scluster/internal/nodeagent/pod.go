@@ -143,7 +143,6 @@ func (r *podRun) run() {
 	r.mu.Lock()
 	r.started = &now
 	r.mu.Unlock()
-	r.write()
 	ok := true
 	for i, c := range r.pod.Spec.InitContainers {
 		if r.isStopping() {
