@@ -6,11 +6,11 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
 
-	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
@@ -128,16 +128,13 @@ func started(p *corev1.Pod) bool {
 	return false
 }
 
-// stream starts copying the output of every pod of j that started, and
+// stream starts copying the output of every pod that started, and
 // reports whether all of it is copied.
-func (s *Scheduler) stream(w *watch, j *batchv1.Job, pods []*corev1.Pod) (complete bool) {
+func (s *Scheduler) stream(w *watch, pods []*corev1.Pod) (complete bool) {
 	complete = true
 	for _, p := range pods {
 		if !started(p) {
-			if p.Status.Phase != corev1.PodSucceeded && p.Status.Phase != corev1.PodFailed && !finished(j) {
-				complete = false // it may start yet
-			}
-			continue
+			continue // no output (yet); a pod that ran shows its containers' states
 		}
 		w.mu.Lock()
 		ps := w.streams[p.UID]
@@ -159,6 +156,16 @@ func (s *Scheduler) stream(w *watch, j *batchv1.Job, pods []*corev1.Pod) (comple
 				// the pod's output before it stopped.
 				skip = lf.size
 			}
+			var containers []string
+			for _, c := range containerNames(p) {
+				// Setup runs in every replica's pod; its output is
+				// copied from the first replica's only, as the job's
+				// setup is printed once on the other backends.
+				if p.Annotations[annotationIndex] != "0" && strings.HasPrefix(c, "setup-") {
+					continue
+				}
+				containers = append(containers, c)
+			}
 			ps = &podStream{done: make(chan struct{})}
 			w.mu.Lock()
 			w.streams[p.UID] = ps
@@ -174,7 +181,7 @@ func (s *Scheduler) stream(w *watch, j *batchv1.Job, pods []*corev1.Pod) (comple
 			}
 			go func() {
 				defer s.wg.Done()
-				s.follow(w, p.Name, p.UID, containerNames(p), lf, skip, ps)
+				s.follow(w, p.Name, p.UID, containers, lf, skip, ps)
 			}()
 		}
 		select {

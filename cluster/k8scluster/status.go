@@ -65,7 +65,7 @@ func (s *Scheduler) status(ctx context.Context, id string) (driver.Status, error
 			_ = s.Cancel(context.WithoutCancel(ctx), id)
 			return driver.Status{State: driver.Failed, Cause: driver.CauseOther, ExitCode: -1, Reason: err.Error(), Restarts: restarts}, nil
 		}
-		complete := s.stream(w, j, pods)
+		complete := s.stream(w, pods)
 		if !complete && st.State != driver.Pending && st.State != driver.Running {
 			// Finished, but its output is not all in the log yet.
 			return driver.Status{State: driver.Running, ExitCode: -1, Reason: "finished; copying its log", Restarts: restarts}, nil
@@ -77,13 +77,9 @@ func (s *Scheduler) status(ctx context.Context, id string) (driver.Status, error
 			w.close()
 		}
 	}
-	if st.State == driver.Stopped {
-		// Cancelled and its pods are gone: remove the suspended Job.
-		bg := metav1.DeletePropagationBackground
-		uid := j.UID
-		_ = s.client.BatchV1().Jobs(s.ns).Delete(context.WithoutCancel(ctx), j.Name,
-			metav1.DeleteOptions{Preconditions: &metav1.Preconditions{UID: &uid}, PropagationPolicy: &bg})
-	}
+	// A cancelled Job stays, suspended and without pods, for every client
+	// watching it to see it stopped (a deleted one would look lost); the
+	// next submission of the same attempt replaces it.
 	return st, nil
 }
 

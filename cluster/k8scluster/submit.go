@@ -152,8 +152,10 @@ func (s *Scheduler) Find(ctx context.Context, name string) ([]driver.Found, erro
 }
 
 // Cancel implements driver.Scheduler: the Job is marked cancelled and
-// suspended, which makes the job controller stop its pods; it is deleted
-// once they are gone (Status).
+// suspended, which makes the job controller stop its pods. It is not
+// deleted (Kubernetes' TTL does not apply to suspended Jobs): every
+// client watching it must see it stopped, not gone; a later submission
+// of the same attempt replaces it.
 func (s *Scheduler) Cancel(ctx context.Context, id string) error {
 	s.mu.Lock()
 	_, refused := s.refused[id]

@@ -191,7 +191,7 @@ openssl rsa -in "$D/certs/sa.key" -pubout -out "$D/certs/sa.pub" 2>/dev/null
 # A static token: anonymous access is not allowed with AlwaysAllow.
 echo "$TOKEN,cairn-test,1,\"system:masters\"" >"$D/certs/tokens.csv"
 start kube-apiserver "$(bin kube-apiserver)" --etcd-servers="http://127.0.0.1:$ETCD_PORT" \
-	--bind-address=127.0.0.1 --advertise-address=127.0.0.1 --secure-port="$PORT" --cert-dir="$D/certs" \
+	--bind-address=127.0.0.1 --secure-port="$PORT" --cert-dir="$D/certs" \
 	--service-account-issuer=https://kubernetes.default.svc --service-account-key-file="$D/certs/sa.pub" \
 	--service-account-signing-key-file="$D/certs/sa.key" --service-cluster-ip-range=10.96.0.0/24 \
 	--authorization-mode=AlwaysAllow --token-auth-file="$D/certs/tokens.csv" \
