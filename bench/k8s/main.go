@@ -61,7 +61,7 @@ func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
 	defer stop()
 	if err := run(ctx, os.Args[1:], os.Stdout, os.Stderr); err != nil && err != flag.ErrHelp {
-		fmt.Fprintf(os.Stderr, "bench/slurm: %v\n", err)
+		fmt.Fprintf(os.Stderr, "bench/k8s: %v\n", err)
 		os.Exit(1)
 	}
 }

@@ -46,9 +46,6 @@ func newCache(client kubernetes.Interface, ns string) *cache {
 // start starts the watches; they stop when ctx ends.
 func (c *cache) start(ctx context.Context) { c.factory.Start(ctx.Done()) }
 
-// synced reports whether both watches have listed everything once.
-func (c *cache) synced() bool { return c.jobs.HasSynced() && c.pods.HasSynced() }
-
 // job returns the Job named name with UID uid, or nil if it does not
 // exist. A Job missing from the cache (just created) is asked for.
 func (c *cache) job(ctx context.Context, name, uid string) (*batchv1.Job, error) {
