@@ -49,6 +49,7 @@ var importPolicy = map[string][]string{
 	"examples/watch":                                  {"", "cli", "cluster"},
 	"bench":                                           {"", "cli", "store", "store/filestore", "store/gcsstore", "store/s3store"},
 	"bench/slurm":                                     {"", "cli", "cluster"},
+	"bench/k8s":                                       {"", "cli", "cluster", "cluster/k8scluster"},
 }
 
 const module = "example.com/cairn"
