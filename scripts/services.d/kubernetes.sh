@@ -48,7 +48,7 @@ NODES=(cairn-node-0 cairn-node-1)
 
 stop() {
 	# Reverse order of start: the API server's clients first, etcd last.
-	for name in kube-scheduler kube-controller-manager kube-apiserver etcd; do
+	for name in cairn-nodeagent kube-scheduler kube-controller-manager kube-apiserver etcd; do
 		f=$D/$name.pid
 		if [ -s "$f" ]; then
 			pid=$(cat "$f")
