@@ -196,6 +196,11 @@ func (c *Client) Adopt(ctx context.Context, spec JobSpec) (*Job, error) {
 		if f.Attempt > 0 {
 			ds.Attempt = f.Attempt
 		}
+		if a, ok := c.drv.(driver.Adopter); ok {
+			if err := a.Adopt(ctx, f.ID, ds); err != nil {
+				return nil, c.wrap("adopt "+ds.Name, err)
+			}
+		}
 		j := c.newJob(spec, ds, f.ID)
 		j.adopted = true
 		j.status = fromDriver(f.State)

@@ -62,6 +62,16 @@ type Scheduler interface {
 	Close() error
 }
 
+// Adopter is implemented by drivers that must know the spec of a job a
+// client adopts (one Find returned) to watch it: a backend whose driver
+// copies the job's output into LogDir itself (Kubernetes, streaming the
+// pod's log) learns where from spec, and never from the job, which anyone
+// allowed to create jobs could have made. The portable layer calls Adopt
+// before it polls the job; spec.Attempt is the attempt Find reported.
+type Adopter interface {
+	Adopt(ctx context.Context, id string, spec *JobSpec) error
+}
+
 // Code classifies driver errors; the portable layer maps it to sentinels.
 type Code int
 

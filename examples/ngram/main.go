@@ -28,12 +28,20 @@ package main
 import (
 	"os"
 
+	"example.com/cairn/cli"
+	"example.com/cairn/cluster/k8scluster"
 	"example.com/cairn/recipe"
 	"example.com/cairn/recipe/recipecli"
 )
 
 func main() {
-	os.Exit(recipecli.MainConfig(defaultConfig(), build, nil))
+	// The train step runs as a cluster job (see trainRemote): a local
+	// subprocess by default, a Slurm job with CAIRN_CLUSTER=slurm, a
+	// Kubernetes Job with CAIRN_CLUSTER=k8s. Backends beyond cli's default
+	// ones are linked only into programs that register them.
+	clusters := cli.DefaultClusters()
+	clusters.Register("k8s", &k8scluster.Opener{})
+	os.Exit(recipecli.MainConfig(defaultConfig(), build, &recipecli.Options{CLI: &cli.Options{Clusters: clusters}}))
 }
 
 // build returns the steps of the pipeline for cfg.
