@@ -190,6 +190,18 @@ func (s *Scheduler) stream(w *watch, pods []*corev1.Pod) (complete bool) {
 			complete = false
 		}
 	}
+	// A pod that is gone from the list (deleted) may still be copied, or
+	// its copier still be waiting for the log file's lock: the log is
+	// complete only when every copy this watch started has ended.
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	for _, ps := range w.streams {
+		select {
+		case <-ps.done:
+		default:
+			complete = false
+		}
+	}
 	return complete
 }
 
@@ -253,6 +265,34 @@ func (s *Scheduler) follow(w *watch, name string, uid types.UID, containers []st
 			close(ps.done)
 		}
 	}()
+	// One copier per log file: a runner that adopts the Job while another
+	// is still copying its output (a runner that lost the step's lease but
+	// lives, or another client) waits for that copy to end, its file closed
+	// or its process gone (the kernel drops a dead holder's flock), and
+	// then resumes after what it copied, instead of writing every line a
+	// second time.
+	for {
+		lf.mu.Lock()
+		err := syscall.Flock(int(lf.f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB)
+		lf.mu.Unlock()
+		if err == nil {
+			break
+		}
+		if err != syscall.EWOULDBLOCK && err != syscall.EINTR {
+			w.fail(fmt.Errorf("locking the log: %w", err))
+			return
+		}
+		if !sleep() {
+			return
+		}
+	}
+	if w.adopted && w.replicas == 1 {
+		lf.mu.Lock()
+		if fi, err := lf.f.Stat(); err == nil {
+			skip = fi.Size()
+		}
+		lf.mu.Unlock()
+	}
 	buf := make([]byte, 32<<10)
 	for _, c := range containers {
 		var consumed int64 // bytes of this container's output already copied
