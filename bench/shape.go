@@ -92,9 +92,9 @@ func stepWork(sh shape, tool string) string {
 	case tool == "make":
 		return "one process: touch OUT (no shell metacharacters: make forks and execs touch directly); the output file is the step's only file"
 	case sh.writes:
-		return "in-process function writing a 1-byte file through out.Bucket.Write, plus cairn's control files (lease, info, status, artifact, attempt log)"
+		return "in-process function writing a 1-byte file through out.Bucket.Write, plus cairn's control files (lease, info, status, artifact; no attempt log, as the step logs nothing)"
 	}
-	return "in-process function returning nil, plus cairn's control files (lease, info, status, artifact, attempt log)"
+	return "in-process function returning nil, plus cairn's control files (lease, info, status, artifact; no attempt log, as the step logs nothing)"
 }
 
 // lookupShape returns the shape called name.

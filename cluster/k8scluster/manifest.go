@@ -111,38 +111,6 @@ export CAIRN_ATTEMPT CAIRN_JOB_ID
 unset CAIRN_K8S_ATTEMPT CAIRN_K8S_RESTARTS CAIRN_K8S_JOB CAIRN_K8S_JOB_UID
 `
 
-// verifiedRun runs "$2..." from a private copy of the program $2 after
-// checking that the copy's SHA-256 is $1; cluster/slurmcluster's script
-// (see there for why each line is as it is).
-const verifiedRun = `cairn_want=$1 cairn_prog=$2
-shift 2
-if ! cairn_tmp=$(mktemp -d "${TMPDIR:-/tmp}/cairn-program.XXXXXXXX"); then
-	echo "cairn: cannot make a private directory for the program under ${TMPDIR:-/tmp}" >&2
-	exit 126
-fi
-trap 'rm -rf -- "$cairn_tmp"' EXIT
-trap 'exit 129' HUP
-trap 'exit 130' INT
-trap 'exit 143' TERM
-if ! cp -- "$cairn_prog" "$cairn_tmp/program"; then
-	echo "cairn: cannot copy the program $cairn_prog" >&2
-	exit 126
-fi
-if ! cairn_got=$(sha256sum <"$cairn_tmp/program"); then
-	echo "cairn: cannot verify the program (sha256sum)" >&2
-	exit 126
-fi
-cairn_got=${cairn_got%% *}
-if [ "$cairn_got" != "$cairn_want" ]; then
-	echo "cairn: the program $cairn_prog has SHA-256 $cairn_got, not $cairn_want as submitted: refusing to run it" >&2
-	exit 126
-fi
-chmod 700 "$cairn_tmp/program"
-set +e
-"$cairn_tmp/program" "$@"
-cairn_status=$?
-exit $cairn_status`
-
 // job returns the Job of one attempt of spec. spec is valid; image is the
 // container image.
 func (s *Scheduler) job(spec *driver.JobSpec, image string) *batchv1.Job {
@@ -236,7 +204,7 @@ func (s *Scheduler) job(spec *driver.JobSpec, image string) *batchv1.Job {
 	}
 	cmd := append([]string{"/bin/sh", "-c", startScript + `exec "$@"`, "cairn-step"}, spec.Command...)
 	if spec.Digest != "" {
-		cmd = append([]string{"/bin/sh", "-c", startScript + verifiedRun, "cairn-step", spec.Digest}, spec.Command...)
+		cmd = append([]string{"/bin/sh", "-c", startScript + driver.VerifiedRun, "cairn-step", spec.Digest}, spec.Command...)
 	}
 
 	var affinity *corev1.Affinity

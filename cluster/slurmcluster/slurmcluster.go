@@ -346,7 +346,7 @@ func (s *Scheduler) scriptBody(b *strings.Builder, spec *driver.JobSpec) {
 	// writeElement set.
 	run := `exec "$@"`
 	if spec.Digest != "" {
-		run = verifiedRun
+		run = driver.VerifiedRun
 	}
 	if spec.Replicas == 1 {
 		b.WriteString("export CAIRN_REPLICA=0\n")
@@ -359,47 +359,6 @@ func (s *Scheduler) scriptBody(b *strings.Builder, spec *driver.JobSpec) {
 			quote(s.opts.Shell), quote("CAIRN_REPLICA=$SLURM_PROCID; export CAIRN_REPLICA\n"+run))
 	}
 }
-
-// verifiedRun runs "$2..." from a private copy of the program $2 after
-// checking that the copy's SHA-256 is $1 (issue 8, item 12). The staged
-// file is read once, by cp, into a directory only this user can enter; the
-// digest is taken of the copy, which no other user can change, and the copy
-// is what runs, so a file replaced between the check and the start cannot
-// run. The program runs as a child rather than through exec so that the
-// copy is removed when it ends; the shell forwards nothing (Slurm signals
-// every process of the job) and exits with the program's status, or
-// 128+N when a signal N ended the program or the shell. The private
-// directory is made under $TMPDIR (default /tmp), which must not let other
-// users rename its entries (/tmp is sticky): otherwise they could swap the
-// whole directory between the check and the start.
-const verifiedRun = `cairn_want=$1 cairn_prog=$2
-shift 2
-if ! cairn_tmp=$(mktemp -d "${TMPDIR:-/tmp}/cairn-program.XXXXXXXX"); then
-	echo "cairn: cannot make a private directory for the program under ${TMPDIR:-/tmp}" >&2
-	exit 126
-fi
-trap 'rm -rf -- "$cairn_tmp"' EXIT
-trap 'exit 129' HUP
-trap 'exit 130' INT
-trap 'exit 143' TERM
-if ! cp -- "$cairn_prog" "$cairn_tmp/program"; then
-	echo "cairn: cannot copy the program $cairn_prog" >&2
-	exit 126
-fi
-if ! cairn_got=$(sha256sum <"$cairn_tmp/program"); then
-	echo "cairn: cannot verify the program (sha256sum)" >&2
-	exit 126
-fi
-cairn_got=${cairn_got%% *}
-if [ "$cairn_got" != "$cairn_want" ]; then
-	echo "cairn: the program $cairn_prog has SHA-256 $cairn_got, not $cairn_want as submitted: refusing to run it" >&2
-	exit 126
-fi
-chmod 700 "$cairn_tmp/program"
-set +e
-"$cairn_tmp/program" "$@"
-cairn_status=$?
-exit $cairn_status`
 
 // sbatchArgs returns sbatch's arguments for spec.
 func (s *Scheduler) sbatchArgs(spec *driver.JobSpec) []string {
