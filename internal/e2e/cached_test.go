@@ -38,7 +38,7 @@ var shapes = map[string]func(n int) []*cairn.Step{
 		return steps
 	},
 	// layers: layers of 30, each step depending on two of the layer before.
-	"layers": func(n int) []*cairn.Step { return pipeline(n, 0, &memLog{}) },
+	"layers": func(n int) []*cairn.Step { return pipeline(n, 0, &memLog{}, 0) },
 }
 
 func noop(context.Context, *cairn.Output) (any, error) { return nil, nil }

@@ -6,6 +6,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
+	"math"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -14,6 +15,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -48,14 +50,20 @@ const (
 	envSteps  = "CAIRN_E2E_STEPS"
 	envLog    = "CAIRN_E2E_LOG"
 	envWork   = "CAIRN_E2E_WORK" // milliseconds each step works
+	// envStallAfter makes a runner's steps, from its (N+1)th started step
+	// on, work until their context ends: a runner that is to be killed
+	// mid-step then cannot finish before it is killed, however the
+	// machine schedules it.
+	envStallAfter = "CAIRN_E2E_STALL_AFTER"
 )
 
 func TestMain(m *testing.M) {
 	if os.Getenv(envRunner) != "" {
-		var n, work int
+		var n, work, stallAfter int
 		fmt.Sscan(os.Getenv(envSteps), &n)
 		fmt.Sscan(os.Getenv(envWork), &work)
-		steps := pipeline(n, time.Duration(work)*time.Millisecond, fileLog(os.Getenv(envLog)))
+		fmt.Sscan(os.Getenv(envStallAfter), &stallAfter)
+		steps := pipeline(n, time.Duration(work)*time.Millisecond, fileLog(os.Getenv(envLog)), stallAfter)
 		os.Exit(cli.Main(cairn.Steps(steps...), &cli.Options{Storage: userStorage()}))
 	}
 	os.Exit(m.Run())
@@ -339,9 +347,10 @@ func checkNoOverlap(t *testing.T, execs []execution, killedAt int64) map[string]
 // depends on two of the previous layer. Each step's function records its
 // execution in log, writes an output object, works for about work (while
 // its context lasts) and returns an artifact.
-func pipeline(n int, work time.Duration, log execLog) []*cairn.Step {
+func pipeline(n int, work time.Duration, log execLog, stallAfter int) []*cairn.Step {
 	const width = 30
 	var all, prev []*cairn.Step
+	started := new(atomic.Int64)
 	for i := 0; i < n; i += width {
 		var layer []*cairn.Step
 		for j := 0; j < width && i+j < n; j++ {
@@ -349,7 +358,7 @@ func pipeline(n int, work time.Duration, log execLog) []*cairn.Step {
 			if len(prev) > 0 {
 				s.Deps = []*cairn.Step{prev[j%len(prev)], prev[(j+1)%len(prev)]}
 			}
-			s.Func = stepFunc(work, log)
+			s.Func = stepFunc(work, log, stallAfter, started)
 			layer = append(layer, s)
 		}
 		all = append(all, layer...)
@@ -358,8 +367,15 @@ func pipeline(n int, work time.Duration, log execLog) []*cairn.Step {
 	return all
 }
 
-func stepFunc(work time.Duration, log execLog) cairn.Func {
+// stepFunc returns a step that writes one file and works for work. With
+// stallAfter > 0, every step started after the first stallAfter ones (as
+// counted in started) works until its context ends instead.
+func stepFunc(work time.Duration, log execLog, stallAfter int, started *atomic.Int64) cairn.Func {
 	return func(ctx context.Context, out *cairn.Output) (any, error) {
+		work := work
+		if stallAfter > 0 && started.Add(1) > int64(stallAfter) {
+			work = time.Duration(math.MaxInt64)
+		}
 		log.record("START", out.ID, out.WorkerID)
 		defer log.record("END", out.ID, out.WorkerID)
 		if _, err := out.Bucket.Write(ctx, "out.txt", []byte("output of "+out.ID)); err != nil {

@@ -55,7 +55,7 @@ func TestPipelineUnderFaults(t *testing.T) {
 		}
 		root := be.root(t)
 		log := &memLog{}
-		steps := pipeline(n, 20*time.Millisecond, log)
+		steps := pipeline(n, 20*time.Millisecond, log, 0)
 		opts := func(storage cairn.BucketOpener, worker string) *cairn.RunOptions {
 			return &cairn.RunOptions{
 				Prefix:        root,

@@ -45,7 +45,7 @@ func TestManyRunnersOneBucket(t *testing.T) {
 		start := time.Now()
 		var wg sync.WaitGroup
 		victimDone := make(chan struct{}) // closed when runner 0 has ended
-		for i := range runners {
+		startRunner := func(i int, env []string) {
 			cmds[i] = exec.CommandContext(ctx, os.Args[0], args...)
 			cmds[i].Env = env
 			cmds[i].Stderr = &stderr[i]
@@ -60,38 +60,54 @@ func TestManyRunnersOneBucket(t *testing.T) {
 			})
 		}
 
-		// Kill runner 0 once it has finished some steps and while it is
-		// executing others.
+		// Runner 0, the one to be killed, starts alone and finishes k
+		// steps; every step it starts after those works until the runner
+		// is killed. So it is killed mid-step whatever the machine's load,
+		// and it is never starved of steps by faster runners.
+		k := n / (3 * runners)
+		startRunner(0, append(env[:len(env):len(env)], envStallAfter+"="+strconv.Itoa(k)))
 		victim := cmds[0].Process.Pid
 		marker := fmt.Sprintf("-%d-", victim)
-		var killedAt int64
-		for killedAt == 0 {
-			// No wall-clock bound: on a loaded machine runner 0 may take
-			// long to start; it is waited for until it ends (or the test's
-			// context kills it), and only then is it a failure.
-			select {
-			case <-victimDone:
-				wg.Wait()
-				t.Fatalf("runner 0 ended (%v) before it could be killed mid-step:\n%s", errs[0], tail(stderr[0].String()))
-			case <-time.After(5 * time.Millisecond):
-			}
-			ended, running := 0, 0
-			for _, e := range executions(t, readFileLog(t, logPath)) {
-				if !strings.Contains(e.runner, marker) {
-					continue
+		// waitFor polls the execution log until cond holds for the
+		// victim's and the survivors' executions. There is no wall-clock
+		// bound: a loaded machine may be slow; a runner 0 that ends, or
+		// the test's context, ends the wait.
+		waitFor := func(what string, cond func(victimEnded, victimRunning, survivorsEnded int) bool) {
+			t.Helper()
+			for {
+				ve, vr, se := 0, 0, 0
+				for _, e := range executions(t, readFileLog(t, logPath)) {
+					switch {
+					case !strings.Contains(e.runner, marker):
+						if e.end != 0 {
+							se++
+						}
+					case e.end != 0:
+						ve++
+					default:
+						vr++
+					}
 				}
-				if e.end != 0 {
-					ended++
-				} else {
-					running++
+				if cond(ve, vr, se) {
+					return
+				}
+				select {
+				case <-victimDone:
+					wg.Wait()
+					t.Fatalf("runner 0 ended (%v) while waiting until %s:\n%s", errs[0], what, tail(stderr[0].String()))
+				case <-time.After(5 * time.Millisecond):
 				}
 			}
-			if ended >= n/(3*runners) && running > 0 {
-				killedAt = time.Now().UnixNano()
-				if err := cmds[0].Process.Signal(syscall.SIGKILL); err != nil {
-					t.Fatal(err)
-				}
-			}
+		}
+		waitFor("it had finished some steps and was executing others", func(ve, vr, _ int) bool { return ve >= k && vr > 0 })
+		// The others race it, and each other, for the rest.
+		for i := 1; i < runners; i++ {
+			startRunner(i, env)
+		}
+		waitFor("the other runners had finished some steps", func(_, _, se int) bool { return se >= k })
+		killedAt := time.Now().UnixNano()
+		if err := cmds[0].Process.Signal(syscall.SIGKILL); err != nil {
+			t.Fatal(err)
 		}
 		wg.Wait()
 		elapsed := time.Since(start)
@@ -154,7 +170,7 @@ func TestManyRunnersOneBucket(t *testing.T) {
 			t.Errorf("%d distinct steps executed, want %d", len(counts), n)
 		}
 		mux := be.storage(be.endpoint, nil)
-		for _, s := range pipeline(n, 0, nil) {
+		for _, s := range pipeline(n, 0, nil, 0) {
 			path, _ := s.OutputPath(root)
 			b, err := mux.OpenBucket(t.Context(), path)
 			if err != nil {
