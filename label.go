@@ -14,20 +14,31 @@ import (
 // events, reports and errors name steps by their labels, so that the name
 // a user reads is the directory they find under the prefix (issue 9).
 func Label(prefix, id, path string) string {
+	if rel, ok := Beneath(prefix, path); ok {
+		return rel
+	}
+	return id
+}
+
+// Beneath returns path relative to prefix, and whether path lies beneath
+// it. A local prefix matches in the form it was given and as an absolute
+// path, so that a relative --prefix finds the steps of a layer (package
+// recipe) that made its output paths absolute.
+func Beneath(prefix, path string) (rel string, ok bool) {
 	prefix = strings.TrimSuffix(prefix, "/")
 	if prefix == "" {
-		return id
+		return "", false
 	}
 	if rel, ok := strings.CutPrefix(path, prefix+"/"); ok && rel != "" {
-		return rel
+		return rel, true
 	}
 	if store.IsLocal(prefix) && !strings.HasPrefix(prefix, "file://") {
 		if abs, err := filepath.Abs(prefix); err == nil {
 			abs = strings.TrimSuffix(filepath.ToSlash(abs), "/")
 			if rel, ok := strings.CutPrefix(path, abs+"/"); ok && rel != "" {
-				return rel
+				return rel, true
 			}
 		}
 	}
-	return id
+	return "", false
 }

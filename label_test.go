@@ -27,3 +27,26 @@ func TestLabel(t *testing.T) {
 		}
 	}
 }
+
+func TestBeneath(t *testing.T) {
+	wd, err := os.Getwd()
+	if err != nil {
+		t.Fatal(err)
+	}
+	abs := filepath.ToSlash(filepath.Join(wd, "out"))
+	for _, tc := range []struct {
+		prefix, path, want string
+		ok                 bool
+	}{
+		{"out", abs + "/a/b-123456", "a/b-123456", true},
+		{abs + "/", abs + "/a", "a", true},
+		{"out", abs, "", false},                // the prefix itself
+		{"out", abs + "x/a", "", false},        // a sibling that shares its name's start
+		{"s3://b/p", "s3://b/p2/a", "", false}, // ditto on an object store
+		{"", "/abs/x", "", false},
+	} {
+		if got, ok := cairn.Beneath(tc.prefix, tc.path); got != tc.want || ok != tc.ok {
+			t.Errorf("Beneath(%q, %q) = %q, %v; want %q, %v", tc.prefix, tc.path, got, ok, tc.want, tc.ok)
+		}
+	}
+}

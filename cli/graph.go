@@ -159,14 +159,18 @@ func planGraph(o Options, steps iter.Seq[*cairn.Step], prefix string) ([]graphNo
 	if err != nil && !errors.As(err, new(*cairn.RunError)) {
 		return nil, err
 	}
-	state := map[string]graphNode{}
+	// The report names steps by their labels (directories), not IDs: match
+	// them to the definitions by output path.
+	state := map[string]string{}
 	for _, r := range report.Steps {
-		state[r.Step] = graphNode{Step: r.Step, Name: r.Name, Path: r.Path, State: stateOf(r.Outcome)}
+		state[r.Path] = stateOf(r.Outcome)
 	}
 	return topoOrder(defs, state, prefix)
 }
 
-func topoOrder(defs map[string]*cairn.Step, state map[string]graphNode, prefix string) ([]graphNode, error) {
+// topoOrder returns the nodes of defs (by step ID) in topological order,
+// each in its state from state (by output path; new if absent).
+func topoOrder(defs map[string]*cairn.Step, state map[string]string, prefix string) ([]graphNode, error) {
 	pending := map[string]int{}
 	dependents := map[string][]string{}
 	for id, s := range defs {
@@ -188,14 +192,12 @@ func topoOrder(defs map[string]*cairn.Step, state map[string]graphNode, prefix s
 		id := ready[0]
 		ready = ready[1:]
 		s := defs[id]
-		n, ok := state[id]
-		if !ok {
-			p, _ := s.OutputPath(prefix)
-			n = graphNode{Step: id, Name: s.Name, Path: p, State: stateNew}
+		p, _ := s.OutputPath(prefix)
+		n := graphNode{Step: id, Name: s.Name, Path: p, State: state[p]}
+		if n.State == "" {
+			n.State = stateNew
 		}
-		if root := strings.TrimSuffix(prefix, "/") + "/"; strings.HasPrefix(n.Path, root) {
-			n.Dir = strings.TrimPrefix(n.Path, root)
-		}
+		n.Dir, _ = cairn.Beneath(prefix, p)
 		n.Deps = []string{}
 		for _, d := range s.Deps {
 			did, _ := d.ID()

@@ -340,3 +340,34 @@ func TestRunRecordOfInterruptedRun(t *testing.T) {
 		t.Errorf("record: outcome %q, steps %+v", rec.Outcome, rec.Steps)
 	}
 }
+
+// A layer that writes its steps at absolute paths (package recipe does)
+// and a relative --prefix: status lists the program's steps and graph
+// shows them cached, as the run found them.
+func TestAbsoluteStepPathsUnderRelativePrefix(t *testing.T) {
+	dir := t.TempDir()
+	t.Chdir(dir)
+	abs := filepath.ToSlash(filepath.Join(dir, "rel"))
+	a := &cairn.Step{Name: "lay/a", OverridePath: abs + "/lay/a-111111", Func: func(context.Context, *cairn.Output) (any, error) { return 1, nil }}
+	b := &cairn.Step{Name: "lay/b", OverridePath: abs + "/lay/b-222222", Deps: []*cairn.Step{a}, Func: func(context.Context, *cairn.Output) (any, error) { return 2, nil }}
+	steps := []*cairn.Step{b}
+	if code, _, stderr := mainOf(t, steps, "--prefix", "rel"); code != cli.ExitOK {
+		t.Fatalf("run: code %d\n%s", code, stderr)
+	}
+	code, out, stderr := mainOf(t, steps, "status", "--prefix", "rel")
+	if code != cli.ExitOK || !regexp.MustCompile(`(?m)^lay/a-111111 +SUCCESS`).MatchString(out) || !regexp.MustCompile(`(?m)^lay/b-222222 +SUCCESS`).MatchString(out) {
+		t.Errorf("status: code %d\n%s%s", code, out, stderr)
+	}
+	code, js, stderr := mainOf(t, steps, "graph", "--prefix", "rel", "--format", "json")
+	var g struct{ Steps []struct{ Dir, State string } }
+	if err := json.Unmarshal([]byte(js), &g); code != cli.ExitOK || err != nil {
+		t.Fatalf("graph: code %d, %v\n%s", code, err, stderr)
+	}
+	var got []string
+	for _, s := range g.Steps {
+		got = append(got, s.Dir+"="+s.State)
+	}
+	if want := "lay/a-111111=cached lay/b-222222=cached"; strings.Join(got, " ") != want {
+		t.Errorf("graph = %q, want %q", strings.Join(got, " "), want)
+	}
+}

@@ -7,7 +7,6 @@ import (
 	"log/slog"
 	"regexp"
 	"slices"
-	"strings"
 
 	"example.com/cairn"
 )
@@ -96,7 +95,6 @@ func programSteps(o Options, steps iter.Seq[*cairn.Step]) ownSteps {
 				return nil, err
 			}
 		}
-		root := strings.TrimSuffix(prefix, "/") + "/"
 		dirs := map[string]bool{}
 		seen := map[*cairn.Step]bool{}
 		var walk func(s *cairn.Step)
@@ -105,8 +103,10 @@ func programSteps(o Options, steps iter.Seq[*cairn.Step]) ownSteps {
 				return
 			}
 			seen[s] = true
-			if p, err := s.OutputPath(prefix); err == nil && strings.HasPrefix(p, root) {
-				dirs[strings.TrimPrefix(p, root)] = true
+			if p, err := s.OutputPath(prefix); err == nil {
+				if rel, ok := cairn.Beneath(prefix, p); ok {
+					dirs[rel] = true
+				}
 			}
 			for _, d := range s.Deps {
 				walk(d)
