@@ -107,6 +107,8 @@ type Agent struct {
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
 
+	memory *memoryMonitor // the containers' memory limits
+
 	// mu guards the field below.
 	mu   sync.Mutex
 	pods map[types.UID]*podRun
@@ -125,10 +127,12 @@ func Start(ctx context.Context, client kubernetes.Interface, opts Options) (*Age
 		return nil, err
 	}
 	actx, cancel := context.WithCancel(context.Background())
-	a := &Agent{client: client, opts: opts, log: opts.Logger, ports: map[string]int{}, ctx: actx, cancel: cancel, pods: map[types.UID]*podRun{}}
+	a := &Agent{client: client, opts: opts, log: opts.Logger, ports: map[string]int{}, ctx: actx, cancel: cancel, pods: map[types.UID]*podRun{},
+		memory: newMemoryMonitor()}
+	a.wg.Go(func() { a.memory.run(actx.Done()) })
 	cert, err := selfSigned()
 	if err != nil {
-		cancel()
+		a.Stop()
 		return nil, err
 	}
 	for _, node := range opts.Nodes {

@@ -22,9 +22,6 @@ import (
 
 func resourcePods(n int64) *resource.Quantity { return resource.NewQuantity(n, resource.DecimalSI) }
 
-// memoryInterval is how often a container's memory is sampled.
-const memoryInterval = 50 * time.Millisecond
-
 // podRun runs one pod.
 type podRun struct {
 	a   *Agent
@@ -276,14 +273,16 @@ func (r *podRun) runContainer(c corev1.Container, list *[]corev1.ContainerStatus
 	started := metav1.Now()
 	r.write()
 
-	stopWatch := make(chan struct{})
-	var watchDone sync.WaitGroup
+	stopWatch := func() {}
 	if limit, ok := c.Resources.Limits[corev1.ResourceMemory]; ok && !limit.IsZero() {
-		watchDone.Go(func() { r.watchMemory(c.Name, cmd.Process.Pid, limit.Value(), stopWatch) })
+		stopWatch = r.a.memory.watch(cmd.Process.Pid, limit.Value(), func() {
+			r.mu.Lock()
+			r.oom[c.Name] = true
+			r.mu.Unlock()
+		})
 	}
 	werr := cmd.Wait()
-	close(stopWatch)
-	watchDone.Wait()
+	stopWatch()
 	// The group may have stragglers (a backgrounded child): a container
 	// ends with its main process.
 	_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
@@ -311,64 +310,6 @@ func (r *podRun) runContainer(c corev1.Container, list *[]corev1.ContainerStatus
 		t.Reason, t.ExitCode, t.Signal = "OOMKilled", 137, int32(syscall.SIGKILL)
 	}
 	return terminated(t)
-}
-
-// watchMemory kills the process group pgid when its resident memory
-// exceeds limit bytes.
-func (r *podRun) watchMemory(name string, pgid int, limit int64, stop <-chan struct{}) {
-	t := time.NewTicker(memoryInterval)
-	defer t.Stop()
-	for {
-		select {
-		case <-stop:
-			return
-		case <-t.C:
-		}
-		if rss := groupRSS(pgid); rss > limit {
-			r.mu.Lock()
-			r.oom[name] = true
-			r.mu.Unlock()
-			_ = syscall.Kill(-pgid, syscall.SIGKILL)
-			return
-		}
-	}
-}
-
-// groupRSS returns the resident memory, in bytes, of the processes of
-// process group pgid, from /proc.
-func groupRSS(pgid int) int64 {
-	ents, err := os.ReadDir("/proc")
-	if err != nil {
-		return 0
-	}
-	page := int64(os.Getpagesize())
-	var total int64
-	for _, e := range ents {
-		if _, err := strconv.Atoi(e.Name()); err != nil {
-			continue
-		}
-		data, err := os.ReadFile("/proc/" + e.Name() + "/stat")
-		if err != nil {
-			continue
-		}
-		// pid (comm) state ppid pgrp ... rss is the 24th field; comm may
-		// hold spaces and parentheses.
-		s := string(data)
-		k := strings.LastIndexByte(s, ')')
-		if k < 0 {
-			continue
-		}
-		f := strings.Fields(s[k+1:])
-		if len(f) < 22 {
-			continue
-		}
-		if g, _ := strconv.Atoi(f[2]); g != pgid {
-			continue
-		}
-		pages, _ := strconv.ParseInt(f[21], 10, 64)
-		total += pages * page
-	}
-	return total
 }
 
 // environment returns container c's environment, as a container runtime
