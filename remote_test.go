@@ -552,6 +552,31 @@ func TestRunWorkerUnknownStep(t *testing.T) {
 	}
 }
 
+// The worker checks its own digest against the submitter's, unless the
+// job's launcher verified that very digest (WorkerOptions.Verified).
+func TestRunWorkerDigest(t *testing.T) {
+	t.Parallel()
+	prefix := t.TempDir()
+	other := "sha256:" + strings.Repeat("0", 64)
+	opts := func(verified string) *cairn.WorkerOptions {
+		return &cairn.WorkerOptions{Step: "square_00000000", Prefix: prefix, Storage: testStorage(), Digest: other, Verified: verified}
+	}
+	err := cairn.RunWorker(t.Context(), testPipeline("basic", prefix), opts(""))
+	if !errors.Is(err, cairn.ErrProgramMismatch) || !strings.Contains(err.Error(), "the submitter's was "+other) {
+		t.Errorf("another program's digest: err = %v; want the digests' mismatch", err)
+	}
+	// Trusted: the worker goes on, to the step (which this pipeline lacks).
+	err = cairn.RunWorker(t.Context(), testPipeline("basic", prefix), opts(other))
+	if !errors.Is(err, cairn.ErrProgramMismatch) || strings.Contains(err.Error(), "the submitter's was") || !strings.Contains(err.Error(), "square_") {
+		t.Errorf("digest verified by the launcher: err = %v; want the unknown step's error, not the digests'", err)
+	}
+	// A verified digest that is not the submitter's proves nothing.
+	err = cairn.RunWorker(t.Context(), testPipeline("basic", prefix), opts("sha256:"+strings.Repeat("1", 64)))
+	if !errors.Is(err, cairn.ErrProgramMismatch) || !strings.Contains(err.Error(), "the submitter's was "+other) {
+		t.Errorf("another verified digest: err = %v; want the digests' mismatch", err)
+	}
+}
+
 func discardLogger() *slog.Logger { return slog.New(slog.DiscardHandler) }
 
 // With an output path a job cannot write to directly (here a URL scheme

@@ -28,6 +28,13 @@ type WorkerOptions struct {
 	// (staged) program is the backend verifying its private copy before
 	// it starts (cluster.JobSpec.Digest), which the remote runner asks for.
 	Digest string
+	// Verified is the digest that the job's launcher checked of this very
+	// executable before starting it (driver.VerifiedRun; package cli reads
+	// it from the launcher's CAIRN_VERIFIED_PROGRAM). When it equals
+	// Digest, RunWorker does not hash the executable again: on a cluster
+	// that is a second read of a binary of tens of megabytes per job, and
+	// it proves no more than the launcher's check did.
+	Verified string
 	// Fence is the version of the submitting attempt's RUNNING status
 	// record: the artifact is saved only while the status file still holds
 	// it (statusfile.CommitArtifact), so that a job whose submitter lost
@@ -63,7 +70,7 @@ func RunWorker(ctx context.Context, steps iter.Seq[*Step], opts *WorkerOptions) 
 	if logger == nil {
 		logger = slog.Default()
 	}
-	if opts.Digest != "" {
+	if opts.Digest != "" && opts.Verified != opts.Digest {
 		p, err := CurrentProgram()
 		if err != nil {
 			return err

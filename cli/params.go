@@ -14,6 +14,7 @@ import (
 	"unicode/utf8"
 
 	"example.com/cairn"
+	"example.com/cairn/cluster"
 )
 
 // A pipeline program's own parameters (issue 10, §2).
@@ -308,7 +309,8 @@ func (discard) Write(p []byte) (int, error) { return len(p), nil }
 //   - those naming where this process submits jobs or stages its program
 //     (CAIRN_CLUSTER, CAIRN_STAGE_PROGRAM): a job does not submit;
 //   - those a backend sets for each job (CAIRN_JOB_ID, CAIRN_REPLICA,
-//     CAIRN_REPLICAS, CAIRN_ATTEMPT, CAIRN_DEPENDENCY_GROUPS): a submitter
+//     CAIRN_REPLICAS, CAIRN_ATTEMPT, CAIRN_DEPENDENCY_GROUPS,
+//     CAIRN_VERIFIED_PROGRAM): a submitter
 //     that itself runs in a job must not hand its own to another;
 //   - those whose name looks like a secret's (containing TOKEN, SECRET,
 //     PASSWORD, PASSWD, CREDENTIAL, or KEY as a word, as in
@@ -325,7 +327,8 @@ func JobEnv(environ []string) map[string]string {
 		}
 		switch k {
 		case "CAIRN_CLUSTER", "CAIRN_STAGE_PROGRAM",
-			"CAIRN_JOB_ID", "CAIRN_REPLICA", "CAIRN_REPLICAS", "CAIRN_ATTEMPT", "CAIRN_DEPENDENCY_GROUPS":
+			"CAIRN_JOB_ID", "CAIRN_REPLICA", "CAIRN_REPLICAS", "CAIRN_ATTEMPT", "CAIRN_DEPENDENCY_GROUPS",
+			cluster.VerifiedProgramEnv:
 			continue
 		}
 		if secretName(k) {

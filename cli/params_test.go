@@ -168,7 +168,7 @@ func TestJobEnv(t *testing.T) {
 	t.Parallel()
 	got := cli.JobEnv([]string{
 		"CAIRN_PREFIX=/p", "MARIN_PREFIX=gs://b", "CAIRN_EXPERIMENT=x=y", "HOME=/root",
-		"CAIRN_CLUSTER=slurm", "CAIRN_STAGE_PROGRAM=/s", "CAIRN_JOB_ID=1", "CAIRN_REPLICA=0", "CAIRN_ATTEMPT=2",
+		"CAIRN_CLUSTER=slurm", "CAIRN_STAGE_PROGRAM=/s", "CAIRN_JOB_ID=1", "CAIRN_REPLICA=0", "CAIRN_ATTEMPT=2", "CAIRN_VERIFIED_PROGRAM=sha256:ab /tmp/p",
 		"MARIN_HF_TOKEN=t", "CAIRN_S3_SECRET=s", "MARIN_API_KEY=k", "CAIRN_PASSWORD=p", "MARIN_KEYBOARD=ok",
 	})
 	want := map[string]string{"CAIRN_PREFIX": "/p", "MARIN_PREFIX": "gs://b", "CAIRN_EXPERIMENT": "x=y", "MARIN_KEYBOARD": "ok"}

@@ -8,7 +8,9 @@ import (
 	"iter"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"strconv"
+	"strings"
 	"syscall"
 
 	"example.com/cairn"
@@ -135,14 +137,15 @@ func runWorker(o Options, steps iter.Seq[*cairn.Step], args []string) int {
 		}
 	}
 	err = cairn.RunWorker(ctx, steps, &cairn.WorkerOptions{
-		Step:    *step,
-		Path:    *path,
-		Fence:   store.Version(*fence),
-		Prefix:  *prefix,
-		Storage: storage,
-		Digest:  *digest,
-		Replica: replica,
-		Logger:  logger,
+		Step:     *step,
+		Path:     *path,
+		Fence:    store.Version(*fence),
+		Prefix:   *prefix,
+		Storage:  storage,
+		Digest:   *digest,
+		Verified: verifiedDigest(o.Getenv(cluster.VerifiedProgramEnv)),
+		Replica:  replica,
+		Logger:   logger,
 	})
 	reportUsage(ctx, storage, *path, o.Getenv("CAIRN_JOB_ID"), replica, jobStarted, logger) // runrecord.go
 	if errors.Is(err, cairn.ErrProgramMismatch) && sameProgram(*digest) {
@@ -163,4 +166,30 @@ func runWorker(o Options, steps iter.Seq[*cairn.Step], args []string) int {
 		return ExitFailed
 	}
 	return ExitOK
+}
+
+// verifiedDigest returns the digest in a launcher's CAIRN_VERIFIED_PROGRAM
+// ("sha256:HEX PATH", set by driver.VerifiedRun) if PATH is this process's
+// own executable: the launcher checked that file's digest and then started
+// it. Otherwise, it returns "": the variable was inherited by another
+// program, or names a copy that this process is not.
+func verifiedDigest(v string) string {
+	digest, path, ok := strings.Cut(v, " ")
+	if !ok || !strings.HasPrefix(digest, "sha256:") || path == "" {
+		return ""
+	}
+	exe, err := os.Executable()
+	if err != nil {
+		return ""
+	}
+	if p, err := filepath.EvalSymlinks(path); err == nil {
+		path = p
+	}
+	if p, err := filepath.EvalSymlinks(exe); err == nil {
+		exe = p
+	}
+	if path != exe {
+		return ""
+	}
+	return digest
 }

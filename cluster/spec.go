@@ -10,6 +10,13 @@ import (
 	"example.com/cairn/cluster/driver"
 )
 
+// VerifiedProgramEnv is set in the environment of a job started from a
+// verified copy of its program (JobSpec.Digest), on every backend that
+// verifies through a launcher script (Slurm, Kubernetes), to "sha256:HEX
+// PATH": the digest that was checked and the copy that was started. A
+// worker at PATH may trust it instead of hashing its own executable again.
+const VerifiedProgramEnv = driver.VerifiedProgramEnv
+
 // Sizes for Resources.Memory and Resources.Disk.
 const (
 	MiB int64 = 1 << 20
@@ -97,7 +104,8 @@ type JobSpec struct {
 	// checks the copy's digest and runs the copy, so that whoever can
 	// replace the file at Command[0] (a shared staging directory) cannot
 	// make the job run their program. A program whose digest differs fails
-	// the job with exit code 126 and runs nothing.
+	// the job with exit code 126 and runs nothing. The copy runs with
+	// VerifiedProgramEnv set.
 	Digest      string
 	Resources   Resources
 	Environment Environment

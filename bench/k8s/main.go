@@ -154,7 +154,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	b := &bench{cfg: c, prog: prog, exe: exe, root: root, spec: spec, client: client, enc: json.NewEncoder(stdout)}
+	b := &bench{cfg: c, prog: prog, exe: exe, root: root, spec: spec, client: client, enc: json.NewEncoder(stdout), stderr: stderr}
 	var lat = map[string][]float64{}
 	for i := range c.repeat {
 		for _, tool := range []string{"bare", "cairn"} {
@@ -196,6 +196,7 @@ type bench struct {
 	spec   string
 	client kubernetes.Interface
 	enc    *json.Encoder
+	stderr io.Writer
 }
 
 func (b *bench) measure(ctx context.Context, tool string, n, i int) (float64, error) {
@@ -301,11 +302,13 @@ func (b *bench) cairn(ctx context.Context, dir string, n int) (time.Duration, er
 	}
 	defer c.Close()
 	start := time.Now()
+	ph := phases{start: start, at: map[string]map[string]time.Time{}}
 	rep, err := cairn.Run(ctx, pipeline(runID, n), &cairn.RunOptions{
 		Prefix:        prefix,
 		Storage:       cli.DefaultStorage(),
 		MaxConcurrent: n,
 		Logger:        logger,
+		OnEvent:       ph.record,
 		Remote: &cairn.RemoteOptions{
 			Cluster: c,
 			Program: &b.prog,
@@ -321,10 +324,79 @@ func (b *bench) cairn(ctx context.Context, dir string, n int) (time.Duration, er
 	if got := rep.Count(cairn.Ran); got != n {
 		return 0, fmt.Errorf("%d steps ran, want %d", got, n)
 	}
+	if n > 1 {
+		ph.print(b.stderr, n)
+	}
 	return d, nil
 }
 
+// phases records when each step of a cairn run reached each phase, from
+// the run's events, to say where the time of a throughput run goes.
+type phases struct {
+	start time.Time
+	at    map[string]map[string]time.Time // step → phase → first time
+}
+
+// The phases, in order.
+var phaseNames = []string{"running", "PENDING", "RUNNING", "SUCCEEDED", "finished"}
+
+func (p *phases) record(e cairn.Event) {
+	var phase string
+	switch e.Kind {
+	case cairn.StepRunning:
+		phase = "running"
+	case cairn.StepJob:
+		phase = e.JobState
+	case cairn.StepFinished:
+		phase = "finished"
+	default:
+		return
+	}
+	m := p.at[e.Step]
+	if m == nil {
+		m = map[string]time.Time{}
+		p.at[e.Step] = m
+	}
+	if _, ok := m[phase]; !ok {
+		m[phase] = e.Time
+	}
+}
+
+// print writes, for each phase, when the steps reached it (seconds after
+// the run's start: median and last) and how long they took to reach it
+// from the phase before (median and max).
+func (p *phases) print(w io.Writer, n int) {
+	fmt.Fprintf(w, "  where the time of %d cairn steps went (s after start: median, last; from the previous phase: median, max):\n", n)
+	for i, ph := range phaseNames {
+		var at, from []float64
+		for _, m := range p.at {
+			t, ok := m[ph]
+			if !ok {
+				continue
+			}
+			at = append(at, t.Sub(p.start).Seconds())
+			if i > 0 {
+				if prev, ok := m[phaseNames[i-1]]; ok {
+					from = append(from, t.Sub(prev).Seconds())
+				}
+			}
+		}
+		if len(at) == 0 {
+			continue
+		}
+		line := fmt.Sprintf("    %-10s %3d steps  at %6.2f %6.2f", ph, len(at), median(at), slices.Max(at))
+		if len(from) > 0 {
+			line += fmt.Sprintf("   +%5.2f +%5.2f", median(from), slices.Max(from))
+		}
+		fmt.Fprintln(w, line)
+	}
+}
+
+// median returns the median of xs, 0 if it is empty.
 func median(xs []float64) float64 {
+	if len(xs) == 0 {
+		return 0
+	}
 	s := slices.Clone(xs)
 	slices.Sort(s)
 	if len(s)%2 == 1 {
