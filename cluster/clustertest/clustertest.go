@@ -668,7 +668,11 @@ func (s *suite) verifiedProgram(t *testing.T, c *cluster.Client, ctx context.Con
 	if err := os.MkdirAll(filepath.Dir(prog), 0o755); err != nil {
 		t.Fatal(err)
 	}
-	good := []byte("#!/bin/sh\nif [ \"$0\" = \"$2\" ]; then echo \"ran the staged file itself\"; exit 1; fi\nprintf 'verified <%s>\\n' \"$1\"\n")
+	// It says which digest the backend told it was checked
+	// (VerifiedProgramEnv), if it was told so of the copy it is.
+	good := []byte("#!/bin/sh\nif [ \"$0\" = \"$2\" ]; then echo \"ran the staged file itself\"; exit 1; fi\n" +
+		"case $" + cluster.VerifiedProgramEnv + " in *\" $0\") ;; *) echo \"not told that $0 was verified: $" + cluster.VerifiedProgramEnv + "\"; exit 1;; esac\n" +
+		"printf 'verified <%s> %s\\n' \"$1\" \"${" + cluster.VerifiedProgramEnv + "%% *}\"\n")
 	if err := os.WriteFile(prog, good, 0o755); err != nil {
 		t.Fatal(err)
 	}
@@ -688,7 +692,7 @@ func (s *suite) verifiedProgram(t *testing.T, c *cluster.Client, ctx context.Con
 		if _, err := j.Wait(ctx); err != nil {
 			t.Fatalf("%d replica(s): verified program: %v", n, err)
 		}
-		if got, want := lastLog(t, j), strings.Repeat("verified <"+arg+">\n", n); got != want {
+		if got, want := lastLog(t, j), strings.Repeat("verified <"+arg+"> "+digest+"\n", n); got != want {
 			t.Errorf("%d replica(s): log = %q, want %q", n, got, want)
 		}
 

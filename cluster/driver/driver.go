@@ -212,12 +212,13 @@ func (spec *JobSpec) Validate() error {
 // the submitter's environment to jobs, and a submitter that itself runs in
 // a Slurm job (requeued three times, say) would otherwise hand its
 // SLURM_RESTART_COUNT, SLURM_JOB_ID and the like to jobs that are not that
-// job (issue 8, item 15).
+// job (issue 8, item 15). VerifiedProgramEnv goes too: it describes the
+// submitter's own program copy.
 func InheritedEnv(environ []string) []string {
 	out := make([]string, 0, len(environ))
 	for _, kv := range environ {
 		k, _, _ := strings.Cut(kv, "=")
-		if strings.HasPrefix(k, "SLURM_") && k != "SLURM_CONF" {
+		if strings.HasPrefix(k, "SLURM_") && k != "SLURM_CONF" || k == VerifiedProgramEnv {
 			continue
 		}
 		out = append(out, kv)

@@ -325,6 +325,10 @@ func (s *Scheduler) execute(j *job) driver.Status {
 		"CAIRN_REPLICAS="+strconv.Itoa(j.spec.Replicas),
 		"CAIRN_JOB_ID="+j.id,
 	)
+	if j.spec.Digest != "" {
+		// As driver.VerifiedRun does: the copy that runs was checked.
+		env = append(env, driver.VerifiedProgramEnv+"=sha256:"+j.spec.Digest+" "+program)
+	}
 	// Setup commands run once, before the replicas.
 	for _, argv := range j.spec.Setup {
 		st, ok := s.wait(j, []*exec.Cmd{s.command(j, argv, env, 0, logf)}, timeout)
