@@ -687,7 +687,11 @@ func (s *suite) verifiedProgram(t *testing.T, c *cluster.Client, ctx context.Con
 		if err := os.WriteFile(prog, good, 0o755); err != nil {
 			t.Fatal(err)
 		}
-		spec := cluster.JobSpec{Name: "verified", Command: []string{prog, arg, prog}, Digest: digest, Replicas: n}
+		// A cache of checked copies of its own (driver.VerifiedRun), and
+		// none for the replaced program: a backend that caches would run
+		// the copy checked first, and not read the replacement at all.
+		spec := cluster.JobSpec{Name: "verified", Command: []string{prog, arg, prog}, Digest: digest, Replicas: n,
+			Environment: cluster.Environment{Vars: map[string]string{driver.ProgramCacheEnv: t.TempDir()}}}
 		j := submit(t, ctx, c, spec)
 		if _, err := j.Wait(ctx); err != nil {
 			t.Fatalf("%d replica(s): verified program: %v", n, err)
@@ -701,6 +705,7 @@ func (s *suite) verifiedProgram(t *testing.T, c *cluster.Client, ctx context.Con
 		if err := os.WriteFile(prog, []byte("#!/bin/sh\ntouch '"+canary+"'\n"), 0o755); err != nil {
 			t.Fatal(err)
 		}
+		spec.Environment.Vars = map[string]string{driver.ProgramCacheEnv: "off"}
 		j = submit(t, ctx, c, spec)
 		_, err := j.Wait(ctx)
 		if je, ok := errors.AsType[*cluster.JobError](err); !ok || je.ExitCode != 126 || !strings.Contains(je.LogTail, "refusing to run") {

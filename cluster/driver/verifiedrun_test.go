@@ -3,11 +3,14 @@ package driver_test
 import (
 	"crypto/sha256"
 	"encoding/hex"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"example.com/cairn/cluster/driver"
 )
@@ -46,7 +49,7 @@ func TestVerifiedRun(t *testing.T) {
 	}
 	run := func(path, want string) (int, string) {
 		cmd := exec.Command("/bin/sh", "-c", driver.VerifiedRun, "cairn-step", want, prog, "arg 1")
-		cmd.Env = []string{"PATH=" + path, "TMPDIR=" + dir}
+		cmd.Env = []string{"PATH=" + path, "TMPDIR=" + dir} // no HOME: no cache
 		b, _ := cmd.CombinedOutput()
 		return cmd.ProcessState.ExitCode(), string(b)
 	}
@@ -79,5 +82,130 @@ func TestVerifiedRun(t *testing.T) {
 	}
 	if len(paths) < 2 {
 		t.Log("openssl not installed: only the sha256sum path was tested")
+	}
+}
+
+// VerifiedRun keeps checked copies in a private cache: a job of the same
+// digest runs the cached copy without reading the staged file; a cache
+// that others may write is not used; the cache keeps eight copies.
+func TestVerifiedRunCache(t *testing.T) {
+	dir := t.TempDir()
+	cache := filepath.Join(dir, "home", ".cache", "cairn", "programs")
+	prog := filepath.Join(dir, "prog")
+	out := filepath.Join(dir, "out")
+	canary := filepath.Join(dir, "canary")
+	good := "#!/bin/sh\nprintf '%s' \"$0\" > '" + out + "'\n"
+	sum := sha256.Sum256([]byte(good))
+	digest := hex.EncodeToString(sum[:])
+	write := func(content string) {
+		t.Helper()
+		os.Remove(prog)
+		if err := os.WriteFile(prog, []byte(content), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// run runs the staged program with env and returns the exit code and
+	// the path the program ran from ("" if it did not run).
+	run := func(env ...string) (int, string) {
+		t.Helper()
+		os.Remove(out)
+		cmd := exec.Command("/bin/sh", "-c", driver.VerifiedRun, "cairn-step", digest, prog)
+		cmd.Env = append([]string{"PATH=" + os.Getenv("PATH"), "TMPDIR=" + dir, "HOME=" + filepath.Join(dir, "home")}, env...)
+		b, _ := cmd.CombinedOutput()
+		ran, _ := os.ReadFile(out)
+		if cmd.ProcessState.ExitCode() != 0 {
+			t.Logf("exit %d: %s", cmd.ProcessState.ExitCode(), b)
+		}
+		return cmd.ProcessState.ExitCode(), string(ran)
+	}
+	replaced := "#!/bin/sh\ntouch '" + canary + "'\n"
+
+	write(good)
+	if code, ran := run(); code != 0 || !strings.HasPrefix(ran, cache+"/.run.") {
+		t.Fatalf("first job: exit %d, ran from %q; want a private directory of the cache %s", code, ran, cache)
+	}
+	entry := filepath.Join(cache, digest)
+	if fi, err := os.Lstat(entry); err != nil || !fi.Mode().IsRegular() || fi.Mode().Perm() != 0o700 {
+		t.Fatalf("cache entry %s: %v, %v; want a regular file, mode 0700", entry, fi, err)
+	}
+	if fi, err := os.Stat(cache); err != nil || fi.Mode().Perm() != 0o700 {
+		t.Fatalf("cache %s: %v, %v; want mode 0700", cache, fi, err)
+	}
+	// The staged file is replaced: the cached copy runs, not the file.
+	write(replaced)
+	if code, ran := run(); code != 0 || !strings.HasPrefix(ran, cache+"/.run.") {
+		t.Errorf("job with the program cached: exit %d, ran from %q; want the cached copy", code, ran)
+	}
+	if _, err := os.Stat(canary); !os.IsNotExist(err) {
+		t.Fatal("the replaced staged program ran")
+	}
+	if left, _ := filepath.Glob(filepath.Join(cache, ".run.*")); len(left) != 0 {
+		t.Errorf("jobs left %q behind", left)
+	}
+	// Without the cache, the replacement is refused.
+	for _, env := range [][]string{{driver.ProgramCacheEnv + "=off"}, {driver.ProgramCacheEnv + "=relative/dir"}} {
+		if code, ran := run(env...); code != 126 || ran != "" {
+			t.Errorf("%v: exit %d, ran %q; want 126, nothing run", env, code, ran)
+		}
+	}
+	// A cache others may write is not trusted.
+	if err := os.Chmod(cache, 0o777); err != nil {
+		t.Fatal(err)
+	}
+	if code, ran := run(); code != 126 || ran != "" {
+		t.Errorf("world-writable cache: exit %d, ran %q; want 126, nothing run", code, ran)
+	}
+	write(good)
+	if code, ran := run(); code != 0 || !strings.HasPrefix(ran, dir+"/cairn-program.") {
+		t.Errorf("world-writable cache: exit %d, ran from %q; want a private directory under TMPDIR", code, ran)
+	}
+	if _, err := os.Stat(canary); !os.IsNotExist(err) {
+		t.Fatal("the replaced staged program ran")
+	}
+
+	// Eviction: eight copies, by last use; what killed jobs left a week
+	// ago; nothing else.
+	other := filepath.Join(dir, "cache2")
+	if err := os.Mkdir(other, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	old := time.Now().Add(-30 * 24 * time.Hour)
+	var olds []string
+	for i := range 9 {
+		name := fmt.Sprintf("%064x", i)
+		p := filepath.Join(other, name)
+		if err := os.WriteFile(p, nil, 0o700); err != nil {
+			t.Fatal(err)
+		}
+		at := old.Add(time.Duration(i) * time.Hour)
+		if err := os.Chtimes(p, at, at); err != nil {
+			t.Fatal(err)
+		}
+		olds = append(olds, name)
+	}
+	for _, name := range []string{".run.killed", "notes"} {
+		if err := os.Mkdir(filepath.Join(other, name), 0o700); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Chtimes(filepath.Join(other, name), old, old); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if code, _ := run(driver.ProgramCacheEnv + "=" + other); code != 0 {
+		t.Fatalf("exit %d", code)
+	}
+	ents, err := os.ReadDir(other)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, e := range ents {
+		names = append(names, e.Name())
+	}
+	want := append([]string{digest}, olds[2:]...) // the newest seven old ones
+	want = append(want, "notes")
+	slices.Sort(want)
+	if !slices.Equal(names, want) {
+		t.Errorf("cache after eviction = %q\nwant %q", names, want)
 	}
 }

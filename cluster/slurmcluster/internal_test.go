@@ -295,7 +295,7 @@ func TestScriptVerifiesProgram(t *testing.T) {
 		}
 		logDir := filepath.Join(dir, fmt.Sprintf("logs-%d", replicas))
 		spec := &driver.JobSpec{Name: "x", Command: []string{prog, "$(touch " + canary + ")"}, Digest: digest, LogDir: logDir, Attempt: 1, Replicas: replicas}
-		if code := runScript(t, spec, "TMPDIR="+tmp); code != 0 {
+		if code := runScript(t, spec, "TMPDIR="+tmp, driver.ProgramCacheEnv+"=off"); code != 0 {
 			t.Fatalf("%d replica(s): verified program: exit %d", replicas, code)
 		}
 		log, _ := os.ReadFile(filepath.Join(logDir, "attempt-1.log"))
@@ -317,7 +317,7 @@ func TestScriptVerifiesProgram(t *testing.T) {
 		if err := os.WriteFile(prog, []byte("#!/bin/sh\ntouch '"+canary+"'\n"), 0o755); err != nil {
 			t.Fatal(err)
 		}
-		if code := runScript(t, spec, "TMPDIR="+tmp); code != 126 {
+		if code := runScript(t, spec, "TMPDIR="+tmp, driver.ProgramCacheEnv+"=off"); code != 126 {
 			t.Errorf("%d replica(s): replaced program: exit %d, want 126", replicas, code)
 		}
 		if _, err := os.Stat(canary); !errors.Is(err, os.ErrNotExist) {
