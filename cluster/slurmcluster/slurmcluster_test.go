@@ -245,8 +245,13 @@ func requeue(t *testing.T, id string) {
 		time.Sleep(20 * time.Millisecond)
 	}
 	// Not "now": a batch job restarted within a second of its requeue can be
-	// killed with "Job credential revoked".
-	scontrol("update", "JobId="+id, "StartTime=now+2")
+	// killed with "Job credential revoked". A client without preemption
+	// budget may have cancelled the requeued job meanwhile: then there is
+	// nothing to start.
+	args := []string{"update", "JobId=" + id, "StartTime=now+2"}
+	if out, err := exec.Command("scontrol", args...).CombinedOutput(); err != nil && !strings.Contains(string(out), "already finished") {
+		t.Fatalf("scontrol %v: %v\n%s", args, err, out)
+	}
 }
 
 func waitFile(t *testing.T, ctx context.Context, path string) {
