@@ -49,8 +49,9 @@ var importPolicy = map[string][]string{
 	"examples/rawsteps":                               {"", "cli"},
 	"examples/watch":                                  {"", "cli", "cluster"},
 	"bench":                                           {"", "cli", "store", "store/filestore", "store/gcsstore", "store/s3store"},
-	"bench/slurm":                                     {"", "cli", "cluster"},
-	"bench/k8s":                                       {"", "cli", "cluster", "cluster/k8scluster"},
+	"bench/slurm":                                     {"", "cli", "cluster", "bench/internal/remotebench"},
+	"bench/k8s":                                       {"", "cli", "cluster", "cluster/k8scluster", "bench/internal/remotebench"},
+	"bench/internal/remotebench":                      {"", "cli", "cluster"},
 }
 
 const module = "example.com/cairn"

@@ -20,19 +20,16 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"flag"
 	"fmt"
 	"io"
-	"log/slog"
 	"net/url"
 	"os"
 	"os/signal"
 	"path/filepath"
 	"slices"
-	"strconv"
 	"strings"
 	"time"
 
@@ -44,19 +41,15 @@ import (
 	"k8s.io/client-go/tools/clientcmd"
 
 	"example.com/cairn"
+	"example.com/cairn/bench/internal/remotebench"
 	"example.com/cairn/cli"
 	"example.com/cairn/cluster"
 	"example.com/cairn/cluster/k8scluster"
 )
 
 func main() {
-	if len(os.Args) > 1 {
-		switch os.Args[1] {
-		case "worker": // a cairn job
-			os.Exit(cli.Main(pipeline(os.Getenv("BENCH_RUN"), atoi(os.Getenv("BENCH_STEPS"))), nil))
-		case "trivial": // a bare job: the same work as a step
-			os.Exit(trivial(os.Args[2:]))
-		}
+	if code, ok := remotebench.JobMode(os.Args[1:]); ok { // a cairn job, or a bare one
+		os.Exit(code)
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
 	defer stop()
@@ -65,41 +58,6 @@ func main() {
 		os.Exit(1)
 	}
 }
-
-func atoi(s string) int { n, _ := strconv.Atoi(s); return n }
-
-// work is what every job does, bare or as a step: write a small file.
-func work(path string) error { return os.WriteFile(path, []byte("ok\n"), 0o644) }
-
-func trivial(args []string) int {
-	if len(args) != 1 {
-		return 2
-	}
-	if err := work(args[0]); err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 1
-	}
-	return 0
-}
-
-// pipeline is n independent trivial remote steps of one run.
-func pipeline(runID string, n int) iter {
-	env := map[string]string{"BENCH_RUN": runID, "BENCH_STEPS": strconv.Itoa(n)}
-	steps := make([]*cairn.Step, n)
-	for i := range steps {
-		steps[i] = &cairn.Step{
-			Name:   "trivial",
-			Attrs:  map[string]any{"run": runID, "i": i},
-			Remote: &cairn.RemoteSpec{Env: env, Resources: cluster.Resources{CPUs: 1, Memory: 64 * cluster.MiB}},
-			Func: func(ctx context.Context, out *cairn.Output) (any, error) {
-				return nil, work(filepath.Join(strings.TrimPrefix(out.Path, "file://"), "result"))
-			},
-		}
-	}
-	return cairn.Steps(steps...)
-}
-
-type iter = func(func(*cairn.Step) bool)
 
 type config struct {
 	repeat    int
@@ -175,8 +133,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			thrRuns[tool] = append(thrRuns[tool], d)
 		}
 	}
-	thr := map[string]float64{"bare": median(thrRuns["bare"]), "cairn": median(thrRuns["cairn"])}
-	bare, crn := median(lat["bare"]), median(lat["cairn"])
+	thr := map[string]float64{"bare": remotebench.Median(thrRuns["bare"]), "cairn": remotebench.Median(thrRuns["cairn"])}
+	bare, crn := remotebench.Median(lat["bare"]), remotebench.Median(lat["cairn"])
 	fmt.Fprintf(stderr, "\nlatency of one trivial job, median of %d (s):\n", c.repeat)
 	fmt.Fprintf(stderr, "  %-28s %8.3f   (min %.3f, max %.3f)\n", "bare Jobs (client-go + watch)", bare, slices.Min(lat["bare"]), slices.Max(lat["bare"]))
 	fmt.Fprintf(stderr, "  %-28s %8.3f   (min %.3f, max %.3f)\n", "cairn remote step", crn, slices.Min(lat["cairn"]), slices.Max(lat["cairn"]))
@@ -287,120 +245,12 @@ func (b *bench) bare(ctx context.Context, dir string, n int) (time.Duration, err
 	return 0, fmt.Errorf("watch ended: %v", ctx.Err())
 }
 
-// cairn runs n remote steps through cairn.Run on a fresh prefix, from a
-// runner already started (as the bare baseline's "runner" is this process).
+// cairn runs n remote steps through cairn.Run (remotebench.Run).
 func (b *bench) cairn(ctx context.Context, dir string, n int) (time.Duration, error) {
-	runID := filepath.Base(dir)
-	prefix := filepath.Join(dir, "prefix")
-	var logs bytes.Buffer
-	logger := slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	mux := cli.DefaultClusters()
-	mux.Register("k8s", &k8scluster.Opener{})
-	c, err := mux.Open(ctx, b.spec, &cluster.Options{Logger: logger})
-	if err != nil {
-		return 0, err
+	open := func(o *cluster.Options) (*cluster.Client, error) {
+		mux := cli.DefaultClusters()
+		mux.Register("k8s", &k8scluster.Opener{})
+		return mux.Open(ctx, b.spec, o)
 	}
-	defer c.Close()
-	start := time.Now()
-	ph := phases{start: start, at: map[string]map[string]time.Time{}}
-	rep, err := cairn.Run(ctx, pipeline(runID, n), &cairn.RunOptions{
-		Prefix:        prefix,
-		Storage:       cli.DefaultStorage(),
-		MaxConcurrent: n,
-		Logger:        logger,
-		OnEvent:       ph.record,
-		Remote: &cairn.RemoteOptions{
-			Cluster: c,
-			Program: &b.prog,
-			WorkerArgs: func(w cairn.WorkerJob) []string {
-				return []string{"worker", "--step", w.Step, "--path", w.Path, "--prefix", prefix, "--program-digest", w.Digest, "--log-level", "warn"}
-			},
-		},
-	})
-	d := time.Since(start)
-	if err != nil {
-		return 0, fmt.Errorf("%w\n%s", err, logs.String())
-	}
-	if got := rep.Count(cairn.Ran); got != n {
-		return 0, fmt.Errorf("%d steps ran, want %d", got, n)
-	}
-	if n > 1 {
-		ph.print(b.stderr, n)
-	}
-	return d, nil
-}
-
-// phases records when each step of a cairn run reached each phase, from
-// the run's events, to say where the time of a throughput run goes.
-type phases struct {
-	start time.Time
-	at    map[string]map[string]time.Time // step → phase → first time
-}
-
-// The phases, in order.
-var phaseNames = []string{"running", "PENDING", "RUNNING", "SUCCEEDED", "finished"}
-
-func (p *phases) record(e cairn.Event) {
-	var phase string
-	switch e.Kind {
-	case cairn.StepRunning:
-		phase = "running"
-	case cairn.StepJob:
-		phase = e.JobState
-	case cairn.StepFinished:
-		phase = "finished"
-	default:
-		return
-	}
-	m := p.at[e.Step]
-	if m == nil {
-		m = map[string]time.Time{}
-		p.at[e.Step] = m
-	}
-	if _, ok := m[phase]; !ok {
-		m[phase] = e.Time
-	}
-}
-
-// print writes, for each phase, when the steps reached it (seconds after
-// the run's start: median and last) and how long they took to reach it
-// from the phase before (median and max).
-func (p *phases) print(w io.Writer, n int) {
-	fmt.Fprintf(w, "  where the time of %d cairn steps went (s after start: median, last; from the previous phase: median, max):\n", n)
-	for i, ph := range phaseNames {
-		var at, from []float64
-		for _, m := range p.at {
-			t, ok := m[ph]
-			if !ok {
-				continue
-			}
-			at = append(at, t.Sub(p.start).Seconds())
-			if i > 0 {
-				if prev, ok := m[phaseNames[i-1]]; ok {
-					from = append(from, t.Sub(prev).Seconds())
-				}
-			}
-		}
-		if len(at) == 0 {
-			continue
-		}
-		line := fmt.Sprintf("    %-10s %3d steps  at %6.2f %6.2f", ph, len(at), median(at), slices.Max(at))
-		if len(from) > 0 {
-			line += fmt.Sprintf("   +%5.2f +%5.2f", median(from), slices.Max(from))
-		}
-		fmt.Fprintln(w, line)
-	}
-}
-
-// median returns the median of xs, 0 if it is empty.
-func median(xs []float64) float64 {
-	if len(xs) == 0 {
-		return 0
-	}
-	s := slices.Clone(xs)
-	slices.Sort(s)
-	if len(s)%2 == 1 {
-		return s[len(s)/2]
-	}
-	return (s[len(s)/2-1] + s[len(s)/2]) / 2
+	return remotebench.Run(ctx, open, &b.prog, dir, n, b.stderr, "cairn")
 }

@@ -22,36 +22,29 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"flag"
 	"fmt"
 	"io"
-	"log/slog"
 	"math/rand/v2"
 	"os"
 	"os/exec"
 	"os/signal"
 	"path/filepath"
 	"slices"
-	"strconv"
 	"strings"
 	"time"
 
 	"example.com/cairn"
+	"example.com/cairn/bench/internal/remotebench"
 	"example.com/cairn/cli"
 	"example.com/cairn/cluster"
 )
 
 func main() {
-	if len(os.Args) > 1 {
-		switch os.Args[1] {
-		case "worker": // a cairn job
-			os.Exit(cli.Main(pipeline(os.Getenv("BENCH_RUN"), atoi(os.Getenv("BENCH_STEPS"))), nil))
-		case "trivial": // a bare job: the same work as a step
-			os.Exit(trivial(os.Args[2:]))
-		}
+	if code, ok := remotebench.JobMode(os.Args[1:]); ok { // a cairn job, or a bare one
+		os.Exit(code)
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
 	defer stop()
@@ -60,41 +53,6 @@ func main() {
 		os.Exit(1)
 	}
 }
-
-func atoi(s string) int { n, _ := strconv.Atoi(s); return n }
-
-// work is what every job does, bare or as a step: write a small file.
-func work(path string) error { return os.WriteFile(path, []byte("ok\n"), 0o644) }
-
-func trivial(args []string) int {
-	if len(args) != 1 {
-		return 2
-	}
-	if err := work(args[0]); err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 1
-	}
-	return 0
-}
-
-// pipeline is n independent trivial remote steps of one run.
-func pipeline(runID string, n int) iter {
-	env := map[string]string{"BENCH_RUN": runID, "BENCH_STEPS": strconv.Itoa(n)}
-	steps := make([]*cairn.Step, n)
-	for i := range steps {
-		steps[i] = &cairn.Step{
-			Name:   "trivial",
-			Attrs:  map[string]any{"run": runID, "i": i},
-			Remote: &cairn.RemoteSpec{Env: env, Resources: cluster.Resources{CPUs: 1, Memory: 64 * cluster.MiB}},
-			Func: func(ctx context.Context, out *cairn.Output) (any, error) {
-				return nil, work(filepath.Join(strings.TrimPrefix(out.Path, "file://"), "result"))
-			},
-		}
-	}
-	return cairn.Steps(steps...)
-}
-
-type iter = func(func(*cairn.Step) bool)
 
 type config struct {
 	repeat    int
@@ -148,7 +106,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	b := &bench{cfg: c, prog: prog, exe: exe, root: root, spec: spec, enc: json.NewEncoder(stdout)}
+	b := &bench{cfg: c, prog: prog, exe: exe, root: root, spec: spec, enc: json.NewEncoder(stdout), stderr: stderr}
 	var lat = map[string][]float64{}
 	// The order of the tools rotates from one repetition to the next, and
 	// each run starts after a random pause (see measure).
@@ -174,20 +132,20 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		}
 	}
 	if c.repeat > 0 {
-		bare := median(lat["bare"])
+		bare := remotebench.Median(lat["bare"])
 		fmt.Fprintf(stderr, "\nlatency of one trivial job, median of %d (s):\n", c.repeat)
 		fmt.Fprintf(stderr, "  %-30s %8.3f   (min %.3f, max %.3f)\n", "bare sbatch + squeue", bare, slices.Min(lat["bare"]), slices.Max(lat["bare"]))
 		for _, tool := range []string{"cairn", "cairn-unpacked"} {
-			crn := median(lat[tool])
+			crn := remotebench.Median(lat[tool])
 			fmt.Fprintf(stderr, "  %-30s %8.3f   (min %.3f, max %.3f; overhead %+.0f ms = %+.1f%% of bare)\n", label(tool), crn,
 				slices.Min(lat[tool]), slices.Max(lat[tool]), (crn-bare)*1000, (crn-bare)/bare*100)
 		}
 	}
 	if c.trepeat > 0 {
 		fmt.Fprintf(stderr, "throughput of %d independent trivial jobs, median of %d (s):\n", c.steps, c.trepeat)
-		thrBare := median(thrRuns["bare"])
+		thrBare := remotebench.Median(thrRuns["bare"])
 		for _, tool := range []string{"bare", "bare-array", "cairn", "cairn-unpacked"} {
-			d := median(thrRuns[tool])
+			d := remotebench.Median(thrRuns[tool])
 			fmt.Fprintf(stderr, "  %-30s %8.3f   (%.1f jobs/s; min %.3f, max %.3f; %.2fx bare's speed; sbatch calls %v)\n", label(tool), d,
 				float64(c.steps)/d, slices.Min(thrRuns[tool]), slices.Max(thrRuns[tool]), thrBare/d, calls[tool])
 		}
@@ -205,12 +163,13 @@ func label(tool string) string {
 }
 
 type bench struct {
-	cfg  config
-	prog cairn.Program // this binary, hashed once rather than in every timed run
-	exe  string
-	root string
-	spec string
-	enc  *json.Encoder
+	cfg    config
+	prog   cairn.Program // this binary, hashed once rather than in every timed run
+	exe    string
+	root   string
+	spec   string
+	enc    *json.Encoder
+	stderr io.Writer
 
 	lastSubmissions int // of the last measurement
 }
@@ -343,45 +302,20 @@ func (b *bench) bareArray(ctx context.Context, dir string, n int) (time.Duration
 	}
 }
 
-// cairn runs n remote steps through cairn.Run on a fresh prefix, from a
-// runner already started (as the bare baseline's "runner" is this process),
-// with packing on or off.
+// cairn runs n remote steps through cairn.Run (remotebench.Run), with
+// packing on or off.
 func (b *bench) cairn(ctx context.Context, dir string, n int, pack bool) (time.Duration, error) {
-	runID := filepath.Base(dir)
-	prefix := filepath.Join(dir, "prefix")
-	var logs bytes.Buffer
-	logger := slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	copts := &cluster.Options{Logger: logger}
+	tool := "cairn"
+	open := func(o *cluster.Options) (*cluster.Client, error) {
+		if !pack {
+			o.MaxPack = 1
+		}
+		return cli.DefaultClusters().Open(ctx, b.spec, o)
+	}
 	if !pack {
-		copts.MaxPack = 1
+		tool = "cairn-unpacked"
 	}
-	c, err := cli.DefaultClusters().Open(ctx, b.spec, copts)
-	if err != nil {
-		return 0, err
-	}
-	defer c.Close()
-	start := time.Now()
-	rep, err := cairn.Run(ctx, pipeline(runID, n), &cairn.RunOptions{
-		Prefix:        prefix,
-		Storage:       cli.DefaultStorage(),
-		MaxConcurrent: n,
-		Logger:        logger,
-		Remote: &cairn.RemoteOptions{
-			Cluster: c,
-			Program: &b.prog,
-			WorkerArgs: func(w cairn.WorkerJob) []string {
-				return []string{"worker", "--step", w.Step, "--path", w.Path, "--prefix", prefix, "--program-digest", w.Digest, "--log-level", "warn"}
-			},
-		},
-	})
-	d := time.Since(start)
-	if err != nil {
-		return 0, fmt.Errorf("%w\n%s", err, logs.String())
-	}
-	if got := rep.Count(cairn.Ran); got != n {
-		return 0, fmt.Errorf("%d steps ran, want %d", got, n)
-	}
-	return d, nil
+	return remotebench.Run(ctx, open, &b.prog, dir, n, b.stderr, label(tool))
 }
 
 // sbatchCalls counts the scheduler submissions of the steps under prefix
@@ -415,16 +349,4 @@ func sbatchCalls(prefix string) (int, error) {
 func rotate(tools []string, i int) []string {
 	i %= len(tools)
 	return append(slices.Clone(tools[i:]), tools[:i]...)
-}
-
-func median(xs []float64) float64 {
-	if len(xs) == 0 {
-		return 0
-	}
-	s := slices.Clone(xs)
-	slices.Sort(s)
-	if len(s)%2 == 1 {
-		return s[len(s)/2]
-	}
-	return (s[len(s)/2-1] + s[len(s)/2]) / 2
 }
