@@ -209,3 +209,51 @@ func TestVerifiedRunCache(t *testing.T) {
 		t.Errorf("cache after eviction = %q\nwant %q", names, want)
 	}
 }
+
+// Jobs starting together on an empty cache all run the program, and leave
+// one cached copy and nothing else.
+func TestVerifiedRunCacheConcurrentJobs(t *testing.T) {
+	dir := t.TempDir()
+	cache := filepath.Join(dir, "cache")
+	prog := filepath.Join(dir, "prog")
+	good := "#!/bin/sh\ntouch \"$1\"\n"
+	if err := os.WriteFile(prog, []byte(good), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	sum := sha256.Sum256([]byte(good))
+	digest := hex.EncodeToString(sum[:])
+	const jobs = 8
+	errs := make(chan error, jobs)
+	for i := range jobs {
+		go func() {
+			cmd := exec.Command("/bin/sh", "-c", driver.VerifiedRun, "cairn-step", digest, prog, filepath.Join(dir, fmt.Sprint("ran-", i)))
+			cmd.Env = []string{"PATH=" + os.Getenv("PATH"), "TMPDIR=" + dir, driver.ProgramCacheEnv + "=" + cache}
+			if out, err := cmd.CombinedOutput(); err != nil {
+				errs <- fmt.Errorf("job %d: %v: %s", i, err, out)
+				return
+			}
+			errs <- nil
+		}()
+	}
+	for range jobs {
+		if err := <-errs; err != nil {
+			t.Error(err)
+		}
+	}
+	for i := range jobs {
+		if _, err := os.Stat(filepath.Join(dir, fmt.Sprint("ran-", i))); err != nil {
+			t.Errorf("job %d did not run the program: %v", i, err)
+		}
+	}
+	ents, err := os.ReadDir(cache)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(ents) != 1 || ents[0].Name() != digest {
+		var names []string
+		for _, e := range ents {
+			names = append(names, e.Name())
+		}
+		t.Errorf("cache holds %q, want only %s", names, digest)
+	}
+}
