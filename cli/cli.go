@@ -293,6 +293,7 @@ func Main(steps iter.Seq[*cairn.Step], opts *Options) int {
 			printHelp(o.Stdout, fs, o.isProgramFlag)
 			return ExitOK
 		}
+		printFlagHint(o.Stderr, fs, err)
 		fmt.Fprintf(o.Stderr, "run %s --help for usage\n", progName())
 		return ExitUsage
 	}

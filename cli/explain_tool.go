@@ -31,6 +31,7 @@ func runToolExplain(o Options, args []string) int {
 		if errors.Is(err, flag.ErrHelp) {
 			return ExitOK
 		}
+		printFlagHint(o.Stderr, fs, err)
 		return ExitUsage
 	}
 	if fs.NArg() != 2 || fs.Arg(0) == "" || fs.Arg(1) == "" {

@@ -71,6 +71,7 @@ func runGraph(o Options, steps iter.Seq[*cairn.Step], args []string) int {
 		if errors.Is(err, flag.ErrHelp) {
 			return ExitOK
 		}
+		printFlagHint(o.Stderr, fs, err)
 		return ExitUsage
 	}
 	if fs.NArg() > 0 {

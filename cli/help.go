@@ -11,6 +11,8 @@ import (
 	"strings"
 
 	"example.com/cairn"
+
+	"example.com/cairn/internal/typo"
 )
 
 // command is one subcommand of a pipeline program, as --help lists it.
@@ -186,4 +188,20 @@ func (f remoteFlags) spec(getenv func(string) string) string {
 		return getenv("CAIRN_CLUSTER")
 	}
 	return DefaultClusterSpec
+}
+
+// printFlagHint follows the flag package's "flag provided but not defined"
+// error with the flag of fs the user most likely meant, if one is close:
+// "did you mean --prefix?".
+func printFlagHint(w io.Writer, fs *flag.FlagSet, err error) {
+	name, ok := strings.CutPrefix(err.Error(), "flag provided but not defined: ")
+	if !ok {
+		return
+	}
+	name = strings.TrimLeft(name, "-")
+	var names []string
+	fs.VisitAll(func(f *flag.Flag) { names = append(names, f.Name) })
+	if s := typo.Closest(name, names); s != "" {
+		fmt.Fprintf(w, "did you mean --%s?\n", s)
+	}
 }

@@ -75,6 +75,7 @@ func runProgramLogs(o Options, steps iter.Seq[*cairn.Step], args []string) int {
 		if errors.Is(err, flag.ErrHelp) {
 			return ExitOK
 		}
+		printFlagHint(o.Stderr, fs, err)
 		return ExitUsage
 	}
 	if fs.NArg() != 1 || fs.Arg(0) == "" {
@@ -178,6 +179,7 @@ func runToolLogs(o Options, args []string) int {
 		if errors.Is(err, flag.ErrHelp) {
 			return ExitOK
 		}
+		printFlagHint(o.Stderr, fs, err)
 		return ExitUsage
 	}
 	if fs.NArg() != 2 || fs.Arg(0) == "" || fs.Arg(1) == "" {

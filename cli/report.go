@@ -38,6 +38,7 @@ func runReport(o Options, program string, args []string) int {
 		if errors.Is(err, flag.ErrHelp) {
 			return ExitOK
 		}
+		printFlagHint(o.Stderr, fs, err)
 		return ExitUsage
 	}
 	pos := fs.Args()

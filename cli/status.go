@@ -32,6 +32,7 @@ func runStatus(o Options, args []string, own ownSteps) int {
 		if errors.Is(err, flag.ErrHelp) {
 			return ExitOK
 		}
+		printFlagHint(o.Stderr, fs, err)
 		return ExitUsage
 	}
 	if err := checkPositive("lease-stale-after", *staleAfter); err != nil {

@@ -129,6 +129,7 @@ func runPath(o Options, args []string) int {
 		if errors.Is(err, flag.ErrHelp) {
 			return ExitOK
 		}
+		printFlagHint(o.Stderr, fs, err)
 		return ExitUsage
 	}
 	if fs.NArg() != 1 {

@@ -166,3 +166,35 @@ func TestPathRejectsBadDeps(t *testing.T) {
 		t.Errorf("cairn %q = %d (%s), want a usage error", args, code, errb.String())
 	}
 }
+
+// A misspelt flag is a usage error that names the flag most likely meant,
+// on every command; a flag like none gets no guess.
+func TestMisspeltFlagHint(t *testing.T) {
+	var n atomic.Int32
+	steps := []*cairn.Step{countingStep(&n)}
+	prefix := filepath.Join(t.TempDir(), "p")
+	for _, tc := range []struct {
+		args []string
+		hint string
+	}{
+		{[]string{"--prefx", prefix}, "did you mean --prefix?"},
+		{[]string{"--max-concurent", "2", "--prefix", prefix}, "did you mean --max-concurrent?"},
+		{[]string{"status", "--prefix", prefix, "--jsn"}, "did you mean --json?"},
+		{[]string{"logs", "counted", "--folow", "--prefix", prefix}, "did you mean --follow?"},
+		{[]string{"graph", "--formt", "dot"}, "did you mean --format?"},
+		{[]string{"--zzz"}, ""},
+	} {
+		code, _, stderr := mainOf(t, steps, tc.args...)
+		got := strings.Contains(stderr, "did you mean")
+		if code != cli.ExitUsage || tc.hint != "" && !strings.Contains(stderr, tc.hint) || tc.hint == "" && got {
+			t.Errorf("%v: code %d, stderr:\n%s\nwant exit %d and hint %q", tc.args, code, stderr, cli.ExitUsage, tc.hint)
+		}
+	}
+	if n.Load() != 0 {
+		t.Errorf("a step ran %d times", n.Load())
+	}
+	code, _, stderr := toolOf(t, "status", "--jsn")
+	if code != cli.ExitUsage || !strings.Contains(stderr, "did you mean --json?") {
+		t.Errorf("cairn status --jsn: code %d, stderr:\n%s", code, stderr)
+	}
+}

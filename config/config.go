@@ -46,6 +46,8 @@ import (
 	"time"
 
 	"go.yaml.in/yaml/v3"
+
+	"example.com/cairn/internal/typo"
 )
 
 // Error is a configuration error: a document that does not parse or does
@@ -698,7 +700,7 @@ func (d *decoder) field(fields []field, name, path string, at *yaml.Node) (field
 		}
 	}
 	msg := fmt.Sprintf("unknown field %q in %s", name, what(path))
-	if s := closest(name, fields); s != "" {
+	if s := typo.Closest(name, fieldNames(fields)); s != "" {
 		msg += fmt.Sprintf("; did you mean %q?", s)
 	}
 	if len(fields) == 0 {
@@ -716,60 +718,14 @@ func what(path string) string {
 	return path
 }
 
-func names(fields []field) string {
+func names(fields []field) string { return strings.Join(fieldNames(fields), ", ") }
+
+func fieldNames(fields []field) []string {
 	s := make([]string, len(fields))
 	for i, f := range fields {
 		s[i] = f.name
 	}
-	return strings.Join(s, ", ")
-}
-
-// closest returns the field name nearest to name, if one is near enough
-// to be a likely typo: the same but for case, within an edit distance of
-// a third of its length (at least 1, at most 3), or starting with name
-// (of 3 bytes or more).
-func closest(name string, fields []field) string {
-	best, bestD := "", 0
-	for _, f := range fields {
-		if strings.EqualFold(f.name, name) {
-			return f.name
-		}
-		d := editDistance(strings.ToLower(name), strings.ToLower(f.name))
-		if len(name) >= 3 && strings.HasPrefix(strings.ToLower(f.name), strings.ToLower(name)) {
-			d = 1 // an abbreviation: "vocab" for "vocab_size"
-		}
-		if limit := min(max(len(f.name)/3, 1), 3); d <= limit && (best == "" || d < bestD) {
-			best, bestD = f.name, d
-		}
-	}
-	return best
-}
-
-// editDistance is the optimal-string-alignment distance between a and b,
-// in bytes: insertions, deletions, substitutions and transpositions of
-// adjacent bytes ("trian" is one edit from "train").
-func editDistance(a, b string) int {
-	d := make([][]int, len(a)+1)
-	for i := range d {
-		d[i] = make([]int, len(b)+1)
-		d[i][0] = i
-	}
-	for j := range d[0] {
-		d[0][j] = j
-	}
-	for i := 1; i <= len(a); i++ {
-		for j := 1; j <= len(b); j++ {
-			cost := 1
-			if a[i-1] == b[j-1] {
-				cost = 0
-			}
-			d[i][j] = min(d[i-1][j]+1, d[i][j-1]+1, d[i-1][j-1]+cost)
-			if i > 1 && j > 1 && a[i-1] == b[j-2] && a[i-2] == b[j-1] {
-				d[i][j] = min(d[i][j], d[i-2][j-2]+1)
-			}
-		}
-	}
-	return d[len(a)][len(b)]
+	return s
 }
 
 func join(path, name string) string {
