@@ -61,11 +61,15 @@ const (
 	// accepts. SubmitPack splits a pack into several Jobs when its table
 	// would make a Job (or its pods) large; see maxPackBytes.
 	DefaultMaxPack = 500
-	// maxPackBytes bounds the bytes of element tables in one Job's
-	// containers (the table is repeated in every setup container) and of
-	// its manifest annotation, far below etcd's 1.5 MiB object limit and
-	// the 256 KiB limit on an object's annotations.
-	maxPackBytes = 128 << 10
+	// maxPackBytes bounds the bytes of the element table of one Job
+	// (counted once per container, as it is in every container's argv).
+	// The table is copied into every pod of the Job, so a Job of n
+	// elements stores n times it: packs are kept small enough that this
+	// costs the API server, the scheduler and the watches little (on the
+	// test control plane, 128 KiB packs of 100 elements made a 100-step
+	// run slower than one Job per step), and far below etcd's 1.5 MiB
+	// object limit and the 256 KiB limit on annotations.
+	maxPackBytes = 16 << 10
 )
 
 // packElement is an entry of a pack's manifest.

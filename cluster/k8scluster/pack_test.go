@@ -260,3 +260,45 @@ func TestPackElementEvicted(t *testing.T) {
 		t.Errorf("element 1, attempt 1 log = %q", got)
 	}
 }
+
+// Jobs with a time limit are not packed into one Job (its deadline would
+// count from the start of the whole pack, not of each element): SubmitPack
+// submits each as a Job of its own, with its own deadline.
+func TestPackWithTimeLimitIsOneJobEach(t *testing.T) {
+	kc := clientset(t)
+	t.Parallel()
+	ns := namespace(t, kc)
+	s := newScheduler(t, kc, ns)
+	defer s.Close()
+	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
+	defer cancel()
+	specs := []*driver.JobSpec{packSpec(t, 0, `echo "element $ELEMENT"`), packSpec(t, 1, `echo "element $ELEMENT"`)}
+	for _, sp := range specs {
+		sp.Resources.TimeLimit = time.Minute
+	}
+	ids, err := s.SubmitPack(ctx, specs)
+	if err != nil {
+		t.Fatalf("SubmitPack: %v", err)
+	}
+	for i, id := range ids {
+		if strings.Count(id, "/") != 1 {
+			t.Errorf("element %d has ID %s, want a Job of its own (JOBNAME/UID)", i, id)
+		}
+		if st := waitElement(t, ctx, s, id); st.State != driver.Succeeded {
+			t.Errorf("element %d: %+v", i, st)
+		}
+		want := "element " + string(rune('a'+i)) + "\n"
+		if got := readFile(t, filepath.Join(specs[i].LogDir, driver.LogName(1))); got != want {
+			t.Errorf("element %d log = %q, want %q", i, got, want)
+		}
+	}
+	jobs, err := kc.BatchV1().Jobs(ns).List(ctx, metav1.ListOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, j := range jobs.Items {
+		if j.Spec.ActiveDeadlineSeconds == nil || *j.Spec.ActiveDeadlineSeconds != 60 || *j.Spec.Completions != 1 {
+			t.Errorf("Job %s: deadline %v, completions %d; want 60 s, 1", j.Name, j.Spec.ActiveDeadlineSeconds, *j.Spec.Completions)
+		}
+	}
+}
