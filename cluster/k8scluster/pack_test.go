@@ -302,3 +302,41 @@ func TestPackWithTimeLimitIsOneJobEach(t *testing.T) {
 		}
 	}
 }
+
+// An element whose log directory is a symbolic link fails alone, before
+// anything runs, writing nothing through the link; its pack-mates run.
+func TestPackSymlinkedLogFailsOneElement(t *testing.T) {
+	kc := clientset(t)
+	t.Parallel()
+	ns := namespace(t, kc)
+	s := newScheduler(t, kc, ns)
+	defer s.Close()
+	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
+	defer cancel()
+	specs := []*driver.JobSpec{packSpec(t, 0, `echo "element $ELEMENT"`), packSpec(t, 1, `echo "element $ELEMENT"`), packSpec(t, 2, `echo "element $ELEMENT"`)}
+	target := t.TempDir()
+	link := filepath.Join(t.TempDir(), "logs")
+	if err := os.Symlink(target, link); err != nil {
+		t.Fatal(err)
+	}
+	specs[1].LogDir = link
+	ids, err := s.SubmitPack(ctx, specs)
+	if err != nil {
+		t.Fatalf("SubmitPack: %v", err)
+	}
+	if st := waitElement(t, ctx, s, ids[1]); st.State != driver.Failed || !strings.Contains(st.Reason, "symbolic link") {
+		t.Errorf("element with a symbolic-link log: %+v, want failed", st)
+	}
+	for _, i := range []int{0, 2} {
+		if st := waitElement(t, ctx, s, ids[i]); st.State != driver.Succeeded {
+			t.Errorf("element %d: %+v, want succeeded", i, st)
+		}
+		want := "element " + string(rune('a'+i)) + "\n"
+		if got := readFile(t, filepath.Join(specs[i].LogDir, driver.LogName(1))); got != want {
+			t.Errorf("element %d log = %q, want %q", i, got, want)
+		}
+	}
+	if entries, _ := os.ReadDir(target); len(entries) != 0 {
+		t.Errorf("wrote %d files through the symbolic link", len(entries))
+	}
+}
