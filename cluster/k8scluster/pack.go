@@ -44,8 +44,11 @@ import (
 //   - Cancel marks the index cancelled (annotation cairn.dev/cancelled-INDEX)
 //     and deletes the index's pods; a deleted pod fails its index, which
 //     Kubernetes then never runs again. A pod of a cancelled index created
-//     afterwards (the job controller had not seen the deletion) is deleted
-//     by whichever client polls the element.
+//     afterwards (the job controller had not seen the deletion, or a queue
+//     admitted the pack later) is deleted by whichever client polls any
+//     element of the pack. Once every index is cancelled or finished, the
+//     Job itself is cancelled and suspended, as a job of its own is, so a
+//     pack still waiting in a queue never starts.
 //
 // The Job's time limit (activeDeadlineSeconds) would count from the start
 // of the whole Job, not of each element: jobs with a time limit are not
@@ -442,6 +445,18 @@ func (s *Scheduler) elementStatus(ctx context.Context, id, name, uid string, ind
 	if err != nil {
 		return driver.Status{}, apiError("list pods of job "+name, err)
 	}
+	// Any client polling any element of the pack stops the pods of
+	// cancelled indexes (created after their Cancel, as when a queue
+	// admits the pack later).
+	var stale []*corev1.Pod
+	for _, p := range all {
+		ix, err := strconv.Atoi(p.Annotations[annotationIndex])
+		if err == nil && ix != index && j.Annotations[annotationCancelIdx+strconv.Itoa(ix)] != "" &&
+			p.Status.Phase != corev1.PodSucceeded && p.Status.Phase != corev1.PodFailed {
+			stale = append(stale, p)
+		}
+	}
+	s.stopPods(ctx, stale)
 	pods := elementPods(all, index)
 	restarts := restartsOf(pods)
 	st := s.indexStatus(ctx, j, index, pods)
@@ -571,12 +586,28 @@ func (s *Scheduler) cancelElement(ctx context.Context, id, name, uid string, ind
 	}
 	patch := fmt.Sprintf(`[{"op":"test","path":"/metadata/uid","value":%q},`+
 		`{"op":"add","path":"/metadata/annotations/%s","value":"true"}]`, uid, strings.ReplaceAll(annotationCancelIdx+strconv.Itoa(index), "/", "~1"))
-	_, err = s.client.BatchV1().Jobs(s.ns).Patch(ctx, name, types.JSONPatchType, []byte(patch), metav1.PatchOptions{})
+	patched, err := s.client.BatchV1().Jobs(s.ns).Patch(ctx, name, types.JSONPatchType, []byte(patch), metav1.PatchOptions{})
 	if err != nil {
 		if apierrors.IsInvalid(err) || strings.Contains(err.Error(), "test operation") {
 			return &Error{Op: "cancel " + id, Code: driver.NotFound, Err: errors.New("no such job")}
 		}
 		return apiError("cancel "+id, err)
+	}
+	// When no index is left to run, the whole Job is cancelled (and
+	// suspended), as a job of its own is: a pack waiting in a queue is
+	// then never started.
+	left := false
+	for i := range int(*patched.Spec.Completions) {
+		if !cancelledIndex(patched, i) && !inIndexes(patched.Status.CompletedIndexes, i) &&
+			(patched.Status.FailedIndexes == nil || !inIndexes(*patched.Status.FailedIndexes, i)) {
+			left = true
+			break
+		}
+	}
+	if !left {
+		if err := s.cancelJob(ctx, name, uid); err != nil {
+			return err
+		}
 	}
 	// The pods of the index, read from the API server: the cache may not
 	// have the newest yet.

@@ -340,3 +340,45 @@ func TestPackSymlinkedLogFailsOneElement(t *testing.T) {
 		t.Errorf("wrote %d files through the symbolic link", len(entries))
 	}
 }
+
+// Cancelling every element of a pack cancels its Job as a whole
+// (suspended), so that a pack still waiting in a queue never starts.
+func TestPackCancelAllElements(t *testing.T) {
+	kc := clientset(t)
+	t.Parallel()
+	ns := namespace(t, kc)
+	s := newScheduler(t, kc, ns)
+	defer s.Close()
+	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
+	defer cancel()
+	specs := []*driver.JobSpec{packSpec(t, 0, `sleep 600`), packSpec(t, 1, `sleep 600`)}
+	ids, err := s.SubmitPack(ctx, specs)
+	if err != nil {
+		t.Fatalf("SubmitPack: %v", err)
+	}
+	name := ids[0][:strings.IndexByte(ids[0], '/')]
+	if err := s.Cancel(ctx, ids[0]); err != nil {
+		t.Fatal(err)
+	}
+	j, err := kc.BatchV1().Jobs(ns).Get(ctx, name, metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if j.Spec.Suspend != nil && *j.Spec.Suspend {
+		t.Fatal("cancelling one element of two suspended the pack")
+	}
+	if err := s.Cancel(ctx, ids[1]); err != nil {
+		t.Fatal(err)
+	}
+	if j, err = kc.BatchV1().Jobs(ns).Get(ctx, name, metav1.GetOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if j.Spec.Suspend == nil || !*j.Spec.Suspend {
+		t.Error("cancelling every element did not suspend the pack")
+	}
+	for i, id := range ids {
+		if st := waitElement(t, ctx, s, id); st.State != driver.Stopped {
+			t.Errorf("element %d: %+v, want stopped", i, st)
+		}
+	}
+}

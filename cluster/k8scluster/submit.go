@@ -188,12 +188,18 @@ func (s *Scheduler) Cancel(ctx context.Context, id string) error {
 	if err != nil {
 		return &Error{Op: "cancel", Code: driver.NotFound, Err: err}
 	}
+	return s.cancelJob(ctx, name, uid)
+}
+
+// cancelJob marks the Job name (UID uid) cancelled and suspends it.
+func (s *Scheduler) cancelJob(ctx context.Context, name, uid string) error {
+	id := name + "/" + uid
 	// The test operation makes the patch apply to this Job only, not to
 	// one recreated under the same name.
 	patch := fmt.Sprintf(`[{"op":"test","path":"/metadata/uid","value":%q},`+
 		`{"op":"add","path":"/metadata/annotations/%s","value":"true"},`+
 		`{"op":"add","path":"/spec/suspend","value":true}]`, uid, strings.ReplaceAll(annotationCancelled, "/", "~1"))
-	_, err = s.client.BatchV1().Jobs(s.ns).Patch(ctx, name, types.JSONPatchType, []byte(patch), metav1.PatchOptions{})
+	_, err := s.client.BatchV1().Jobs(s.ns).Patch(ctx, name, types.JSONPatchType, []byte(patch), metav1.PatchOptions{})
 	switch {
 	case err == nil:
 		return nil
