@@ -16,7 +16,7 @@
 //
 // Usage:
 //
-//	KUBECONFIG=... go run ./bench/k8s [-repeat 10] [-throughput-repeat 3] [-steps 100] [-namespace default] [-image I] [-tmp DIR]
+//	KUBECONFIG=... go run ./bench/k8s [-repeat 10] [-throughput-repeat 3] [-steps 100] [-pack N] [-namespace default] [-image I] [-tmp DIR]
 package main
 
 import (
@@ -30,6 +30,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -66,6 +67,7 @@ type config struct {
 	namespace string
 	image     string
 	tmp       string
+	pack      int
 }
 
 type result struct {
@@ -86,6 +88,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs.StringVar(&c.namespace, "namespace", "default", "namespace of the Jobs")
 	fs.StringVar(&c.image, "image", "cairn.test/host-filesystem:none", "container image of the Jobs (the test cluster's node agent uses none)")
 	fs.StringVar(&c.tmp, "tmp", "", "parent of the temporary directory (default $TMPDIR)")
+	fs.IntVar(&c.pack, "pack", 0, "most steps cairn packs into one Indexed Job (k8s?pack=N); 1 submits each alone, 0 is the default")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -107,7 +110,11 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	defer os.RemoveAll(root)
-	spec := "k8s?" + url.Values{"namespace": {c.namespace}, "image": {c.image}}.Encode()
+	params := url.Values{"namespace": {c.namespace}, "image": {c.image}}
+	if c.pack > 0 {
+		params.Set("pack", strconv.Itoa(c.pack))
+	}
+	spec := "k8s?" + params.Encode()
 	prog, err := cairn.CurrentProgram()
 	if err != nil {
 		return err

@@ -68,6 +68,17 @@
 // symbolic links; a log directory or file that is a link fails the attempt
 // without creating anything.
 //
+// # Packs
+//
+// Jobs with the same request that are ready together (driver.Packer) are
+// submitted as one Indexed Job, element i running as completion index i,
+// each element still its own job: its own ID ("JOBNAME/UID/INDEX"),
+// environment and arguments (selected inside the pod by
+// JOB_COMPLETION_INDEX from a table fixed in the Job's spec), log, exit
+// status, in-place restarts and cancellation (its index's pods deleted,
+// which fails that index alone). See pack.go. The image must then also
+// have env(1).
+//
 // # Ownership and adoption
 //
 // Find lists only Jobs in the scheduler's namespace, created by cairn
@@ -137,8 +148,8 @@ type Volume struct {
 	MountPath string
 }
 
-// Scheduler runs jobs as Kubernetes Jobs. It implements driver.Scheduler
-// and driver.Adopter.
+// Scheduler runs jobs as Kubernetes Jobs. It implements driver.Scheduler,
+// driver.Adopter and driver.Packer.
 type Scheduler struct {
 	client kubernetes.Interface
 	ns     string

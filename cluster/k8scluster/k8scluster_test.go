@@ -145,6 +145,7 @@ func TestConformance(t *testing.T) {
 		Replicas:           true,
 		TimeLimit:          time.Second, // activeDeadlineSeconds: whole seconds
 		TimeLimitRounding:  time.Second,
+		Packs:              true,
 		Timeout:            3 * time.Minute,
 	})
 }

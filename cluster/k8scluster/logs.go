@@ -161,7 +161,9 @@ func (s *Scheduler) stream(w *watch, pods []*corev1.Pod) (complete bool) {
 				// Setup runs in every replica's pod; its output is
 				// copied from the first replica's only, as the job's
 				// setup is printed once on the other backends.
-				if p.Annotations[annotationIndex] != "0" && strings.HasPrefix(c, "setup-") {
+				// (An element of a pack is one replica: its setup is
+				// its own.)
+				if w.replicas > 1 && p.Annotations[annotationIndex] != "0" && strings.HasPrefix(c, "setup-") {
 					continue
 				}
 				containers = append(containers, c)

@@ -304,7 +304,7 @@ func jobID(j *batchv1.Job) string { return j.Name + "/" + string(j.UID) }
 // parseID splits a job ID.
 func parseID(id string) (name, uid string, err error) {
 	name, uid, ok := strings.Cut(id, "/")
-	if !ok || name == "" || uid == "" {
+	if !ok || name == "" || uid == "" || strings.Contains(uid, "/") {
 		return "", "", fmt.Errorf("invalid job ID %q: want JOBNAME/UID", id)
 	}
 	return name, uid, nil

@@ -38,6 +38,9 @@ func (s *Scheduler) status(ctx context.Context, id string) (driver.Status, error
 	}
 	w := s.watched[id]
 	s.mu.Unlock()
+	if name, uid, index, ok := parseElementID(id); ok {
+		return s.elementStatus(ctx, id, name, uid, index)
+	}
 	gone := driver.Status{State: driver.Gone, ExitCode: -1}
 	name, uid, err := parseID(id)
 	if err != nil {

@@ -26,16 +26,9 @@ func (s *Scheduler) Submit(ctx context.Context, spec *driver.JobSpec) (string, e
 	if err := spec.Validate(); err != nil {
 		return "", &Error{Op: "submit", Code: driver.Invalid, Err: err}
 	}
-	image := spec.Image
-	if image == "" {
-		image = s.opts.Image
-	}
-	if image == "" {
-		return "", &Error{Op: "submit " + spec.Name, Code: driver.Invalid,
-			Err: errors.New("no container image: name one in the job's environment (RemoteSpec) or with k8s?image=")}
-	}
-	if strings.ContainsAny(image, " \t\r\n") {
-		return "", &Error{Op: "submit " + spec.Name, Code: driver.Invalid, Err: fmt.Errorf("container image %q contains white space", image)}
+	image, err := s.image(spec)
+	if err != nil {
+		return "", err
 	}
 	w := newWatch(spec.LogDir, spec.Attempt, spec.Replicas, false)
 	// The log is opened before anything runs: a log path that is a
@@ -90,6 +83,22 @@ func (s *Scheduler) Submit(ctx context.Context, spec *driver.JobSpec) (string, e
 	}
 }
 
+// image returns the container image of spec.
+func (s *Scheduler) image(spec *driver.JobSpec) (string, error) {
+	image := spec.Image
+	if image == "" {
+		image = s.opts.Image
+	}
+	if image == "" {
+		return "", &Error{Op: "submit " + spec.Name, Code: driver.Invalid,
+			Err: errors.New("no container image: name one in the job's environment (RemoteSpec) or with k8s?image=")}
+	}
+	if strings.ContainsAny(image, " \t\r\n") {
+		return "", &Error{Op: "submit " + spec.Name, Code: driver.Invalid, Err: fmt.Errorf("container image %q contains white space", image)}
+	}
+	return image, nil
+}
+
 // track starts streaming the logs of job id into w and returns id.
 func (s *Scheduler) track(id string, w *watch) string {
 	s.mu.Lock()
@@ -105,6 +114,10 @@ func (s *Scheduler) track(id string, w *watch) string {
 // Adopt implements driver.Adopter: the portable layer adopted job id (found
 // by Find) for spec, whose log directory the pods' output goes to.
 func (s *Scheduler) Adopt(_ context.Context, id string, spec *driver.JobSpec) error {
+	if _, _, _, ok := parseElementID(id); ok {
+		s.track(id, newWatch(spec.LogDir, spec.Attempt, 1, true))
+		return nil
+	}
 	if _, _, err := parseID(id); err != nil {
 		return &Error{Op: "adopt", Code: driver.NotFound, Err: err}
 	}
@@ -147,6 +160,11 @@ func (s *Scheduler) Find(ctx context.Context, name string) ([]driver.Found, erro
 		}
 		found = append(found, driver.Found{ID: jobID(j), Tag: j.Annotations[annotationTag], State: st.State, Attempt: max(attempt, 0)})
 	}
+	elements, err := s.findElements(ctx, name)
+	if err != nil {
+		return nil, err
+	}
+	found = append(found, elements...)
 	slices.SortFunc(found, func(a, b driver.Found) int { return strings.Compare(a.ID, b.ID) })
 	return found, nil
 }
@@ -163,16 +181,25 @@ func (s *Scheduler) Cancel(ctx context.Context, id string) error {
 	if refused {
 		return nil
 	}
+	if name, uid, index, ok := parseElementID(id); ok {
+		return s.cancelElement(ctx, id, name, uid, index)
+	}
 	name, uid, err := parseID(id)
 	if err != nil {
 		return &Error{Op: "cancel", Code: driver.NotFound, Err: err}
 	}
+	return s.cancelJob(ctx, name, uid)
+}
+
+// cancelJob marks the Job name (UID uid) cancelled and suspends it.
+func (s *Scheduler) cancelJob(ctx context.Context, name, uid string) error {
+	id := name + "/" + uid
 	// The test operation makes the patch apply to this Job only, not to
 	// one recreated under the same name.
 	patch := fmt.Sprintf(`[{"op":"test","path":"/metadata/uid","value":%q},`+
 		`{"op":"add","path":"/metadata/annotations/%s","value":"true"},`+
 		`{"op":"add","path":"/spec/suspend","value":true}]`, uid, strings.ReplaceAll(annotationCancelled, "/", "~1"))
-	_, err = s.client.BatchV1().Jobs(s.ns).Patch(ctx, name, types.JSONPatchType, []byte(patch), metav1.PatchOptions{})
+	_, err := s.client.BatchV1().Jobs(s.ns).Patch(ctx, name, types.JSONPatchType, []byte(patch), metav1.PatchOptions{})
 	switch {
 	case err == nil:
 		return nil
