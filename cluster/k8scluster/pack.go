@@ -527,32 +527,7 @@ func (s *Scheduler) indexStatus(ctx context.Context, j *batchv1.Job, i int, pods
 			return failure(c, pods)
 		}
 	}
-	for _, p := range active {
-		if p.Status.Phase == corev1.PodRunning {
-			st.State, st.Reason = driver.Running, "Running"
-			return st
-		}
-	}
-	st.State, st.Reason = driver.Pending, "Pending"
-	if j.Spec.Suspend != nil && *j.Spec.Suspend {
-		st.Reason = "Pending (suspended"
-		if q := j.Labels[labelQueue]; q != "" {
-			st.Reason += ": waiting for Kueue to admit it from queue " + q
-		}
-		st.Reason += ")"
-		return st
-	}
-	for _, p := range active {
-		if why := pendingReason(p); why != "" {
-			st.Reason = "Pending (" + why + ")"
-			if unschedulable(p) && !s.fitsSomeNode(ctx, p) {
-				st.State, st.Cause = driver.Failed, driver.CauseUnsatisfiable
-				st.Reason = "no node can ever run it: " + why
-			}
-			break
-		}
-	}
-	return st
+	return s.unfinishedStatus(ctx, j, active, st)
 }
 
 // stopPods deletes pods of a cancelled element that are not being

@@ -147,6 +147,15 @@ func (s *Scheduler) jobStatus(ctx context.Context, j *batchv1.Job, pods []*corev
 			return failure(c, pods)
 		}
 	}
+	return s.unfinishedStatus(ctx, j, active, st)
+}
+
+// unfinishedStatus completes st for a Job (or an index of a pack) that
+// has not finished, from its unfinished pods active: running if one of
+// them runs; else pending, with why (suspended, waiting for Kueue, the
+// scheduler's reason), or failed as unsatisfiable if no node could ever
+// hold the pod.
+func (s *Scheduler) unfinishedStatus(ctx context.Context, j *batchv1.Job, active []*corev1.Pod, st driver.Status) driver.Status {
 	for _, p := range active {
 		if p.Status.Phase == corev1.PodRunning {
 			st.State, st.Reason = driver.Running, "Running"
