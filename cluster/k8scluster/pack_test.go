@@ -223,9 +223,14 @@ func TestPackElementEvicted(t *testing.T) {
 		t.Fatalf("SubmitPack: %v", err)
 	}
 	var pod *corev1.Pod
-	waitFor(t, ctx, "a running pod of index 1", func() bool {
+	// Evicted once its first attempt has logged (a pod evicted before its
+	// command ran would leave no first log to check).
+	waitFor(t, ctx, "a running pod of index 1 whose first line is in the log", func() bool {
 		if _, err := s.Status(ctx, ids); err != nil {
 			t.Fatal(err)
+		}
+		if data, _ := os.ReadFile(filepath.Join(specs[1].LogDir, driver.LogName(1))); string(data) != "element b attempt 1\n" {
+			return false
 		}
 		for _, p := range elementPods(t, ctx, kc, ns, ids[1], "1") {
 			if p.Status.Phase == corev1.PodRunning {
