@@ -458,26 +458,9 @@ func (s *Scheduler) elementStatus(ctx context.Context, id, name, uid string, ind
 	}
 	s.stopPods(ctx, stale)
 	pods := elementPods(all, index)
-	restarts := restartsOf(pods)
 	st := s.indexStatus(ctx, j, index, pods)
-	st.Restarts = restarts
-	if w != nil {
-		if err := w.failure(); err != nil {
-			_ = s.Cancel(context.WithoutCancel(ctx), id)
-			return driver.Status{State: driver.Failed, Cause: driver.CauseOther, ExitCode: -1, Reason: err.Error(), Restarts: restarts}, nil
-		}
-		complete := s.stream(w, pods)
-		if !complete && st.State != driver.Pending && st.State != driver.Running {
-			return driver.Status{State: driver.Running, ExitCode: -1, Reason: "finished; copying its log", Restarts: restarts}, nil
-		}
-		if st.State != driver.Pending && st.State != driver.Running {
-			s.mu.Lock()
-			delete(s.watched, id)
-			s.mu.Unlock()
-			w.close()
-		}
-	}
-	return st, nil
+	st.Restarts = restartsOf(pods)
+	return s.withLog(ctx, id, w, pods, st), nil
 }
 
 // indexStatus maps index i of a pack and its pods to a status.

@@ -58,32 +58,40 @@ func (s *Scheduler) status(ctx context.Context, id string) (driver.Status, error
 		return driver.Status{}, apiError("list pods of job "+name, err)
 	}
 	slices.SortFunc(pods, func(a, b *corev1.Pod) int { return a.CreationTimestamp.Compare(b.CreationTimestamp.Time) })
-	restarts := restartsOf(pods)
 	st := s.jobStatus(ctx, j, pods)
-	st.Restarts = restarts
-	if w != nil {
-		if err := w.failure(); err != nil {
-			// The log could not be written (a restart's log path is a
-			// symbolic link): the attempt fails, and so does the Job.
-			_ = s.Cancel(context.WithoutCancel(ctx), id)
-			return driver.Status{State: driver.Failed, Cause: driver.CauseOther, ExitCode: -1, Reason: err.Error(), Restarts: restarts}, nil
-		}
-		complete := s.stream(w, pods)
-		if !complete && st.State != driver.Pending && st.State != driver.Running {
-			// Finished, but its output is not all in the log yet.
-			return driver.Status{State: driver.Running, ExitCode: -1, Reason: "finished; copying its log", Restarts: restarts}, nil
-		}
-		if st.State != driver.Pending && st.State != driver.Running {
-			s.mu.Lock()
-			delete(s.watched, id)
-			s.mu.Unlock()
-			w.close()
-		}
-	}
+	st.Restarts = restartsOf(pods)
 	// A cancelled Job stays, suspended and without pods, for every client
 	// watching it to see it stopped (a deleted one would look lost); the
 	// next submission of the same attempt replaces it.
-	return st, nil
+	return s.withLog(ctx, id, w, pods, st), nil
+}
+
+// withLog completes st, the status of job (or pack element) id whose pods
+// are pods, with the streaming of its log into w, if this process streams
+// it (w not nil): a log that cannot be written fails the attempt (its
+// path is a symbolic link) and cancels it; a finished attempt whose
+// output is not all in the log yet is still running; the stream of a
+// finished one is closed.
+func (s *Scheduler) withLog(ctx context.Context, id string, w *watch, pods []*corev1.Pod, st driver.Status) driver.Status {
+	if w == nil {
+		return st
+	}
+	if err := w.failure(); err != nil {
+		_ = s.Cancel(context.WithoutCancel(ctx), id)
+		return driver.Status{State: driver.Failed, Cause: driver.CauseOther, ExitCode: -1, Reason: err.Error(), Restarts: st.Restarts}
+	}
+	complete := s.stream(w, pods)
+	finished := st.State != driver.Pending && st.State != driver.Running
+	if !complete && finished {
+		return driver.Status{State: driver.Running, ExitCode: -1, Reason: "finished; copying its log", Restarts: st.Restarts}
+	}
+	if finished {
+		s.mu.Lock()
+		delete(s.watched, id)
+		s.mu.Unlock()
+		w.close()
+	}
+	return st
 }
 
 // restartsOf counts the in-place restarts of a Job: the pods the job
